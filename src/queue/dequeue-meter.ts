@@ -1,0 +1,65 @@
+import { sql } from 'kysely';
+import type { Executor } from './executor.ts';
+
+/** How often counted deliveries are written to holdline.dequeue_counts. */
+export const DEQUEUE_FLUSH_INTERVAL_MS_DEFAULT = 5_000;
+
+/**
+ * Counts deliveries per queue in memory and adds them to holdline.dequeue_counts every few
+ * seconds, the source of estimated waits. Counting on the receive path would make every
+ * receiver of a queue update one row; this costs one upsert per flush instead. Counts of a
+ * crashed process since its last flush are lost: they only feed an estimate.
+ */
+export class DequeueMeter {
+  private counts = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly db: Executor,
+    private readonly intervalMs = DEQUEUE_FLUSH_INTERVAL_MS_DEFAULT,
+    private readonly onError: (error: unknown) => void = () => undefined,
+  ) {}
+
+  /** Counts `deliveries` just leased from `queue`. */
+  record(queue: string, deliveries: number): void {
+    if (deliveries > 0) this.counts.set(queue, (this.counts.get(queue) ?? 0) + deliveries);
+  }
+
+  start(): void {
+    if (this.timer !== undefined) return;
+    this.timer = setInterval(() => void this.flush(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops the timer and writes what is counted. Safe to call twice. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.flush();
+  }
+
+  /** Writes the counts so far; failures go to onError and the counts are kept for later. */
+  flush(): Promise<void> {
+    this.flushing = this.flushing.then(() => this.write());
+    return this.flushing;
+  }
+
+  private async write(): Promise<void> {
+    if (this.counts.size === 0) return;
+    const counts = this.counts;
+    this.counts = new Map();
+    try {
+      await sql`
+        INSERT INTO holdline.dequeue_counts (queue, minute, deliveries)
+        SELECT q, date_trunc('minute', now()), n
+        FROM unnest(${[...counts.keys()]}::text[], ${[...counts.values()]}::bigint[]) AS c(q, n)
+        ON CONFLICT (queue, minute)
+        DO UPDATE SET deliveries = holdline.dequeue_counts.deliveries + excluded.deliveries
+      `.execute(this.db);
+    } catch (error) {
+      for (const [queue, n] of counts) this.record(queue, n);
+      this.onError(error);
+    }
+  }
+}

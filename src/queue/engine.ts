@@ -1,0 +1,237 @@
+import type { Logger } from 'pino';
+import type { Listener } from '../db/listener.ts';
+import { ack, ackBatch } from './ack.ts';
+import { DequeueMeter } from './dequeue-meter.ts';
+import { QueueError } from './errors.ts';
+import type { Executor } from './executor.ts';
+import { extendLease } from './extend-lease.ts';
+import { nack } from './nack.ts';
+import type { NackOutcome } from './nack.ts';
+import {
+  configureQueue,
+  createQueue,
+  deleteQueue,
+  getQueue,
+  listQueues,
+  purgeQueue,
+  setQueuePaused,
+} from './queues.ts';
+import { receive } from './receive.ts';
+import type { ReceiveParams } from './receive.ts';
+import { redrive } from './redrive.ts';
+import { publish, send, sendBatch } from './send.ts';
+import { allQueueStats, getMessage, queueStats } from './stats.ts';
+import { bindQueue, listBindings, unbindQueue } from './topics.ts';
+import type { Delivery, Message, Queue, QueueConfig, QueueStats, SendInput } from './types.ts';
+import { WAIT_MAX_SECONDS, validateInteger } from './validation.ts';
+import { Wakeups } from './wakeups.ts';
+import type { WaitHandle } from './wakeups.ts';
+
+/** How often an idle waiter looks again without a wake-up: the net under lost NOTIFYs and
+ * the clock for delayed messages and backoffs coming due. */
+export const POLL_INTERVAL_MS_DEFAULT = 1_000;
+
+/** Options for {@link QueueEngine}. */
+export interface QueueEngineOptions {
+  db: Executor;
+  /** The process's LISTEN connection; without it, waiters rely on polling and local wake-ups. */
+  listener?: Listener;
+  logger: Logger;
+  /** Default {@link POLL_INTERVAL_MS_DEFAULT}. */
+  pollIntervalMs?: number;
+}
+
+/** Parameters of a receive that may wait. */
+export interface WaitingReceiveParams extends ReceiveParams {
+  /** Long poll: wait up to this many seconds (0 to 20) for a message. Default 0. */
+  waitSeconds?: number;
+  /** Ends the wait early, returning what was received (nothing). */
+  signal?: AbortSignal;
+}
+
+/**
+ * The queue engine of one process: the operations of src/queue over a pool, plus the state
+ * they share: wake-ups for long polls and subscriptions, the dequeue meter, and a closing
+ * flag so that shutdown stops new leases. Operations that take `trx` run inside the
+ * caller's transaction instead of the pool.
+ * Lifecycle: start() once, stop() any number of times.
+ */
+export class QueueEngine {
+  readonly db: Executor;
+  readonly wakeups: Wakeups;
+  private readonly meter: DequeueMeter;
+  private readonly pollIntervalMs: number;
+  private readonly closing = new AbortController();
+
+  constructor(options: QueueEngineOptions) {
+    this.db = options.db;
+    this.pollIntervalMs = options.pollIntervalMs ?? POLL_INTERVAL_MS_DEFAULT;
+    this.wakeups = new Wakeups(options.listener, options.logger.child({ component: 'wakeups' }));
+    this.meter = new DequeueMeter(options.db, undefined, (error) =>
+      options.logger.warn({ err: error, component: 'dequeue-meter' }, 'dequeue counts not written'),
+    );
+  }
+
+  start(): void {
+    this.meter.start();
+  }
+
+  /** Stops leasing: waits end, later receives return nothing. Safe to call twice. */
+  async stop(): Promise<void> {
+    this.closing.abort();
+    await this.wakeups.stop();
+    await this.meter.stop();
+  }
+
+  /** True once stop() was called. */
+  get stopping(): boolean {
+    return this.closing.signal.aborted;
+  }
+
+  createQueue(name: string, config?: Partial<QueueConfig>): Promise<Queue> {
+    return createQueue(this.db, { name, config });
+  }
+  configureQueue(name: string, config: Partial<QueueConfig>): Promise<Queue> {
+    return configureQueue(this.db, { name, config });
+  }
+  deleteQueue(name: string): Promise<boolean> {
+    return deleteQueue(this.db, { name });
+  }
+  pauseQueue(name: string): Promise<Queue> {
+    return setQueuePaused(this.db, { name, paused: true });
+  }
+  async resumeQueue(name: string): Promise<Queue> {
+    const queue = await setQueuePaused(this.db, { name, paused: false });
+    this.wakeups.wake(name);
+    return queue;
+  }
+  purge(name: string): Promise<number> {
+    return purgeQueue(this.db, { name });
+  }
+  getQueue(name: string): Promise<Queue | undefined> {
+    return getQueue(this.db, { name });
+  }
+  listQueues(): Promise<Queue[]> {
+    return listQueues(this.db);
+  }
+  queueStats(queue: string): Promise<QueueStats | undefined> {
+    return queueStats(this.db, { queue });
+  }
+  allQueueStats(): Promise<QueueStats[]> {
+    return allQueueStats(this.db);
+  }
+  getMessage(id: string): ReturnType<typeof getMessage> {
+    return getMessage(this.db, { id });
+  }
+  bindQueue(queue: string, pattern: string): Promise<void> {
+    return bindQueue(this.db, { queue, pattern });
+  }
+  unbindQueue(queue: string, pattern: string): Promise<boolean> {
+    return unbindQueue(this.db, { queue, pattern });
+  }
+  listBindings(queue: string): Promise<string[]> {
+    return listBindings(this.db, { queue });
+  }
+
+  /** See sendBatch in send.ts. Wakes this process's waiters after its own commit. */
+  async send(queue: string, message: SendInput, trx?: Executor): Promise<Message> {
+    const sent = await send(trx ?? this.db, { queue, message });
+    if (trx === undefined) this.wakeups.wake(queue);
+    return sent;
+  }
+
+  async sendBatch(
+    queue: string,
+    messages: readonly SendInput[],
+    trx?: Executor,
+  ): Promise<Message[]> {
+    const sent = await sendBatch(trx ?? this.db, { queue, messages });
+    if (trx === undefined) this.wakeups.wake(queue);
+    return sent;
+  }
+
+  async publish(topic: string, message: SendInput, trx?: Executor): Promise<Message[]> {
+    const sent = await publish(trx ?? this.db, { topic, message });
+    if (trx === undefined) for (const m of sent) this.wakeups.wake(m.queue);
+    return sent;
+  }
+
+  /**
+   * Leases up to `max` messages (see receive.ts). With waitSeconds > 0 and nothing
+   * deliverable, waits for a wake-up (a commit that makes a message ready) or for the poll
+   * interval, and tries again until something arrives or the time is up. After stop(),
+   * returns nothing.
+   */
+  async receive(params: WaitingReceiveParams): Promise<Delivery[]> {
+    const waitSeconds = validateInteger(
+      params.waitSeconds ?? 0,
+      'waitSeconds',
+      0,
+      WAIT_MAX_SECONDS,
+    );
+    if (this.stopping) return [];
+    const first = await this.receiveNow(params);
+    if (first.length > 0 || waitSeconds === 0) return first;
+
+    const deadline = Date.now() + waitSeconds * 1000;
+    const signal =
+      params.signal === undefined
+        ? this.closing.signal
+        : AbortSignal.any([params.signal, this.closing.signal]);
+    const handle = await this.wakeups.startWaiting(params.queue);
+    try {
+      for (;;) {
+        // Registered first, then checked: a commit after this check will wake the handle.
+        const deliveries = await this.receiveNow(params);
+        if (deliveries.length > 0) return deliveries;
+        const left = deadline - Date.now();
+        if (left <= 0 || signal.aborted) return [];
+        await handle.next(Math.min(left, this.pollIntervalMs), signal);
+        if (signal.aborted) return [];
+      }
+    } finally {
+      handle.release();
+    }
+  }
+
+  /**
+   * Starts waiting on a queue for callers that loop themselves (subscriptions, workers):
+   * call receive after this resolves, then handle.next() when it finds nothing.
+   */
+  startWaiting(queue: string): Promise<WaitHandle> {
+    return this.wakeups.startWaiting(queue);
+  }
+
+  /** The poll interval waiters should pass to WaitHandle.next(). */
+  get pollInterval(): number {
+    return this.pollIntervalMs;
+  }
+
+  ack(receipt: string): Promise<void> {
+    return ack(this.db, { receipt });
+  }
+  ackBatch(receipts: readonly string[]): Promise<number> {
+    return ackBatch(this.db, { receipts });
+  }
+  nack(
+    receipt: string,
+    options: { delaySeconds?: number | null; error?: string | null } = {},
+  ): Promise<NackOutcome> {
+    return nack(this.db, { receipt, ...options });
+  }
+  extendLease(receipt: string, seconds: number): Promise<Delivery> {
+    return extendLease(this.db, { receipt, seconds });
+  }
+  async redrive(queue: string, max?: number | null): Promise<number> {
+    const moved = await redrive(this.db, { queue, max });
+    if (moved > 0) this.wakeups.wake(queue);
+    return moved;
+  }
+
+  private async receiveNow(params: ReceiveParams): Promise<Delivery[]> {
+    if (this.stopping) throw new QueueError('UNAVAILABLE', 'the service is shutting down');
+    const deliveries = await receive(this.db, params);
+    this.meter.record(params.queue, deliveries.length);
+    return deliveries;
+  }
+}

@@ -1,0 +1,33 @@
+import { sql } from 'kysely';
+import type { MessageRow } from '../db/database.ts';
+import { translated } from './errors.ts';
+import type { Executor } from './executor.ts';
+import { leaseLost } from './ack.ts';
+import { toDelivery } from './message-row.ts';
+import { decodeReceipt } from './receipts.ts';
+import type { Delivery } from './types.ts';
+import { LEASE_MAX_SECONDS, validateInteger } from './validation.ts';
+
+/**
+ * Sets a delivery's lease to end `seconds` from now (as SQS ChangeMessageVisibility: from
+ * now, not added to what is left). Fenced by the lease token: LEASE_LOST when the lease was
+ * lost. The receipt stays the same.
+ */
+export async function extendLease(
+  db: Executor,
+  params: { receipt: string; seconds: number; now?: Date },
+): Promise<Delivery> {
+  const { messageId, leaseToken } = decodeReceipt(params.receipt);
+  const seconds = validateInteger(params.seconds, 'seconds', 1, LEASE_MAX_SECONDS);
+  const { rows } = await translated(() =>
+    sql<MessageRow>`
+      UPDATE holdline.messages
+      SET lease_expires_at = coalesce(${params.now ?? null}::timestamptz, now()) + make_interval(secs => ${seconds})
+      WHERE id = ${messageId}::bigint AND lease_token = ${leaseToken}::uuid
+      RETURNING *
+    `.execute(db),
+  );
+  const row = rows[0];
+  if (row === undefined) throw leaseLost();
+  return toDelivery(row);
+}

@@ -1,0 +1,37 @@
+import { sql } from 'kysely';
+import { translated } from './errors.ts';
+import type { Executor } from './executor.ts';
+import { leaseLost } from './ack.ts';
+import { decodeReceipt } from './receipts.ts';
+import { DELAY_MAX_SECONDS, ERROR_TEXT_MAX_LENGTH, validateInteger } from './validation.ts';
+
+/** What a nack did with the message. */
+export type NackOutcome = 'retried' | 'dead_lettered';
+
+/**
+ * Gives a delivery back as failed, fenced by the lease token (LEASE_LOST when the lease was
+ * lost; nothing changes then). A message that has used its queue's maxAttempts moves to the
+ * dead-letter queue with `error` and its origin queue kept; any other becomes deliverable
+ * again after `delaySeconds`, or after the queue's backoff when that is not given.
+ */
+export async function nack(
+  db: Executor,
+  params: { receipt: string; delaySeconds?: number | null; error?: string | null; now?: Date },
+): Promise<NackOutcome> {
+  const { messageId, leaseToken } = decodeReceipt(params.receipt);
+  const delay =
+    params.delaySeconds == null
+      ? null
+      : validateInteger(params.delaySeconds, 'delaySeconds', 0, DELAY_MAX_SECONDS);
+  // An error text is a diagnostic, not data: keep it, but bounded.
+  const error = params.error == null ? null : params.error.slice(0, ERROR_TEXT_MAX_LENGTH);
+  const { rows } = await translated(() =>
+    sql<{ outcome: NackOutcome | null }>`
+      SELECT holdline.nack(${messageId}::bigint, ${leaseToken}::uuid, ${delay}::double precision,
+                           ${error}::text, ${params.now ?? null}::timestamptz) AS outcome
+    `.execute(db),
+  );
+  const outcome = rows[0]?.outcome ?? null;
+  if (outcome === null) throw leaseLost();
+  return outcome;
+}

@@ -1,0 +1,201 @@
+import { sql } from 'kysely';
+import type { Selectable } from 'kysely';
+import type { QueuesTable } from '../db/database.ts';
+import { QueueError, translated } from './errors.ts';
+import { QUEUE_LOCK_NAMESPACE, inTransaction } from './executor.ts';
+import type { Executor } from './executor.ts';
+import type { Queue, QueueConfig } from './types.ts';
+import {
+  QUEUE_NAME_PATTERN,
+  badInputIf,
+  validateQueueConfig,
+  validateQueueName,
+} from './validation.ts';
+
+/** Suffix of the default dead-letter queue's name: `orders` → `orders.dlq`. */
+export const DEAD_LETTER_SUFFIX = '.dlq';
+
+type QueueRow = Selectable<QueuesTable>;
+
+/**
+ * Settings of a queue created without them; the column defaults in migrations/ say the same,
+ * so a queue inserted from plain SQL behaves alike (deadLetterQueue aside: SQL leaves it null).
+ */
+export const QUEUE_CONFIG_DEFAULTS: QueueConfig = {
+  visibilityTimeoutSeconds: 30,
+  maxAttempts: 5,
+  deadLetterQueue: null,
+  backoffInitialSeconds: 1,
+  backoffMaxSeconds: 300,
+  retentionSeconds: 1_209_600,
+  maxPayloadBytes: 1_048_576,
+};
+
+function toQueue(row: QueueRow): Queue {
+  return {
+    name: row.name,
+    paused: row.paused,
+    createdAt: row.created_at,
+    config: {
+      visibilityTimeoutSeconds: row.visibility_timeout_seconds,
+      maxAttempts: row.max_attempts,
+      deadLetterQueue: row.dead_letter_queue,
+      backoffInitialSeconds: row.backoff_initial_seconds,
+      backoffMaxSeconds: row.backoff_max_seconds,
+      retentionSeconds: row.retention_seconds,
+      maxPayloadBytes: row.max_payload_bytes,
+    },
+  };
+}
+
+function configColumns(config: Partial<QueueConfig>): Partial<QueueRow> {
+  const columns: Partial<QueueRow> = {};
+  if (config.visibilityTimeoutSeconds !== undefined)
+    columns.visibility_timeout_seconds = config.visibilityTimeoutSeconds;
+  if (config.maxAttempts !== undefined) columns.max_attempts = config.maxAttempts;
+  if (config.deadLetterQueue !== undefined) columns.dead_letter_queue = config.deadLetterQueue;
+  if (config.backoffInitialSeconds !== undefined)
+    columns.backoff_initial_seconds = config.backoffInitialSeconds;
+  if (config.backoffMaxSeconds !== undefined)
+    columns.backoff_max_seconds = config.backoffMaxSeconds;
+  if (config.retentionSeconds !== undefined) columns.retention_seconds = config.retentionSeconds;
+  if (config.maxPayloadBytes !== undefined) columns.max_payload_bytes = config.maxPayloadBytes;
+  return columns;
+}
+
+/**
+ * Creates a queue. Unset config takes the defaults (README, "Queue settings"); an unset
+ * deadLetterQueue becomes `<name>.dlq`, created when the first message dies; null means
+ * none. Fails with QUEUE_EXISTS when the name is taken.
+ */
+export async function createQueue(
+  db: Executor,
+  params: { name: string; config?: Partial<QueueConfig> },
+): Promise<Queue> {
+  const name = validateQueueName(params.name);
+  const config = { ...params.config };
+  if (config.deadLetterQueue === undefined) {
+    const dlq = name + DEAD_LETTER_SUFFIX;
+    badInputIf(
+      !QUEUE_NAME_PATTERN.test(dlq),
+      `the default dead-letter queue name "${dlq}" is longer than 128 characters: set deadLetterQueue`,
+    );
+    config.deadLetterQueue = dlq;
+  }
+  validateQueueConfig(name, config, QUEUE_CONFIG_DEFAULTS);
+  const row = await translated(() =>
+    db
+      .insertInto('holdline.queues')
+      .values({ name, ...configColumns(config) })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .returningAll()
+      .executeTakeFirst(),
+  );
+  if (row === undefined) throw new QueueError('QUEUE_EXISTS', `queue "${name}" already exists`);
+  return toQueue(row);
+}
+
+/** Changes some settings of a queue; the rest stay. Fails with QUEUE_NOT_FOUND. */
+export async function configureQueue(
+  db: Executor,
+  params: { name: string; config: Partial<QueueConfig> },
+): Promise<Queue> {
+  const name = validateQueueName(params.name);
+  const current = await getQueue(db, { name });
+  if (current === undefined) throw queueNotFound(name);
+  validateQueueConfig(name, params.config, current.config);
+  const columns = configColumns(params.config);
+  if (Object.keys(columns).length === 0) return current;
+  const row = await translated(() =>
+    db
+      .updateTable('holdline.queues')
+      .set({ ...columns, updated_at: sql`now()` })
+      .where('name', '=', name)
+      .returningAll()
+      .executeTakeFirst(),
+  );
+  if (row === undefined) throw queueNotFound(name);
+  return toQueue(row);
+}
+
+/** Pauses or resumes delivery; sends are still accepted while paused. */
+export async function setQueuePaused(
+  db: Executor,
+  params: { name: string; paused: boolean },
+): Promise<Queue> {
+  const name = validateQueueName(params.name);
+  const row = await translated(() =>
+    db
+      .updateTable('holdline.queues')
+      .set({ paused: params.paused, updated_at: sql`now()` })
+      .where('name', '=', name)
+      .returningAll()
+      .executeTakeFirst(),
+  );
+  if (row === undefined) throw queueNotFound(name);
+  return toQueue(row);
+}
+
+/**
+ * Deletes a queue with its messages and bindings; false when there was no such queue.
+ * Waits for transactions that are sending to it (they hold the queue lock shared), so no
+ * message can land in the deleted queue afterwards. Its dead-letter queue is a queue of
+ * its own and stays.
+ */
+export async function deleteQueue(db: Executor, params: { name: string }): Promise<boolean> {
+  const name = validateQueueName(params.name);
+  return translated(() =>
+    inTransaction(db, async (trx) => {
+      await sql`SELECT pg_advisory_xact_lock(${QUEUE_LOCK_NAMESPACE}::int, hashtext(${name}))`.execute(
+        trx,
+      );
+      const deleted = await trx
+        .deleteFrom('holdline.queues')
+        .where('name', '=', name)
+        .executeTakeFirst();
+      if (deleted.numDeletedRows === 0n) return false;
+      await trx.deleteFrom('holdline.messages').where('queue', '=', name).execute();
+      await trx.deleteFrom('holdline.waiting_consumers').where('queue', '=', name).execute();
+      await trx.deleteFrom('holdline.dequeue_counts').where('queue', '=', name).execute();
+      return true;
+    }),
+  );
+}
+
+/**
+ * Deletes every message of a queue, leased ones included (their receipts then get
+ * LEASE_LOST). Returns how many were deleted.
+ */
+export async function purgeQueue(db: Executor, params: { name: string }): Promise<number> {
+  const name = validateQueueName(params.name);
+  return translated(async () => {
+    const queue = await getQueue(db, { name });
+    if (queue === undefined) throw queueNotFound(name);
+    const result = await db
+      .deleteFrom('holdline.messages')
+      .where('queue', '=', name)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  });
+}
+
+/** One queue, or undefined when it does not exist. */
+export async function getQueue(db: Executor, params: { name: string }): Promise<Queue | undefined> {
+  const name = validateQueueName(params.name);
+  const row = await translated(() =>
+    db.selectFrom('holdline.queues').selectAll().where('name', '=', name).executeTakeFirst(),
+  );
+  return row === undefined ? undefined : toQueue(row);
+}
+
+/** All queues, by name. */
+export async function listQueues(db: Executor): Promise<Queue[]> {
+  const rows = await translated(() =>
+    db.selectFrom('holdline.queues').selectAll().orderBy('name').execute(),
+  );
+  return rows.map(toQueue);
+}
+
+export function queueNotFound(name: string): QueueError {
+  return new QueueError('QUEUE_NOT_FOUND', `queue "${name}" does not exist`);
+}

@@ -1,0 +1,79 @@
+import { sql } from 'kysely';
+import type { MessageRow } from '../db/database.ts';
+import { translated } from './errors.ts';
+import type { Executor } from './executor.ts';
+import { toMessage } from './message-row.ts';
+import type { Message, SendInput } from './types.ts';
+import {
+  validateBatch,
+  validateQueueName,
+  validateSendInput,
+  validateTopic,
+} from './validation.ts';
+
+/**
+ * Enqueues messages into one queue in a single statement (holdline.send_batch), atomically:
+ * all or none. With a caller's Transaction as `db` they commit with the caller's data, and
+ * waiting consumers are notified only when that transaction commits. Returns one Message
+ * per input in input order; an input whose dedupKey a live message of the queue already
+ * holds returns that message instead. Fails with QUEUE_NOT_FOUND, PAYLOAD_TOO_LARGE or
+ * BAD_USER_INPUT, having written nothing.
+ */
+export async function sendBatch(
+  db: Executor,
+  params: { queue: string; messages: readonly SendInput[] },
+): Promise<Message[]> {
+  const queue = validateQueueName(params.queue);
+  validateBatch(params.messages, 'messages');
+  const runAts = params.messages.map((m, i) => validateSendInput(m, i));
+  const { rows } = await translated(() =>
+    sql<MessageRow>`
+      SELECT * FROM holdline.send_batch(
+        ${queue},
+        ${params.messages.map((m) => JSON.stringify(m.payload))}::jsonb[],
+        ${runAts}::timestamptz[],
+        ${params.messages.map((m) => m.priority ?? null)}::integer[],
+        ${params.messages.map((m) => m.dedupKey ?? null)}::text[],
+        ${params.messages.map((m) => m.groupKey ?? null)}::text[],
+        ${params.messages.map((m) => (m.headers == null ? null : JSON.stringify(m.headers)))}::jsonb[])
+    `.execute(db),
+  );
+  return rows.map((row) => toMessage(row));
+}
+
+/** Enqueues one message; see {@link sendBatch}. */
+export async function send(
+  db: Executor,
+  params: { queue: string; message: SendInput },
+): Promise<Message> {
+  const [message] = await sendBatch(db, { queue: params.queue, messages: [params.message] });
+  return message!;
+}
+
+/**
+ * Copies one message into every queue bound to a pattern that matches `topic`, all in one
+ * transaction (the caller's, when `db` is one). Returns the copies in queue-name order; an
+ * unroutable topic returns none.
+ */
+export async function publish(
+  db: Executor,
+  params: { topic: string; message: SendInput },
+): Promise<Message[]> {
+  const topic = validateTopic(params.topic);
+  const runAt = validateSendInput(params.message);
+  const { rows } = await translated(() =>
+    sql<MessageRow>`
+      SELECT m.* FROM holdline.bound_queues(${topic}) AS q(name)
+      CROSS JOIN LATERAL holdline.send_batch(
+        q.name,
+        ARRAY[${JSON.stringify(params.message.payload)}::jsonb],
+        ARRAY[${runAt}::timestamptz],
+        ARRAY[${params.message.priority ?? null}::integer],
+        ARRAY[${params.message.dedupKey ?? null}::text],
+        ARRAY[${params.message.groupKey ?? null}::text],
+        ARRAY[${params.message.headers == null ? null : JSON.stringify(params.message.headers)}::jsonb]) AS m
+      ORDER BY q.name
+    `.execute(db),
+  );
+  return rows.map((row) => toMessage(row));
+}

@@ -1,0 +1,191 @@
+import type { Logger } from 'pino';
+import type { Listener } from '../db/listener.ts';
+
+/** The NOTIFY channel; the payload is the queue name. Must match holdline.wake() in SQL. */
+export const WAKEUP_CHANNEL = 'holdline_ready';
+
+interface QueueInterest {
+  /** Open WaitHandles for the queue in this process. */
+  holders: Set<WaitHandle>;
+  /** Whether a holdline.waiting_consumers row for this queue and our listener pid exists. */
+  registered: boolean;
+  /** Registration changes for the queue run one after another on the listener connection. */
+  sync: Promise<void>;
+}
+
+/**
+ * Wakes this process's idle consumers when a message may have become deliverable: on a
+ * NOTIFY from another transaction's commit, after this process's own commits, and after
+ * the LISTEN connection reconnects (anything may have been missed). While a queue has idle
+ * consumers here, a row in holdline.waiting_consumers (keyed by the listener's backend pid)
+ * asks senders to NOTIFY; when the last one stops waiting the row goes, and sends to that
+ * queue stop paying for NOTIFY. Without a listener, only local wake-ups and polling remain.
+ */
+export class Wakeups {
+  private readonly interests = new Map<string, QueueInterest>();
+  private registeredPid: number | undefined;
+
+  constructor(
+    private readonly listener: Listener | undefined,
+    private readonly logger: Logger,
+  ) {
+    listener?.on('notification', (queue) => this.wake(queue));
+    listener?.on('connected', (pid) => this.reconnected(pid));
+  }
+
+  /**
+   * Starts waiting on a queue. Resolves once senders on other connections will notify (the
+   * registration is committed), so a consumer that checks the queue after this and finds it
+   * empty cannot miss a later commit's wake-up. A failed registration is logged and the
+   * handle still works, by local wake-ups and polling.
+   */
+  async startWaiting(queue: string): Promise<WaitHandle> {
+    const interest = this.interest(queue);
+    const handle = new WaitHandle(() => this.release(queue, handle));
+    interest.holders.add(handle);
+    await this.sync(queue, interest);
+    return handle;
+  }
+
+  /** Wakes every handle waiting on `queue` in this process. */
+  wake(queue: string): void {
+    const interest = this.interests.get(queue);
+    if (interest === undefined) return;
+    for (const handle of interest.holders) handle.wake();
+  }
+
+  /** Removes this process's registrations; call before the listener stops. */
+  async stop(): Promise<void> {
+    const pid = this.listener?.pid;
+    for (const interest of this.interests.values()) {
+      for (const handle of interest.holders) handle.wake();
+    }
+    this.interests.clear();
+    if (pid === undefined || this.listener === undefined) return;
+    await this.listener
+      .query('DELETE FROM holdline.waiting_consumers WHERE listener_pid = $1', [pid])
+      .catch((error: unknown) => this.logger.warn({ err: error }, 'waiting consumers not removed'));
+  }
+
+  private interest(queue: string): QueueInterest {
+    let interest = this.interests.get(queue);
+    if (interest === undefined) {
+      interest = { holders: new Set(), registered: false, sync: Promise.resolve() };
+      this.interests.set(queue, interest);
+    }
+    return interest;
+  }
+
+  private release(queue: string, handle: WaitHandle): void {
+    const interest = this.interests.get(queue);
+    if (interest === undefined || !interest.holders.delete(handle)) return;
+    void this.sync(queue, interest);
+  }
+
+  /** Brings the queue's row in line with whether anyone here waits on it. */
+  private sync(queue: string, interest: QueueInterest): Promise<void> {
+    interest.sync = interest.sync.then(async () => {
+      const listener = this.listener;
+      const pid = listener?.pid;
+      const wanted = interest.holders.size > 0;
+      if (listener === undefined || pid === undefined || wanted === interest.registered) {
+        if (!wanted && !interest.registered) this.forget(queue, interest);
+        return;
+      }
+      try {
+        if (wanted) {
+          await listener.query(
+            'INSERT INTO holdline.waiting_consumers (queue, listener_pid) VALUES ($1, $2) ON CONFLICT DO NOTHING',
+            [queue, pid],
+          );
+        } else {
+          await listener.query(
+            'DELETE FROM holdline.waiting_consumers WHERE queue = $1 AND listener_pid = $2',
+            [queue, pid],
+          );
+        }
+        interest.registered = wanted;
+        this.registeredPid = pid;
+        if (!wanted) this.forget(queue, interest);
+      } catch (error) {
+        // Disconnected, most likely: the 'connected' handler registers again.
+        this.logger.warn({ err: error, queue }, 'waiting consumer registration failed');
+      }
+    });
+    return interest.sync;
+  }
+
+  private forget(queue: string, interest: QueueInterest): void {
+    if (
+      interest.holders.size === 0 &&
+      !interest.registered &&
+      this.interests.get(queue) === interest
+    ) {
+      this.interests.delete(queue);
+    }
+  }
+
+  /** After a (re)connect: the old pid's rows are stale; register again and re-check all. */
+  private reconnected(pid: number): void {
+    const stalePid = this.registeredPid;
+    if (stalePid !== undefined && stalePid !== pid && this.listener !== undefined) {
+      this.listener
+        .query('DELETE FROM holdline.waiting_consumers WHERE listener_pid = $1', [stalePid])
+        .catch((error: unknown) =>
+          this.logger.warn({ err: error }, 'stale waiting consumers not removed'),
+        );
+    }
+    for (const [queue, interest] of this.interests) {
+      interest.registered = false;
+      void this.sync(queue, interest).then(() => this.wake(queue));
+    }
+  }
+}
+
+/**
+ * One consumer's interest in a queue. A wake-up that arrives while the consumer is busy
+ * (between its empty receive and its next wait) is remembered, so it is never lost.
+ */
+export class WaitHandle {
+  private woken = false;
+  private resolveWait: ((woken: boolean) => void) | undefined;
+
+  constructor(private readonly onRelease: () => void) {}
+
+  /**
+   * Waits until woken, `timeoutMs` passes or `signal` aborts; true when woken. A wake-up
+   * since the last call returns at once.
+   */
+  next(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.woken) {
+      this.woken = false;
+      return Promise.resolve(true);
+    }
+    if (signal?.aborted === true) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const finish = (woken: boolean): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.resolveWait = undefined;
+        this.woken = false;
+        resolve(woken);
+      };
+      const onAbort = (): void => finish(false);
+      const timer = setTimeout(() => finish(false), Math.max(0, timeoutMs));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.resolveWait = finish;
+    });
+  }
+
+  /** Ends the interest; pending next() calls resolve false. */
+  release(): void {
+    this.resolveWait?.(false);
+    this.onRelease();
+  }
+
+  /** @internal called by Wakeups */
+  wake(): void {
+    if (this.resolveWait !== undefined) this.resolveWait(true);
+    else this.woken = true;
+  }
+}
