@@ -275,12 +275,13 @@ BEGIN
 END
 $$;
 
--- Nacks one delivery, fenced by its lease token. Returns 'retried', 'dead_lettered', or NULL
--- when the lease is no longer this receipt's (nothing is changed then).
+-- Nacks one delivery, fenced by its lease token. Returns one row: the outcome ('retried' or
+-- 'dead_lettered') and the queue the message was in; no row when the lease is no longer this
+-- receipt's (nothing is changed then).
 CREATE FUNCTION holdline.nack(
   p_id bigint, p_lease_token uuid, p_delay_seconds double precision DEFAULT NULL,
   p_error text DEFAULT NULL, p_now timestamptz DEFAULT NULL
-) RETURNS text
+) RETURNS TABLE (outcome text, queue text)
 LANGUAGE plpgsql AS $$
 DECLARE
   v_now timestamptz := coalesce(p_now, now());
@@ -289,13 +290,15 @@ BEGIN
   IF p_delay_seconds < 0 OR p_delay_seconds > 31536000 THEN
     RAISE EXCEPTION 'delay_seconds must be between 0 and 31536000' USING ERRCODE = 'HL400';
   END IF;
-  PERFORM 1 FROM holdline.messages WHERE id = p_id AND lease_token = p_lease_token FOR UPDATE;
+  PERFORM 1 FROM holdline.messages m WHERE m.id = p_id AND m.lease_token = p_lease_token FOR UPDATE;
   IF NOT FOUND THEN
-    RETURN NULL;
+    RETURN;
   END IF;
   SELECT * INTO v_row FROM holdline.retry_or_dead_letter(ARRAY[p_id], p_delay_seconds, p_error, v_now);
   PERFORM holdline.wake(coalesce(v_row.dead_letter_queue, v_row.queue));
-  RETURN CASE WHEN v_row.dead_letter_queue IS NULL THEN 'retried' ELSE 'dead_lettered' END;
+  outcome := CASE WHEN v_row.dead_letter_queue IS NULL THEN 'retried' ELSE 'dead_lettered' END;
+  queue := v_row.queue;
+  RETURN NEXT;
 END
 $$;
 

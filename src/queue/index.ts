@@ -4,15 +4,18 @@
  * QueueEngine bundles them with the per-process state (wake-ups, dequeue meter).
  */
 export { ack, ackBatch } from './ack.ts';
+export type { AckedMessage } from './ack.ts';
+export { LIST_MESSAGES_FIRST_DEFAULT, LIST_MESSAGES_FIRST_MAX, listMessages } from './browse.ts';
+export type { ListMessagesParams } from './browse.ts';
 export { DequeueMeter } from './dequeue-meter.ts';
 export { QueueEngine, POLL_INTERVAL_MS_DEFAULT } from './engine.ts';
-export type { QueueEngineOptions, WaitingReceiveParams } from './engine.ts';
+export type { QueueEngineEvents, QueueEngineOptions, WaitingReceiveParams } from './engine.ts';
 export { QueueError, translateDatabaseError } from './errors.ts';
 export type { QueueErrorCode } from './errors.ts';
 export type { Executor } from './executor.ts';
 export { extendLease } from './extend-lease.ts';
 export { nack } from './nack.ts';
-export type { NackOutcome } from './nack.ts';
+export type { NackedMessage, NackOutcome } from './nack.ts';
 export {
   QUEUE_CONFIG_DEFAULTS,
   configureQueue,

@@ -17,7 +17,7 @@ export type NackOutcome = 'retried' | 'dead_lettered';
 export async function nack(
   db: Executor,
   params: { receipt: string; delaySeconds?: number | null; error?: string | null; now?: Date },
-): Promise<NackOutcome> {
+): Promise<NackedMessage> {
   const { messageId, leaseToken } = decodeReceipt(params.receipt);
   const delay =
     params.delaySeconds == null
@@ -26,12 +26,19 @@ export async function nack(
   // An error text is a diagnostic, not data: keep it, but bounded.
   const error = params.error == null ? null : params.error.slice(0, ERROR_TEXT_MAX_LENGTH);
   const { rows } = await translated(() =>
-    sql<{ outcome: NackOutcome | null }>`
-      SELECT holdline.nack(${messageId}::bigint, ${leaseToken}::uuid, ${delay}::double precision,
-                           ${error}::text, ${params.now ?? null}::timestamptz) AS outcome
+    sql<NackedMessage>`
+      SELECT * FROM holdline.nack(${messageId}::bigint, ${leaseToken}::uuid, ${delay}::double precision,
+                                  ${error}::text, ${params.now ?? null}::timestamptz)
     `.execute(db),
   );
-  const outcome = rows[0]?.outcome ?? null;
-  if (outcome === null) throw leaseLost();
-  return outcome;
+  const nacked = rows[0];
+  if (nacked === undefined) throw leaseLost();
+  return nacked;
+}
+
+/** What a nack did, and to a message of which queue. */
+export interface NackedMessage {
+  outcome: NackOutcome;
+  /** The queue the message was in (its origin, when it was dead-lettered). */
+  queue: string;
 }

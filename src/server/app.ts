@@ -1,0 +1,129 @@
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { sql } from 'kysely';
+import type { Logger } from 'pino';
+import { Listener } from '../db/listener.ts';
+import { pendingMigrations } from '../db/migrator.ts';
+import { createDatabase, createPool } from '../db/pool.ts';
+import { attachWebSocketServer, createGraphQLHandler } from '../graphql/schema.ts';
+import { QueueEngine, WAKEUP_CHANNEL } from '../queue/index.ts';
+import { Reaper } from '../reaper/reaper.ts';
+import type { Config } from './config.ts';
+import { createHttpServer } from './http.ts';
+import { createMetrics } from './metrics.ts';
+
+/** A wired service: construct with createApp, then start() and, once, stop(). */
+export interface App {
+  engine: QueueEngine;
+  reaper: Reaper | undefined;
+  httpServer: http.Server;
+  /** http://host:port of the listening server (after start). */
+  url(): string;
+  start(): Promise<void>;
+  /** Stops leasing, drains in-flight requests (up to shutdownTimeoutMs), closes everything. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Builds the service: the one place that constructs the pool, the LISTEN connection, the
+ * engine, the reaper, the GraphQL handler and the HTTP server. Nothing connects until start().
+ */
+export function createApp(options: {
+  config: Config;
+  logger: Logger;
+  databaseUrl: string;
+  listenDatabaseUrl: string;
+}): App {
+  const { config, logger } = options;
+  const pool = createPool({ connectionString: options.databaseUrl, max: config.poolMax });
+  const db = createDatabase(pool);
+  const listener = new Listener({
+    connectionString: options.listenDatabaseUrl,
+    channel: WAKEUP_CHANNEL,
+    logger: logger.child({ component: 'listener' }),
+  });
+  const engine = new QueueEngine({ db, listener, logger, pollIntervalMs: config.pollIntervalMs });
+  const reaper = config.reaperEnabled
+    ? new Reaper({
+        db,
+        connectionString: options.listenDatabaseUrl,
+        logger,
+        intervalMs: config.reaperIntervalMs,
+      })
+    : undefined;
+  const metrics = createMetrics(engine, reaper);
+  const graphql = createGraphQLHandler({
+    engine,
+    logger: logger.child({ component: 'graphql' }),
+    graphiql: config.graphiql,
+    maxDepth: config.maxQueryDepth,
+    plugins: [metrics.graphqlPlugin],
+  });
+  const httpServer = createHttpServer({
+    logger: logger.child({ component: 'http' }),
+    maxBodyBytes: config.maxBodyBytes,
+    routes: {
+      graphql: (req, res, context) => graphql.yoga.handleNodeRequestAndResponse(req, res, context),
+      registry: metrics.registry,
+      ready: async () => {
+        try {
+          await sql`SELECT 1`.execute(db);
+          return (await pendingMigrations(db)).length === 0;
+        } catch {
+          return false;
+        }
+      },
+    },
+  });
+  let disposeWebSockets: (() => Promise<void>) | undefined;
+  let stopping: Promise<void> | undefined;
+
+  const stop = async (): Promise<void> => {
+    const started = Date.now();
+    logger.info('shutting down');
+    // 1. No new leases: long polls return, subscriptions stop receiving.
+    await reaper?.stop();
+    await engine.stop();
+    // 2. No new connections; idle keep-alive sockets close, in-flight requests finish.
+    const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+    httpServer.closeIdleConnections();
+    // 3. Subscribers' unacked deliveries go back to the queue at once.
+    await graphql.releaseSubscriptions();
+    await disposeWebSockets?.();
+    const left = Math.max(0, config.shutdownTimeoutMs - (Date.now() - started));
+    const timer = setTimeout(() => httpServer.closeAllConnections(), left);
+    await closed;
+    clearTimeout(timer);
+    await listener.stop();
+    await db.destroy();
+    logger.info({ ms: Date.now() - started }, 'shut down');
+  };
+
+  return {
+    engine,
+    reaper,
+    httpServer,
+    url() {
+      const address = httpServer.address() as AddressInfo;
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      return `http://${host}:${address.port}`;
+    },
+    async start() {
+      await listener.start();
+      engine.start();
+      reaper?.start();
+      await new Promise<void>((resolve, reject) => {
+        httpServer.once('error', reject);
+        httpServer.listen(config.port, config.host, () => {
+          httpServer.off('error', reject);
+          resolve();
+        });
+      });
+      disposeWebSockets = attachWebSocketServer(graphql.yoga, httpServer);
+    },
+    stop() {
+      stopping ??= stop();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,102 @@
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+
+/** What the HTTP server routes to. */
+export interface HttpRoutes {
+  /** Handles /graphql (yoga's node handler); `requestId` goes into the GraphQL context. */
+  graphql: (req: IncomingMessage, res: ServerResponse, context: { requestId: string }) => unknown;
+  /** Resolves true when the service can serve requests (database up, schema current). */
+  ready: () => Promise<boolean>;
+  registry: Registry;
+}
+
+/** Options for {@link createHttpServer}. */
+export interface HttpServerOptions {
+  routes: HttpRoutes;
+  logger: Logger;
+  /** Largest request body accepted; larger ones get 413 before yoga reads them. */
+  maxBodyBytes: number;
+}
+
+/** A request id from the caller when it looks sane, else a new one. */
+function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
+/**
+ * The service's HTTP server: /graphql (queries, mutations, SSE; WebSocket upgrades are
+ * attached separately), /healthz (the process is up), /readyz (the database answers and the
+ * schema is current), /metrics (Prometheus text). Every response carries x-request-id.
+ */
+export function createHttpServer(options: HttpServerOptions): http.Server {
+  const { routes, logger, maxBodyBytes } = options;
+  return http.createServer((req, res) => {
+    const requestId = requestIdOf(req);
+    res.setHeader('x-request-id', requestId);
+    const path = (req.url ?? '/').split('?')[0];
+    const handle = async (): Promise<void> => {
+      switch (path) {
+        case '/healthz':
+          return json(res, 200, { status: 'ok' });
+        case '/readyz': {
+          const ready = await routes.ready();
+          return json(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable' });
+        }
+        case '/metrics': {
+          const text = await routes.registry.metrics();
+          res.writeHead(200, { 'content-type': routes.registry.contentType });
+          res.end(text);
+          return;
+        }
+        case '/graphql': {
+          if (req.method === 'POST') {
+            // The body limit is enforced on the declared length; a body without one
+            // (chunked) cannot be bounded before yoga buffers it, so it is refused.
+            const length = Number(req.headers['content-length']);
+            if (req.headers['content-length'] === undefined) {
+              return json(
+                res,
+                411,
+                graphqlError('a Content-Length header is required', 'BAD_USER_INPUT'),
+              );
+            }
+            if (!Number.isFinite(length) || length > maxBodyBytes) {
+              req.resume();
+              return json(
+                res,
+                413,
+                graphqlError(`request body exceeds ${maxBodyBytes} bytes`, 'PAYLOAD_TOO_LARGE'),
+              );
+            }
+          }
+          await routes.graphql(req, res, { requestId });
+          return;
+        }
+        default:
+          return json(res, 404, { error: 'not found' });
+      }
+    };
+    handle().catch((error: unknown) => {
+      logger.error({ err: error, requestId, path }, 'request failed');
+      if (!res.headersSent) json(res, 500, { error: 'internal error' });
+      else res.end();
+    });
+  });
+}
+
+function graphqlError(message: string, code: string): unknown {
+  return { errors: [{ message, extensions: { code } }] };
+}

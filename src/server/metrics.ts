@@ -1,0 +1,150 @@
+import { getOperationAST } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { QueueEngine } from '../queue/index.ts';
+import type { Reaper } from '../reaper/reaper.ts';
+
+/** Latency buckets in seconds, from a millisecond wake-up to a minute-long backlog. */
+const LATENCY_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+];
+
+/** The Prometheus registry of one process and the GraphQL plugin that feeds it. */
+export interface Metrics {
+  registry: Registry;
+  /** A yoga plugin counting GraphQL operations and timing them. */
+  graphqlPlugin: Plugin;
+}
+
+/**
+ * Creates the process's metrics: queue depths read from holdline.queue_stats at scrape time,
+ * counters fed by the engine's and the reaper's events, latency histograms, GraphQL request
+ * metrics, and Node's process metrics (RSS, event loop lag), all prefixed `holdline_`.
+ */
+export function createMetrics(engine: QueueEngine, reaper: Reaper | undefined): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'holdline_' });
+
+  const depth = new Gauge({
+    name: 'holdline_queue_messages',
+    help: 'Messages in a queue by state (ready, delayed, leased), read at scrape time.',
+    labelNames: ['queue', 'state'] as const,
+    registers: [registry],
+  });
+  const oldest = new Gauge({
+    name: 'holdline_queue_oldest_ready_age_seconds',
+    help: 'Seconds the longest-waiting ready message of a queue has been ready (0 with none).',
+    labelNames: ['queue'] as const,
+    registers: [registry],
+    async collect() {
+      const stats = await engine.allQueueStats();
+      depth.reset();
+      oldest.reset();
+      for (const s of stats) {
+        depth.set({ queue: s.queue, state: 'ready' }, s.ready);
+        depth.set({ queue: s.queue, state: 'delayed' }, s.delayed);
+        depth.set({ queue: s.queue, state: 'leased' }, s.leased);
+        oldest.set({ queue: s.queue }, s.oldestReadyAgeSeconds ?? 0);
+      }
+    },
+  });
+
+  const counter = (name: string, help: string, labelNames: readonly string[]) =>
+    new Counter({ name, help, labelNames, registers: [registry] });
+  const sent = counter('holdline_messages_sent_total', 'Messages sent through this process.', [
+    'queue',
+  ]);
+  const delivered = counter(
+    'holdline_messages_delivered_total',
+    'Deliveries (leases) made by this process.',
+    ['queue'],
+  );
+  const acked = counter(
+    'holdline_messages_acked_total',
+    'Deliveries acknowledged through this process.',
+    ['queue'],
+  );
+  const nacked = counter(
+    'holdline_messages_nacked_total',
+    'Deliveries nacked through this process, by outcome.',
+    ['queue', 'outcome'],
+  );
+  const deadLettered = counter(
+    'holdline_messages_dead_lettered_total',
+    'Messages moved to a dead-letter queue by a nack or by the reaper, by origin queue.',
+    ['queue'],
+  );
+  const expired = counter(
+    'holdline_leases_expired_total',
+    'Expired leases handled by this process as reaper leader.',
+    ['queue'],
+  );
+  const receiveWait = new Histogram({
+    name: 'holdline_receive_wait_seconds',
+    help: 'Time long-poll receives spent waiting, by whether they got a message.',
+    labelNames: ['received'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  const endToEnd = new Histogram({
+    name: 'holdline_end_to_end_latency_seconds',
+    help: 'From a message being sent (its created_at) to its ack.',
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+
+  engine.on('sent', (queue, n) => sent.inc({ queue }, n));
+  engine.on('delivered', (queue, n) => delivered.inc({ queue }, n));
+  engine.on('acked', (queue, age) => {
+    acked.inc({ queue });
+    endToEnd.observe(Math.max(0, age));
+  });
+  engine.on('nacked', (queue, outcome) => {
+    nacked.inc({ queue, outcome });
+    if (outcome === 'dead_lettered') deadLettered.inc({ queue });
+  });
+  engine.on('waited', (_queue, seconds, received) =>
+    receiveWait.observe({ received: String(received) }, seconds),
+  );
+  reaper?.on('reaped', (r) => {
+    expired.inc({ queue: r.queue }, r.messages);
+    if (r.deadLetterQueue !== null) deadLettered.inc({ queue: r.queue }, r.messages);
+  });
+
+  return { registry, graphqlPlugin: graphqlMetricsPlugin(registry) };
+}
+
+/** Counts GraphQL operations by type and outcome and times them (subscriptions: setup only). */
+function graphqlMetricsPlugin(registry: Registry): Plugin {
+  const requests = new Counter({
+    name: 'holdline_graphql_operations_total',
+    help: 'GraphQL operations executed, by type and whether the result had errors.',
+    labelNames: ['type', 'result'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'holdline_graphql_operation_duration_seconds',
+    help: 'Time to execute a GraphQL query or mutation.',
+    labelNames: ['type'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  return {
+    onExecute({ args }) {
+      const type = getOperationAST(args.document, args.operationName)?.operation ?? 'unknown';
+      const stop = duration.startTimer({ type });
+      return {
+        onExecuteDone({ result }) {
+          stop();
+          const failed =
+            'errors' in result && result.errors !== undefined && result.errors.length > 0;
+          requests.inc({ type, result: failed ? 'error' : 'ok' });
+        },
+      };
+    },
+    onSubscribe({ args }) {
+      const type = getOperationAST(args.document, args.operationName)?.operation ?? 'subscription';
+      requests.inc({ type, result: 'ok' });
+    },
+  };
+}
