@@ -63,9 +63,10 @@ BEGIN
   END IF;
 
   SELECT i.ord INTO v_bad FROM unnest(p_payloads) WITH ORDINALITY AS i(payload, ord)
-  WHERE i.payload IS NULL LIMIT 1;
+  WHERE i.payload IS NULL OR jsonb_typeof(i.payload) = 'null' LIMIT 1;
   IF FOUND THEN
-    RAISE EXCEPTION 'message % has no payload', v_bad USING ERRCODE = 'HL400';
+    RAISE EXCEPTION 'message % has no payload (SQL NULL and JSON null are refused)', v_bad
+      USING ERRCODE = 'HL400';
   END IF;
   SELECT i.ord INTO v_bad FROM unnest(p_payloads) WITH ORDINALITY AS i(payload, ord)
   WHERE octet_length(i.payload::text) > v_max_bytes LIMIT 1;
@@ -76,6 +77,9 @@ BEGIN
   IF EXISTS (SELECT 1 FROM unnest(p_dedup_keys) AS k WHERE length(k) NOT BETWEEN 1 AND 256)
      OR EXISTS (SELECT 1 FROM unnest(p_group_keys) AS k WHERE length(k) NOT BETWEEN 1 AND 256) THEN
     RAISE EXCEPTION 'dedup and group keys must be 1 to 256 characters' USING ERRCODE = 'HL400';
+  END IF;
+  IF EXISTS (SELECT 1 FROM unnest(p_run_ats) AS r WHERE r > now() + interval '1 year') THEN
+    RAISE EXCEPTION 'run_at must be at most one year ahead' USING ERRCODE = 'HL400';
   END IF;
   IF EXISTS (SELECT 1 FROM unnest(p_headers) AS h WHERE jsonb_typeof(h) <> 'object') THEN
     RAISE EXCEPTION 'headers must be a JSON object' USING ERRCODE = 'HL400';
@@ -201,6 +205,15 @@ DECLARE
   v_now timestamptz := coalesce(p_now, now());
   v_queue holdline.queues;
 BEGIN
+  -- Bounds as in src/queue/validation.ts. Unchecked, NULL would mean no LIMIT (lease the whole
+  -- queue) and a timeout below 1 would write leases that have already expired.
+  IF p_max IS NULL OR p_max NOT BETWEEN 1 AND 1000 THEN
+    RAISE EXCEPTION 'max must be between 1 and 1000, got %', p_max USING ERRCODE = 'HL400';
+  END IF;
+  IF p_visibility_timeout_seconds NOT BETWEEN 1 AND 43200 THEN
+    RAISE EXCEPTION 'visibility_timeout_seconds must be between 1 and 43200, got %',
+      p_visibility_timeout_seconds USING ERRCODE = 'HL400';
+  END IF;
   SELECT * INTO v_queue FROM holdline.queues WHERE name = p_queue;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'queue "%" does not exist', p_queue USING ERRCODE = 'HL404';
@@ -222,14 +235,18 @@ BEGIN
     LIMIT p_max
     FOR UPDATE SKIP LOCKED
   )
-  UPDATE holdline.messages m
-  SET lease_token = gen_random_uuid(),
-      lease_expires_at = v_now + make_interval(
-        secs => coalesce(p_visibility_timeout_seconds, v_queue.visibility_timeout_seconds)),
-      attempts = m.attempts + 1
-  FROM deliverable
-  WHERE m.id = deliverable.id
-  RETURNING m.*;
+  , leased AS (
+    UPDATE holdline.messages m
+    SET lease_token = gen_random_uuid(),
+        lease_expires_at = v_now + make_interval(
+          secs => coalesce(p_visibility_timeout_seconds, v_queue.visibility_timeout_seconds)),
+        attempts = m.attempts + 1
+    FROM deliverable
+    WHERE m.id = deliverable.id
+    RETURNING m.*
+  )
+  -- UPDATE ... RETURNING has no order of its own; a batch is handed out in delivery order.
+  SELECT * FROM leased ORDER BY leased.priority DESC, leased.run_at, leased.id;
 END
 $$;
 
@@ -341,6 +358,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
   v_moved integer;
 BEGIN
+  IF p_max < 1 THEN
+    RAISE EXCEPTION 'max must be at least 1 (or NULL for all), got %', p_max USING ERRCODE = 'HL400';
+  END IF;
   IF NOT EXISTS (SELECT 1 FROM holdline.queues WHERE name = p_origin_queue) THEN
     RAISE EXCEPTION 'queue "%" does not exist', p_origin_queue USING ERRCODE = 'HL404';
   END IF;

@@ -57,10 +57,14 @@ export class Wakeups {
   /** Removes this process's registrations; call before the listener stops. */
   async stop(): Promise<void> {
     const pid = this.listener?.pid;
+    const pending: Promise<void>[] = [];
     for (const interest of this.interests.values()) {
       for (const handle of interest.holders) handle.wake();
+      pending.push(interest.sync);
     }
     this.interests.clear();
+    // A registration still in flight must not land after the DELETE below.
+    await Promise.all(pending);
     if (pid === undefined || this.listener === undefined) return;
     await this.listener
       .query('DELETE FROM holdline.waiting_consumers WHERE listener_pid = $1', [pid])

@@ -1,4 +1,5 @@
 import { getOperationAST } from 'graphql';
+import type { ExecutionArgs } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { QueueEngine } from '../queue/index.ts';
@@ -131,7 +132,7 @@ function graphqlMetricsPlugin(registry: Registry): Plugin {
   });
   return {
     onExecute({ args }) {
-      const type = getOperationAST(args.document, args.operationName)?.operation ?? 'unknown';
+      const type = operationType(args, 'unknown');
       const stop = duration.startTimer({ type });
       return {
         onExecuteDone({ result }) {
@@ -143,8 +144,14 @@ function graphqlMetricsPlugin(registry: Registry): Plugin {
       };
     },
     onSubscribe({ args }) {
-      const type = getOperationAST(args.document, args.operationName)?.operation ?? 'subscription';
+      const type = operationType(args, 'subscription');
       requests.inc({ type, result: 'ok' });
     },
   };
+}
+
+/** `args` comes untyped from the plugin API; it is graphql's ExecutionArgs. */
+function operationType(args: unknown, fallback: string): string {
+  const { document, operationName } = args as ExecutionArgs;
+  return getOperationAST(document, operationName)?.operation ?? fallback;
 }

@@ -1,0 +1,126 @@
+import { Kind } from 'graphql';
+import type { GraphQLError, GraphQLErrorOptions } from 'graphql';
+import { createGraphQLError } from 'graphql-yoga';
+import type { Logger } from 'pino';
+import { QueueError } from '../queue/index.ts';
+
+/** What clients see instead of an error the service did not expect. */
+export const UNEXPECTED_ERROR_MESSAGE = 'Unexpected error.';
+
+/** `extensions.code` of a masked unexpected error. */
+export const INTERNAL_ERROR_CODE = 'INTERNAL_SERVER_ERROR';
+
+/** A GraphQL error's code that callers may branch on; see DESIGN.md "Errors". */
+export const BAD_USER_INPUT_CODE = 'BAD_USER_INPUT';
+
+/**
+ * Whether `error` is a GraphQLError. By name, as envelop does, not instanceof: graphql ships
+ * as CommonJS and as ESM, and a bundler or test runner may load both (yoga's executor on
+ * one, this module on the other), so errors of either kind must be recognised. For the
+ * same reason errors are made with yoga's createGraphQLError, of the copy yoga uses.
+ */
+export function isGraphQLError(error: unknown): error is GraphQLError {
+  return error instanceof Error && error.name === 'GraphQLError';
+}
+
+/**
+ * The thrown value behind a GraphQL error: graphql-js wraps what a resolver throws in a
+ * located GraphQLError (path, positions) with the original as `originalError`, sometimes
+ * twice (variable coercion).
+ */
+function rootCause(error: unknown): unknown {
+  let cause = error;
+  while (isGraphQLError(cause) && cause.originalError != null) {
+    cause = cause.originalError;
+  }
+  return cause;
+}
+
+/** Location of the outermost GraphQL error, so the mapped error still points at its field. */
+function location(error: unknown): GraphQLErrorOptions {
+  if (!isGraphQLError(error)) return {};
+  return {
+    nodes: error.nodes,
+    source: error.source,
+    positions: error.positions,
+    path: error.path,
+  };
+}
+
+/**
+ * Maps any error to the GraphQLError a client may see. This is the only place where domain
+ * errors meet GraphQL:
+ * - a QueueError becomes its message with `extensions.code` = its code (QUEUE_NOT_FOUND,
+ *   LEASE_LOST, BAD_USER_INPUT, PAYLOAD_TOO_LARGE, UNAVAILABLE, …);
+ * - a GraphQLError made on purpose (parse and validation errors, scalar input errors,
+ *   errors already mapped here) passes unchanged, keeping its code; a variable that does
+ *   not fit its type gets BAD_USER_INPUT;
+ * - anything else is a bug or an outage nobody translated: it becomes "Unexpected error."
+ *   with code INTERNAL_SERVER_ERROR, and is logged once, with its stack.
+ * Idempotent: mapping a mapped error returns it unchanged (and logs nothing).
+ */
+export function createErrorMapper(logger: Logger): (error: unknown) => GraphQLError {
+  // The same error can reach the mapper twice (yoga masks results, then its error handler
+  // sees them again); it must be logged only once.
+  const logged = new WeakSet<object>();
+  return (error) => {
+    const cause = rootCause(error);
+    if (cause instanceof QueueError) {
+      if (cause.code === 'UNAVAILABLE' && !logged.has(cause)) {
+        logged.add(cause);
+        logger.warn({ err: cause.cause ?? cause }, 'request failed: database unavailable');
+      }
+      return createGraphQLError(cause.message, {
+        ...location(error),
+        extensions: { code: cause.code },
+      });
+    }
+    if (isGraphQLError(cause)) {
+      const made = isGraphQLError(error) ? error : cause;
+      // A variable the client sent that does not fit its type (a bad DateTime, a string
+      // for an Int) is the client's mistake: graphql-js reports it without a code.
+      if (
+        made.extensions.code === undefined &&
+        made.nodes?.some((node) => node.kind === Kind.VARIABLE_DEFINITION) === true
+      ) {
+        return createGraphQLError(made.message, {
+          ...location(made),
+          extensions: { ...made.extensions, code: BAD_USER_INPUT_CODE },
+        });
+      }
+      return made;
+    }
+    if (typeof cause === 'object' && cause !== null) {
+      if (!logged.has(cause)) {
+        logged.add(cause);
+        logger.error({ err: cause, path: pathOf(error) }, 'unexpected error');
+      }
+    } else {
+      logger.error({ err: cause, path: pathOf(error) }, 'unexpected error');
+    }
+    return createGraphQLError(UNEXPECTED_ERROR_MESSAGE, {
+      ...location(error),
+      // `unexpected` is yoga's marker for a 500 when there is no data; yoga strips it from
+      // the response.
+      extensions: { code: INTERNAL_ERROR_CODE, unexpected: true },
+    });
+  };
+}
+
+function pathOf(error: unknown): string | undefined {
+  return isGraphQLError(error) && error.path !== undefined ? error.path.join('.') : undefined;
+}
+
+/**
+ * yoga's `maskedErrors.maskError`: see {@link createErrorMapper}. The yoga-provided message
+ * is ignored: ours is {@link UNEXPECTED_ERROR_MESSAGE}.
+ */
+export function createMaskError(logger: Logger): (error: unknown, message: string) => Error {
+  const map = createErrorMapper(logger);
+  return (error) => map(error);
+}
+
+/** A GraphQL input error with code BAD_USER_INPUT, for scalars and argument checks. */
+export function badUserInput(message: string): GraphQLError {
+  return createGraphQLError(message, { extensions: { code: BAD_USER_INPUT_CODE } });
+}

@@ -1,0 +1,239 @@
+import { QueueError } from '../../queue/index.ts';
+import type { Delivery, Message, Queue, QueueConfig, SendInput } from '../../queue/index.ts';
+import type { GraphQLContext } from '../context.ts';
+import { badUserInput } from '../errors.ts';
+
+/** GraphQL input QueueConfigInput as graphql-js hands it over: absent, null or a value. */
+interface QueueConfigInput {
+  visibilityTimeout?: number | null;
+  maxAttempts?: number | null;
+  deadLetterQueue?: string | null;
+  backoffInitialSeconds?: number | null;
+  backoffMaxSeconds?: number | null;
+  retentionSeconds?: number | null;
+  maxPayloadBytes?: number | null;
+}
+
+/** GraphQL input SendInput; payload and headers are whatever JSON the client sent. */
+interface SendInputArgs {
+  payload: unknown;
+  delaySeconds?: number | null;
+  runAt?: Date | null;
+  priority?: number | null;
+  dedupKey?: string | null;
+  groupKey?: string | null;
+  headers?: unknown;
+}
+
+/** Input field → engine setting, for the settings where null has no meaning. */
+const NUMERIC_SETTINGS = [
+  ['visibilityTimeout', 'visibilityTimeoutSeconds'],
+  ['maxAttempts', 'maxAttempts'],
+  ['backoffInitialSeconds', 'backoffInitialSeconds'],
+  ['backoffMaxSeconds', 'backoffMaxSeconds'],
+  ['retentionSeconds', 'retentionSeconds'],
+  ['maxPayloadBytes', 'maxPayloadBytes'],
+] as const;
+
+/**
+ * Maps QueueConfigInput to the engine's settings. A field left out is not passed (default
+ * or unchanged); null is refused except for deadLetterQueue, where it means "none". Ranges
+ * are the engine's to check.
+ */
+function toQueueConfig(input: QueueConfigInput | null | undefined): Partial<QueueConfig> {
+  const config: Partial<QueueConfig> = {};
+  if (input == null) return config;
+  for (const [field, setting] of NUMERIC_SETTINGS) {
+    const value = input[field];
+    if (value === undefined) continue;
+    if (value === null) {
+      throw badUserInput(
+        `config.${field} may not be null: leave it out for the default or the current value`,
+      );
+    }
+    config[setting] = value;
+  }
+  if (input.deadLetterQueue !== undefined) config.deadLetterQueue = input.deadLetterQueue;
+  return config;
+}
+
+/** SendInput as the engine takes it; the engine validates every field. */
+function toSendInput(input: SendInputArgs): SendInput {
+  return {
+    payload: input.payload,
+    delaySeconds: input.delaySeconds,
+    runAt: input.runAt,
+    priority: input.priority,
+    dedupKey: input.dedupKey,
+    groupKey: input.groupKey,
+    headers: input.headers as SendInput['headers'],
+  };
+}
+
+function isLeaseLost(error: unknown): boolean {
+  return error instanceof QueueError && error.code === 'LEASE_LOST';
+}
+
+/**
+ * Runs an ack or nack and tells `deliveries` subscriptions of this instance that the
+ * receipts are settled: on success, and on LEASE_LOST too (a lost lease frees the slot
+ * just the same). Other failures settle nothing: the lease may still be held.
+ */
+async function settling<T>(
+  ctx: GraphQLContext,
+  receipts: readonly string[],
+  run: () => Promise<T>,
+): Promise<T> {
+  try {
+    const result = await run();
+    ctx.deliveryTracker.settle(receipts);
+    return result;
+  } catch (error) {
+    if (isLeaseLost(error)) ctx.deliveryTracker.settle(receipts);
+    throw error;
+  }
+}
+
+/** Resolvers of type Mutation: each checks the shape, makes one engine call, maps the result. */
+export const MutationResolvers = {
+  createQueue(
+    _root: unknown,
+    args: { name: string; config?: QueueConfigInput | null },
+    ctx: GraphQLContext,
+  ): Promise<Queue> {
+    return ctx.engine.createQueue(args.name, toQueueConfig(args.config));
+  },
+
+  configureQueue(
+    _root: unknown,
+    args: { name: string; config: QueueConfigInput },
+    ctx: GraphQLContext,
+  ): Promise<Queue> {
+    return ctx.engine.configureQueue(args.name, toQueueConfig(args.config));
+  },
+
+  deleteQueue(_root: unknown, args: { name: string }, ctx: GraphQLContext): Promise<boolean> {
+    return ctx.engine.deleteQueue(args.name);
+  },
+
+  send(
+    _root: unknown,
+    args: { queue: string; message: SendInputArgs },
+    ctx: GraphQLContext,
+  ): Promise<Message> {
+    return ctx.engine.send(args.queue, toSendInput(args.message));
+  },
+
+  sendBatch(
+    _root: unknown,
+    args: { queue: string; messages: SendInputArgs[] },
+    ctx: GraphQLContext,
+  ): Promise<Message[]> {
+    return ctx.engine.sendBatch(args.queue, args.messages.map(toSendInput));
+  },
+
+  receive(
+    _root: unknown,
+    args: {
+      queue: string;
+      max?: number | null;
+      visibilityTimeout?: number | null;
+      waitSeconds?: number | null;
+    },
+    ctx: GraphQLContext,
+  ): Promise<Delivery[]> {
+    return ctx.engine.receive({
+      queue: args.queue,
+      max: args.max ?? undefined,
+      visibilityTimeoutSeconds: args.visibilityTimeout,
+      waitSeconds: args.waitSeconds ?? undefined,
+      // A long poll whose HTTP client went away stops waiting (and leases nothing).
+      signal: ctx.signal,
+    });
+  },
+
+  async ack(_root: unknown, args: { receipt: string }, ctx: GraphQLContext): Promise<boolean> {
+    await settling(ctx, [args.receipt], () => ctx.engine.ack(args.receipt));
+    return true;
+  },
+
+  async ackBatch(
+    _root: unknown,
+    args: { receipts: string[] },
+    ctx: GraphQLContext,
+  ): Promise<number> {
+    // Receipts that were not acked had lost their lease: settled all the same.
+    const acked = await settling(ctx, args.receipts, () => ctx.engine.ackBatch(args.receipts));
+    return acked.length;
+  },
+
+  async nack(
+    _root: unknown,
+    args: { receipt: string; delaySeconds?: number | null; error?: string | null },
+    ctx: GraphQLContext,
+  ): Promise<boolean> {
+    await settling(ctx, [args.receipt], () =>
+      ctx.engine.nack(args.receipt, { delaySeconds: args.delaySeconds, error: args.error }),
+    );
+    return true;
+  },
+
+  async extendLease(
+    _root: unknown,
+    args: { receipt: string; seconds: number },
+    ctx: GraphQLContext,
+  ): Promise<Delivery> {
+    try {
+      return await ctx.engine.extendLease(args.receipt, args.seconds);
+    } catch (error) {
+      // The lease is gone: a subscription holding this receipt has a free slot.
+      if (isLeaseLost(error)) ctx.deliveryTracker.settle([args.receipt]);
+      throw error;
+    }
+  },
+
+  redrive(
+    _root: unknown,
+    args: { queue: string; max?: number | null },
+    ctx: GraphQLContext,
+  ): Promise<number> {
+    return ctx.engine.redrive(args.queue, args.max);
+  },
+
+  purge(_root: unknown, args: { queue: string }, ctx: GraphQLContext): Promise<number> {
+    return ctx.engine.purge(args.queue);
+  },
+
+  pauseQueue(_root: unknown, args: { name: string }, ctx: GraphQLContext): Promise<Queue> {
+    return ctx.engine.pauseQueue(args.name);
+  },
+
+  resumeQueue(_root: unknown, args: { name: string }, ctx: GraphQLContext): Promise<Queue> {
+    return ctx.engine.resumeQueue(args.name);
+  },
+
+  async bindQueue(
+    _root: unknown,
+    args: { queue: string; pattern: string },
+    ctx: GraphQLContext,
+  ): Promise<boolean> {
+    await ctx.engine.bindQueue(args.queue, args.pattern);
+    return true;
+  },
+
+  unbindQueue(
+    _root: unknown,
+    args: { queue: string; pattern: string },
+    ctx: GraphQLContext,
+  ): Promise<boolean> {
+    return ctx.engine.unbindQueue(args.queue, args.pattern);
+  },
+
+  publish(
+    _root: unknown,
+    args: { topic: string; message: SendInputArgs },
+    ctx: GraphQLContext,
+  ): Promise<Message[]> {
+    return ctx.engine.publish(args.topic, toSendInput(args.message));
+  },
+};

@@ -1,0 +1,80 @@
+import {
+  LEASE_MAX_SECONDS,
+  QueueError,
+  validateInteger,
+  validateQueueName,
+} from '../../queue/index.ts';
+import type { Delivery, QueueStats } from '../../queue/index.ts';
+import { abortableIterator } from '../abortable-iterator.ts';
+import type { AbortableIterator } from '../abortable-iterator.ts';
+import type { GraphQLContext } from '../context.ts';
+import { PREFETCH_MAX, streamDeliveries } from '../delivery-stream.ts';
+import { createErrorMapper } from '../errors.ts';
+import { streamQueueStats } from '../stats-stream.ts';
+
+/**
+ * Fails before the stream starts when the queue does not exist, so the client gets a plain
+ * GraphQL error response (QUEUE_NOT_FOUND) rather than a stream that ends at once.
+ */
+async function requireQueue(ctx: GraphQLContext, queue: string): Promise<void> {
+  validateQueueName(queue);
+  if ((await ctx.engine.getQueue(queue)) === undefined) {
+    throw new QueueError('QUEUE_NOT_FOUND', `queue "${queue}" does not exist`);
+  }
+}
+
+/**
+ * Resolvers of type Subscription. Each `subscribe` checks its arguments and the queue, then
+ * hands out a stream (delivery-stream.ts, stats-stream.ts) that stops at once when the
+ * subscriber leaves. Errors in mid-stream are mapped here, since graphql-ws forwards them
+ * without yoga's masking.
+ */
+export const SubscriptionResolvers = {
+  deliveries: {
+    async subscribe(
+      _root: unknown,
+      args: { queue: string; prefetch?: number | null; visibilityTimeout?: number | null },
+      ctx: GraphQLContext,
+    ): Promise<AbortableIterator<Delivery>> {
+      const prefetch = validateInteger(args.prefetch ?? 1, 'prefetch', 1, PREFETCH_MAX);
+      const visibilityTimeoutSeconds =
+        args.visibilityTimeout == null
+          ? null
+          : validateInteger(args.visibilityTimeout, 'visibilityTimeout', 1, LEASE_MAX_SECONDS);
+      await requireQueue(ctx, args.queue);
+      const logger = ctx.logger.child({ subscription: 'deliveries', queue: args.queue });
+      return abortableIterator(
+        (signal) =>
+          streamDeliveries(
+            {
+              engine: ctx.engine,
+              tracker: ctx.deliveryTracker,
+              logger,
+              queue: args.queue,
+              prefetch,
+              visibilityTimeoutSeconds,
+            },
+            signal,
+          ),
+        { mapError: createErrorMapper(logger), registry: ctx.streams },
+      );
+    },
+    resolve: (delivery: Delivery): Delivery => delivery,
+  },
+
+  queueStats: {
+    async subscribe(
+      _root: unknown,
+      args: { queue: string },
+      ctx: GraphQLContext,
+    ): Promise<AbortableIterator<QueueStats>> {
+      await requireQueue(ctx, args.queue);
+      const logger = ctx.logger.child({ subscription: 'queueStats', queue: args.queue });
+      return abortableIterator(
+        (signal) => streamQueueStats({ engine: ctx.engine, logger, queue: args.queue }, signal),
+        { mapError: createErrorMapper(logger), registry: ctx.streams },
+      );
+    },
+    resolve: (stats: QueueStats): QueueStats => stats,
+  },
+};

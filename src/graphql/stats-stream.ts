@@ -1,0 +1,70 @@
+import type { Logger } from 'pino';
+import { QueueError } from '../queue/index.ts';
+import type { QueueEngine, QueueStats } from '../queue/index.ts';
+import { pause } from './abortable-iterator.ts';
+
+/** How often a queueStats subscription looks: at most 4 updates a second. */
+export const STATS_INTERVAL_MS_DEFAULT = 250;
+
+/** Options of {@link streamQueueStats}. */
+export interface StatsStreamOptions {
+  engine: QueueEngine;
+  logger: Logger;
+  queue: string;
+  /** Time between looks, in ms. Default {@link STATS_INTERVAL_MS_DEFAULT}. */
+  intervalMs?: number;
+}
+
+/**
+ * A queue's stats: the current value at once, then each value that differs from the last
+ * one sent (any count, or oldestReadyAgeSeconds by a whole second: the age grows every
+ * instant and would otherwise make every look a change). Looks every `intervalMs`, which
+ * bounds updates to 1000 / intervalMs per second, however busy the queue.
+ *
+ * It polls rather than waiting on wake-ups: the counts change on leases and acks, which
+ * send no NOTIFY, and holding a wait registration would make every send to the queue pay
+ * for a NOTIFY while someone merely watches a dashboard (DESIGN.md: producers are not taxed
+ * for consumers that are not idle-waiting). Ends with QUEUE_NOT_FOUND if the queue is deleted.
+ */
+export async function* streamQueueStats(
+  options: StatsStreamOptions,
+  signal: AbortSignal,
+): AsyncGenerator<QueueStats, void, undefined> {
+  const { engine, queue, logger } = options;
+  const intervalMs = options.intervalMs ?? STATS_INTERVAL_MS_DEFAULT;
+  let lastSent: string | undefined;
+  while (!signal.aborted && !engine.stopping) {
+    let stats: QueueStats | undefined;
+    try {
+      stats = await engine.queueStats(queue);
+    } catch (error) {
+      if (engine.stopping || signal.aborted) break;
+      if (error instanceof QueueError && error.code === 'UNAVAILABLE') {
+        logger.warn({ err: error.cause ?? error, queue }, 'queueStats: database unavailable');
+        await pause(engine.pollInterval, signal);
+        continue;
+      }
+      throw error;
+    }
+    if (stats === undefined) {
+      throw new QueueError('QUEUE_NOT_FOUND', `queue "${queue}" does not exist (it was deleted)`);
+    }
+    const key = changeKey(stats);
+    if (key !== lastSent) {
+      lastSent = key;
+      yield stats;
+    }
+    await pause(intervalMs, signal);
+  }
+}
+
+function changeKey(stats: QueueStats): string {
+  const age = stats.oldestReadyAgeSeconds;
+  return [
+    stats.ready,
+    stats.delayed,
+    stats.leased,
+    stats.total,
+    age === null ? '-' : Math.floor(age),
+  ].join('/');
+}

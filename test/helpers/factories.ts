@@ -1,0 +1,108 @@
+import { sql } from 'kysely';
+import pino from 'pino';
+import type { Logger } from 'pino';
+import type { MessageRow } from '../../src/db/database.ts';
+import { createQueue, sendBatch } from '../../src/queue/index.ts';
+import type { Executor, Message, Queue, QueueConfig, SendInput } from '../../src/queue/index.ts';
+import { Reaper } from '../../src/reaper/reaper.ts';
+import type { TestDatabase } from './database.ts';
+
+/** Most messages one sendBatch accepts. */
+const SEND_CHUNK = 1000;
+
+/** A logger that writes nothing, for components under test. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}
+
+/**
+ * The database clock, rounded up to the next millisecond: PostgreSQL keeps microseconds and
+ * a JS Date only milliseconds, so a plain now() cut down to a Date could lie before the
+ * run_at of a message sent a moment earlier. Tests base their `now` on it.
+ */
+export async function databaseNow(db: Executor): Promise<Date> {
+  const { rows } = await sql<{ ms: string }>`
+    SELECT ceil(extract(epoch FROM now()) * 1000)::bigint AS ms
+  `.execute(db);
+  return new Date(Number(rows[0]!.ms));
+}
+
+/** `date` moved by `seconds` (negative: earlier). */
+export function secondsAfter(date: Date, seconds: number): Date {
+  return new Date(date.getTime() + seconds * 1000);
+}
+
+/** Creates a queue (with `<name>.dlq` as its dead-letter queue unless config says otherwise). */
+export function makeQueue(
+  db: Executor,
+  name: string,
+  config?: Partial<QueueConfig>,
+): Promise<Queue> {
+  return createQueue(db, { name, config });
+}
+
+/**
+ * Sends `count` committed messages to `queue`, in batches, payload `{ i }` unless `message`
+ * says otherwise. Returns them in send order.
+ */
+export async function sendMessages(
+  db: Executor,
+  queue: string,
+  count: number,
+  message: (i: number) => SendInput = (i) => ({ payload: { i } }),
+): Promise<Message[]> {
+  const sent: Message[] = [];
+  for (let start = 0; start < count; start += SEND_CHUNK) {
+    const inputs = Array.from({ length: Math.min(SEND_CHUNK, count - start) }, (_, k) =>
+      message(start + k),
+    );
+    sent.push(...(await sendBatch(db, { queue, messages: inputs })));
+  }
+  return sent;
+}
+
+/** A queue with `count` ready messages. */
+export async function makeQueueWithMessages(
+  db: Executor,
+  name: string,
+  count: number,
+  config?: Partial<QueueConfig>,
+): Promise<{ queue: Queue; messages: Message[] }> {
+  const queue = await makeQueue(db, name, config);
+  const messages = await sendMessages(db, name, count);
+  return { queue, messages };
+}
+
+/** The raw row of a message, or undefined when it is gone. */
+export async function messageRow(db: Executor, id: string): Promise<MessageRow | undefined> {
+  const { rows } = await sql<MessageRow>`
+    SELECT * FROM holdline.messages WHERE id = ${id}::bigint
+  `.execute(db);
+  return rows[0];
+}
+
+/**
+ * Puts a message in a state the API only reaches by waiting: leased by a consumer whose
+ * lease ended `expiredSecondsAgo` seconds ago (default 10 minutes), after `attempts`
+ * deliveries (default: one more than it had).
+ */
+export async function markLeasedAndExpired(
+  db: Executor,
+  id: string,
+  options: { expiredSecondsAgo?: number; attempts?: number } = {},
+): Promise<void> {
+  const ago = options.expiredSecondsAgo ?? 600;
+  const result = await sql`
+    UPDATE holdline.messages
+    SET lease_token = gen_random_uuid(),
+        lease_expires_at = now() - make_interval(secs => ${ago}::double precision),
+        attempts = coalesce(${options.attempts ?? null}::integer, attempts + 1)
+    WHERE id = ${id}::bigint
+  `.execute(db);
+  if (result.numAffectedRows !== 1n) throw new Error(`message ${id} not found`);
+}
+
+/** A reaper over the test database that is never started: tests call its passes directly. */
+export function idleReaper(t: TestDatabase): Reaper {
+  return new Reaper({ db: t.db, connectionString: t.url, logger: silentLogger() });
+}
