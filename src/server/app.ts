@@ -63,7 +63,7 @@ export function createApp(options: {
     logger: logger.child({ component: 'http' }),
     maxBodyBytes: config.maxBodyBytes,
     routes: {
-      graphql: (req, res, context) => graphql.yoga.handleNodeRequestAndResponse(req, res, context),
+      graphql: (req, res, context) => graphql.yoga(req, res, context),
       registry: metrics.registry,
       ready: async () => {
         try {

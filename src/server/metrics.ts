@@ -26,16 +26,16 @@ export function createMetrics(engine: QueueEngine, reaper: Reaper | undefined): 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'holdline_' });
 
-  const depth = new Gauge({
-    name: 'holdline_queue_messages',
-    help: 'Messages in a queue by state (ready, delayed, leased), read at scrape time.',
-    labelNames: ['queue', 'state'] as const,
-    registers: [registry],
-  });
   const oldest = new Gauge({
     name: 'holdline_queue_oldest_ready_age_seconds',
     help: 'Seconds the longest-waiting ready message of a queue has been ready (0 with none).',
     labelNames: ['queue'] as const,
+  });
+  // Registered after `depth`, whose collect() fills both from one read of queue_stats.
+  const depth = new Gauge({
+    name: 'holdline_queue_messages',
+    help: 'Messages in a queue by state (ready, delayed, leased), read at scrape time.',
+    labelNames: ['queue', 'state'] as const,
     registers: [registry],
     async collect() {
       const stats = await engine.allQueueStats();
@@ -49,6 +49,7 @@ export function createMetrics(engine: QueueEngine, reaper: Reaper | undefined): 
       }
     },
   });
+  registry.registerMetric(oldest);
 
   const counter = (name: string, help: string, labelNames: readonly string[]) =>
     new Counter({ name, help, labelNames, registers: [registry] });
