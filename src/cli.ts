@@ -82,11 +82,15 @@ const COMMANDS: Record<string, Command> = {
     async run({ positionals }) {
       const [queue] = positionals;
       await withDatabase(async (db) => {
-        const stats =
-          queue === undefined ? await allQueueStats(db) : [await queueStats(db, { queue })];
-        if (stats[0] === undefined)
+        if (queue === undefined) {
+          console.table(await allQueueStats(db));
+          return;
+        }
+        const stats = await queueStats(db, { queue });
+        if (stats === undefined) {
           throw new QueueError('QUEUE_NOT_FOUND', `queue "${queue}" does not exist`);
-        console.table(stats);
+        }
+        console.table([stats]);
       });
     },
   },
