@@ -16,7 +16,16 @@ export interface AbortableIterator<T> extends AsyncIterableIterator<T> {
  */
 export function abortableIterator<T>(
   start: (signal: AbortSignal) => AsyncGenerator<T, void, undefined>,
-  options: { mapError: (error: unknown) => Error; registry: StreamRegistry },
+  options: {
+    mapError: (error: unknown) => Error;
+    registry: StreamRegistry;
+    /**
+     * Ends the stream too: the HTTP request's signal. yoga's node adapter aborts it when an
+     * SSE client disconnects, but does not cancel the response stream, so without this an
+     * SSE subscription would only notice on its next write.
+     */
+    endOn?: AbortSignal;
+  },
 ): AbortableIterator<T> {
   const controller = new AbortController();
   const inner = start(controller.signal);
@@ -34,7 +43,13 @@ export function abortableIterator<T>(
     async return() {
       options.registry.delete(iterator);
       controller.abort();
-      await inner.return(undefined);
+      try {
+        await inner.return(undefined);
+      } catch (error) {
+        // Cleanup failed (the generator's finally threw): the subscriber is gone, so there
+        // is no one to tell; mapError logs it when it is unexpected.
+        options.mapError(error);
+      }
       return { value: undefined, done: true };
     },
     [Symbol.asyncIterator]() {
@@ -42,6 +57,12 @@ export function abortableIterator<T>(
     },
   };
   options.registry.add(iterator);
+  const endOn = options.endOn;
+  if (endOn !== undefined) {
+    const end = (): void => void iterator.return();
+    if (endOn.aborted) end();
+    else endOn.addEventListener('abort', end, { once: true });
+  }
   return iterator;
 }
 

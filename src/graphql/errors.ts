@@ -1,8 +1,10 @@
 import { Kind } from 'graphql';
-import type { GraphQLError, GraphQLErrorOptions } from 'graphql';
-import { createGraphQLError } from 'graphql-yoga';
+import type { ExecutionResult, GraphQLError, GraphQLErrorOptions } from 'graphql';
+import { createGraphQLError, handleStreamOrSingleExecutionResult } from 'graphql-yoga';
+import type { Plugin } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import { QueueError } from '../queue/index.ts';
+import type { GraphQLContext } from './context.ts';
 
 /** What clients see instead of an error the service did not expect. */
 export const UNEXPECTED_ERROR_MESSAGE = 'Unexpected error.';
@@ -48,6 +50,12 @@ function location(error: unknown): GraphQLErrorOptions {
 }
 
 /**
+ * Maps an error to what a client may see; `requestLogger` (the request's, with its
+ * requestId) is where an unexpected error is logged, else the mapper's own logger.
+ */
+export type ErrorMapper = (error: unknown, requestLogger?: Logger) => GraphQLError;
+
+/**
  * Maps any error to the GraphQLError a client may see. This is the only place where domain
  * errors meet GraphQL:
  * - a QueueError becomes its message with `extensions.code` = its code (QUEUE_NOT_FOUND,
@@ -59,16 +67,21 @@ function location(error: unknown): GraphQLErrorOptions {
  *   with code INTERNAL_SERVER_ERROR, and is logged once, with its stack.
  * Idempotent: mapping a mapped error returns it unchanged (and logs nothing).
  */
-export function createErrorMapper(logger: Logger): (error: unknown) => GraphQLError {
-  // The same error can reach the mapper twice (yoga masks results, then its error handler
-  // sees them again); it must be logged only once.
+export function createErrorMapper(logger: Logger): ErrorMapper {
+  // The same error reaches the mapper more than once (logged with the request's logger
+  // first, then masked by yoga, then seen by yoga's error handler): it is logged once.
   const logged = new WeakSet<object>();
-  return (error) => {
+  const firstTime = (cause: unknown): boolean => {
+    if (typeof cause !== 'object' || cause === null) return true;
+    if (logged.has(cause)) return false;
+    logged.add(cause);
+    return true;
+  };
+  return (error, requestLogger = logger) => {
     const cause = rootCause(error);
     if (cause instanceof QueueError) {
-      if (cause.code === 'UNAVAILABLE' && !logged.has(cause)) {
-        logged.add(cause);
-        logger.warn({ err: cause.cause ?? cause }, 'request failed: database unavailable');
+      if (cause.code === 'UNAVAILABLE' && firstTime(cause)) {
+        requestLogger.warn({ err: cause.cause ?? cause }, 'request failed: database unavailable');
       }
       return createGraphQLError(cause.message, {
         ...location(error),
@@ -90,13 +103,8 @@ export function createErrorMapper(logger: Logger): (error: unknown) => GraphQLEr
       }
       return made;
     }
-    if (typeof cause === 'object' && cause !== null) {
-      if (!logged.has(cause)) {
-        logged.add(cause);
-        logger.error({ err: cause, path: pathOf(error) }, 'unexpected error');
-      }
-    } else {
-      logger.error({ err: cause, path: pathOf(error) }, 'unexpected error');
+    if (firstTime(cause)) {
+      requestLogger.error({ err: cause, path: pathOf(error) }, 'unexpected error');
     }
     return createGraphQLError(UNEXPECTED_ERROR_MESSAGE, {
       ...location(error),
@@ -115,9 +123,39 @@ function pathOf(error: unknown): string | undefined {
  * yoga's `maskedErrors.maskError`: see {@link createErrorMapper}. The yoga-provided message
  * is ignored: ours is {@link UNEXPECTED_ERROR_MESSAGE}.
  */
-export function createMaskError(logger: Logger): (error: unknown, message: string) => Error {
-  const map = createErrorMapper(logger);
+export function createMaskError(map: ErrorMapper): (error: unknown, message: string) => Error {
   return (error) => map(error);
+}
+
+/**
+ * A yoga plugin that runs the errors of each result through `map` with the request's
+ * logger, before yoga masks them (user plugins run first), so an unexpected error is logged
+ * with its requestId; masking then finds it logged already.
+ */
+export function errorLoggingPlugin(map: ErrorMapper): Plugin {
+  const logErrors =
+    (logger: Logger | undefined) =>
+    ({ result }: { result: ExecutionResult }): void => {
+      for (const error of result.errors ?? []) map(error, logger);
+    };
+  return {
+    onExecute({ args }) {
+      const logger = requestLogger(args.contextValue);
+      return {
+        onExecuteDone: (done) => handleStreamOrSingleExecutionResult(done, logErrors(logger)),
+      };
+    },
+    onSubscribe({ args }) {
+      const logger = requestLogger(args.contextValue);
+      return {
+        onSubscribeResult: (done) => handleStreamOrSingleExecutionResult(done, logErrors(logger)),
+      };
+    },
+  };
+}
+
+function requestLogger(context: unknown): Logger | undefined {
+  return (context as Partial<GraphQLContext> | undefined)?.logger;
 }
 
 /** A GraphQL input error with code BAD_USER_INPUT, for scalars and argument checks. */

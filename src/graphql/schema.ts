@@ -19,7 +19,7 @@ import { createContext, requestIdOf } from './context.ts';
 import type { GraphQLContext } from './context.ts';
 import { DeliveryTracker } from './delivery-tracker.ts';
 import { MAX_DEPTH_DEFAULT, depthLimitRule } from './depth-limit.ts';
-import { createMaskError } from './errors.ts';
+import { createErrorMapper, createMaskError, errorLoggingPlugin } from './errors.ts';
 import { MessageResolvers } from './resolvers/Message.ts';
 import { MutationResolvers } from './resolvers/Mutation.ts';
 import { QueryResolvers } from './resolvers/Query.ts';
@@ -167,6 +167,7 @@ export function createGraphQLHandler(options: GraphQLHandlerOptions): GraphQLHan
   const logger = options.logger;
   const streams = new StreamRegistry();
   const deps = { engine: options.engine, logger, deliveryTracker: new DeliveryTracker(), streams };
+  const mapError = createErrorMapper(logger);
   const depthLimit = depthLimitRule(options.maxDepth ?? MAX_DEPTH_DEFAULT);
   const depthLimitPlugin: Plugin = {
     onValidate({ addValidationRule }) {
@@ -184,9 +185,9 @@ export function createGraphQLHandler(options: GraphQLHandlerOptions): GraphQLHan
     // Other paths belong to the HTTP server (health, metrics): a plain 404, not yoga's page.
     landingPage: false,
     batching: false,
-    maskedErrors: { maskError: createMaskError(logger) },
+    maskedErrors: { maskError: createMaskError(mapError) },
     logging: yogaLogger(logger),
-    plugins: [depthLimitPlugin, ...(options.plugins ?? [])],
+    plugins: [depthLimitPlugin, errorLoggingPlugin(mapError), ...(options.plugins ?? [])],
     context: (initial: YogaInitialContext & GraphQLServerContext): GraphQLContext => {
       // Over WebSocket there is no Fetch Request: the upgrade request carries the headers.
       const request = initial.request as Request | undefined;

@@ -13,12 +13,17 @@ export interface StatsStreamOptions {
   queue: string;
   /** Time between looks, in ms. Default {@link STATS_INTERVAL_MS_DEFAULT}. */
   intervalMs?: number;
+  /**
+   * Whether a change of oldestReadyAgeSeconds alone is news: only when the subscriber
+   * selected it, else it would get an identical-looking update every second. Default true.
+   */
+  watchAge?: boolean;
 }
 
 /**
  * A queue's stats: the current value at once, then each value that differs from the last
- * one sent (any count, or oldestReadyAgeSeconds by a whole second: the age grows every
- * instant and would otherwise make every look a change). Looks every `intervalMs`, which
+ * one sent (any count, or — when `watchAge` — oldestReadyAgeSeconds by a whole second: the
+ * age grows every instant and would otherwise make every look a change). Looks every `intervalMs`, which
  * bounds updates to 1000 / intervalMs per second, however busy the queue.
  *
  * It polls rather than waiting on wake-ups: the counts change on leases and acks, which
@@ -32,6 +37,7 @@ export async function* streamQueueStats(
 ): AsyncGenerator<QueueStats, void, undefined> {
   const { engine, queue, logger } = options;
   const intervalMs = options.intervalMs ?? STATS_INTERVAL_MS_DEFAULT;
+  const watchAge = options.watchAge ?? true;
   let lastSent: string | undefined;
   while (!signal.aborted && !engine.stopping) {
     let stats: QueueStats | undefined;
@@ -49,7 +55,7 @@ export async function* streamQueueStats(
     if (stats === undefined) {
       throw new QueueError('QUEUE_NOT_FOUND', `queue "${queue}" does not exist (it was deleted)`);
     }
-    const key = changeKey(stats);
+    const key = changeKey(stats, watchAge);
     if (key !== lastSent) {
       lastSent = key;
       yield stats;
@@ -58,13 +64,8 @@ export async function* streamQueueStats(
   }
 }
 
-function changeKey(stats: QueueStats): string {
+function changeKey(stats: QueueStats, watchAge: boolean): string {
   const age = stats.oldestReadyAgeSeconds;
-  return [
-    stats.ready,
-    stats.delayed,
-    stats.leased,
-    stats.total,
-    age === null ? '-' : Math.floor(age),
-  ].join('/');
+  const ageKey = age === null ? '-' : watchAge ? Math.floor(age) : '+';
+  return [stats.ready, stats.delayed, stats.leased, stats.total, ageKey].join('/');
 }

@@ -1,3 +1,5 @@
+import { Kind } from 'graphql';
+import type { GraphQLResolveInfo, SelectionSetNode } from 'graphql';
 import {
   LEASE_MAX_SECONDS,
   QueueError,
@@ -21,6 +23,20 @@ async function requireQueue(ctx: GraphQLContext, queue: string): Promise<void> {
   if ((await ctx.engine.getQueue(queue)) === undefined) {
     throw new QueueError('QUEUE_NOT_FOUND', `queue "${queue}" does not exist`);
   }
+}
+
+/** Whether the subscription's selection asks for `field` (through fragments too). */
+function selects(info: GraphQLResolveInfo, field: string): boolean {
+  const visit = (selectionSet: SelectionSetNode | undefined, seen: Set<string>): boolean =>
+    selectionSet?.selections.some((selection) => {
+      if (selection.kind === Kind.FIELD) return selection.name.value === field;
+      if (selection.kind === Kind.INLINE_FRAGMENT) return visit(selection.selectionSet, seen);
+      const name = selection.name.value;
+      if (seen.has(name)) return false;
+      seen.add(name);
+      return visit(info.fragments[name]?.selectionSet, seen);
+    }) ?? false;
+  return info.fieldNodes.some((node) => visit(node.selectionSet, new Set()));
 }
 
 /**
@@ -56,7 +72,7 @@ export const SubscriptionResolvers = {
             },
             signal,
           ),
-        { mapError: createErrorMapper(logger), registry: ctx.streams },
+        { mapError: createErrorMapper(logger), registry: ctx.streams, endOn: ctx.signal },
       );
     },
     resolve: (delivery: Delivery): Delivery => delivery,
@@ -67,12 +83,15 @@ export const SubscriptionResolvers = {
       _root: unknown,
       args: { queue: string },
       ctx: GraphQLContext,
+      info: GraphQLResolveInfo,
     ): Promise<AbortableIterator<QueueStats>> {
       await requireQueue(ctx, args.queue);
       const logger = ctx.logger.child({ subscription: 'queueStats', queue: args.queue });
+      const watchAge = selects(info, 'oldestReadyAgeSeconds');
       return abortableIterator(
-        (signal) => streamQueueStats({ engine: ctx.engine, logger, queue: args.queue }, signal),
-        { mapError: createErrorMapper(logger), registry: ctx.streams },
+        (signal) =>
+          streamQueueStats({ engine: ctx.engine, logger, queue: args.queue, watchAge }, signal),
+        { mapError: createErrorMapper(logger), registry: ctx.streams, endOn: ctx.signal },
       );
     },
     resolve: (stats: QueueStats): QueueStats => stats,
