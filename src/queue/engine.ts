@@ -206,6 +206,9 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     let deliveries: Delivery[] = [];
     try {
       for (;;) {
+        // A caller that gave up while the registration ran (an HTTP client gone, a worker
+        // stopping) must not be handed a lease it will never see.
+        if (signal.aborted) return deliveries;
         // Registered first, then checked: a commit after this check will wake the handle.
         deliveries = await this.receiveNow(params);
         if (deliveries.length > 0) return deliveries;

@@ -1,8 +1,13 @@
 import type { Logger } from 'pino';
 import type { Listener } from '../db/listener.ts';
+import { SQLSTATE, sqlState } from '../db/pg-errors.ts';
+import { QUEUE_LOCK_NAMESPACE } from './executor.ts';
 
 /** The NOTIFY channel; the payload is the queue name. Must match holdline.wake() in SQL. */
 export const WAKEUP_CHANNEL = 'holdline_ready';
+
+/** Longest a registering consumer waits for senders that may have missed its row. */
+const SENDERS_IN_FLIGHT_WAIT_MS = 100;
 
 interface QueueInterest {
   /** Open WaitHandles for the queue in this process. */
@@ -102,6 +107,7 @@ export class Wakeups {
             'INSERT INTO holdline.waiting_consumers (queue, listener_pid) VALUES ($1, $2) ON CONFLICT DO NOTHING',
             [queue, pid],
           );
+          await this.awaitSendersInFlight(listener, queue);
         } else {
           await listener.query(
             'DELETE FROM holdline.waiting_consumers WHERE queue = $1 AND listener_pid = $2',
@@ -117,6 +123,25 @@ export class Wakeups {
       }
     });
     return interest.sync;
+  }
+
+  /**
+   * Waits until every transaction that checked for waiting consumers of `queue` before our
+   * row was committed has ended (see holdline.wake): they hold the queue lock shared until
+   * commit, so taking it exclusively waits for them. Bounded by a lock timeout so a long
+   * caller transaction that sent a message cannot stall the consumer (or, queued behind
+   * this request, other senders): then the poll interval covers that one message.
+   */
+  private async awaitSendersInFlight(listener: Listener, queue: string): Promise<void> {
+    try {
+      await listener.query(
+        `SELECT set_config('lock_timeout', $1, true), pg_advisory_xact_lock($2::int, hashtext($3))`,
+        [`${SENDERS_IN_FLIGHT_WAIT_MS}ms`, QUEUE_LOCK_NAMESPACE, queue],
+      );
+    } catch (error) {
+      if (sqlState(error) !== SQLSTATE.lockNotAvailable) throw error;
+      this.logger.debug({ queue }, 'senders still in flight; polling covers them');
+    }
   }
 
   private forget(queue: string, interest: QueueInterest): void {

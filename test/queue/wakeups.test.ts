@@ -134,6 +134,31 @@ describe('wake-ups of long-poll receive', () => {
     });
   });
 
+  it('wakes a consumer that starts waiting between a send and its commit', async () => {
+    // The send checks for waiting consumers before any exists, so it will not NOTIFY; the
+    // consumer registers while that transaction is still open. It must still get the
+    // message within the budget of the commit, not at its next poll.
+    const queue = 'wake-race';
+    await createQueue(t.db, { name: queue });
+    const producer = await t.connect();
+    try {
+      await producer.query('BEGIN');
+      const { rows } = await producer.query<{ id: string }>('SELECT holdline.send($1, $2) AS id', [
+        queue,
+        { n: 1 },
+      ]);
+      const receiving = timed(engine.receive({ queue, waitSeconds: 10 }));
+      await untilWaiting(queue, listener.pid!);
+      const endAt = performance.now();
+      await producer.query('COMMIT');
+      const { deliveries, at } = await receiving;
+      expect(deliveries.map((d) => d.message.id)).toEqual([rows[0]!.id]);
+      expect(at - endAt).toBeLessThan(WAKE_BUDGET_MS);
+    } finally {
+      await producer.end();
+    }
+  });
+
   it('sends no NOTIFY for a commit while no consumer of the queue is waiting', async () => {
     const queue = 'wake-nobody-waits';
     await createQueue(t.db, { name: queue });
