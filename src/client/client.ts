@@ -1,0 +1,534 @@
+import type { QueueConfig, QueueStats, SendInput } from '../queue/index.ts';
+import { HoldlineError, toHoldlineErrorCode } from './errors.ts';
+import { retryOptions, sendIdempotency, withRetries } from './retry.ts';
+import type { Idempotency, RetryOptions } from './retry.ts';
+import type {
+  Delivery,
+  HoldlineClient,
+  ListMessagesOptions,
+  Message,
+  MessageWithPosition,
+  NackOptions,
+  Queue,
+  ReceiveOptions,
+} from './types.ts';
+import { QueueWorker, WorkerGroup } from './worker.ts';
+import type { ConsumeOptions, MessageHandler } from './worker.ts';
+
+/** How long one HTTP request may take (a long poll adds its waitSeconds). */
+export const REQUEST_TIMEOUT_MS_DEFAULT = 30_000;
+
+/** Options of {@link createClient}. */
+export interface ClientOptions {
+  /** The service: `http://localhost:4000` or its GraphQL endpoint `…/graphql`. */
+  url: string;
+  /** Sent as `Authorization: Bearer <token>` when set. */
+  token?: string;
+  /** More headers for every request. */
+  headers?: Record<string, string>;
+  /** Retries of failures that may pass (network, 503, RATE_LIMITED); see {@link RetryOptions}. */
+  retry?: RetryOptions;
+  /** Per-request timeout in ms, besides a long poll's wait. Default {@link REQUEST_TIMEOUT_MS_DEFAULT}. */
+  requestTimeoutMs?: number;
+  /** The fetch to use. Default: the global fetch (Node 20+). */
+  fetch?: typeof fetch;
+}
+
+const MESSAGE_FIELDS = `id queue payload headers priority attempts state runAt createdAt lastError originQueue`;
+const DELIVERY_FIELDS = `receipt leaseExpiresAt message { ${MESSAGE_FIELDS} }`;
+const QUEUE_FIELDS = `name paused createdAt config {
+  visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds backoffMaxSeconds
+  retentionSeconds maxPayloadBytes }`;
+const STATS_FIELDS = `queue ready delayed leased total oldestReadyAgeSeconds`;
+
+/** Node socket errors that mean the request never reached the service. */
+const NOT_CONNECTED_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/** A message as GraphQL sends it: dates as strings. */
+type WireMessage = Omit<Message, 'runAt' | 'createdAt'> & { runAt: string; createdAt: string };
+type WireMessageWithPosition = WireMessage & {
+  position: number | null;
+  estimatedWaitSeconds: number | null;
+};
+interface WireDelivery {
+  receipt: string;
+  leaseExpiresAt: string;
+  message: WireMessage;
+}
+interface WireQueue {
+  name: string;
+  paused: boolean;
+  createdAt: string;
+  config: Omit<QueueConfig, 'visibilityTimeoutSeconds'> & { visibilityTimeout: number };
+}
+interface GraphQLBody {
+  data?: Record<string, unknown> | null;
+  errors?: { message?: string; extensions?: Record<string, unknown> }[];
+}
+
+/**
+ * A typed client for a Holdline service over GraphQL/HTTP (fetch). Every contract operation
+ * is a method; failures reject with a {@link HoldlineError} carrying the contract code.
+ * Failures that may pass (network errors, 502/503/504, UNAVAILABLE, RATE_LIMITED) are
+ * retried with capped, jittered backoff, but a send whose messages lack a dedupKey, a
+ * receive and a redrive only when the request provably never ran: a message is never sent
+ * twice by a retry. The client holds no connection of its own; close() stops the workers
+ * started through it.
+ */
+export function createClient(options: ClientOptions): HoldlineClient {
+  return new HttpClient(options);
+}
+
+class HttpClient implements HoldlineClient {
+  private readonly endpoint: string;
+  private readonly headers: Record<string, string>;
+  private readonly retry: Required<RetryOptions>;
+  private readonly timeoutMs: number;
+  private readonly fetch: typeof fetch;
+  private readonly workers = new WorkerGroup();
+
+  constructor(options: ClientOptions) {
+    let url: URL;
+    try {
+      url = new URL(options.url);
+    } catch (error) {
+      throw new HoldlineError('BAD_USER_INPUT', `url is not a URL: ${String(options.url)}`, {
+        cause: error,
+      });
+    }
+    const base = url.toString().replace(/\/+$/, '');
+    this.endpoint = base.endsWith('/graphql') ? base : `${base}/graphql`;
+    this.headers = {
+      'content-type': 'application/json',
+      accept: 'application/graphql-response+json, application/json',
+      ...options.headers,
+      ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
+    };
+    this.retry = retryOptions(options.retry);
+    this.timeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT;
+    this.fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  async send<P>(queue: string, message: SendInput): Promise<Message<P>> {
+    const data = await this.request<{ send: WireMessage }>(
+      `mutation Send($queue: String!, $message: SendInput!) {
+        send(queue: $queue, message: $message) { ${MESSAGE_FIELDS} } }`,
+      { queue, message: toWireSendInput(message) },
+      sendIdempotency([message]),
+    );
+    return toMessage<P>(data.send);
+  }
+
+  async sendBatch<P>(queue: string, messages: readonly SendInput[]): Promise<Message<P>[]> {
+    const data = await this.request<{ sendBatch: WireMessage[] }>(
+      `mutation SendBatch($queue: String!, $messages: [SendInput!]!) {
+        sendBatch(queue: $queue, messages: $messages) { ${MESSAGE_FIELDS} } }`,
+      { queue, messages: messages.map(toWireSendInput) },
+      sendIdempotency(messages),
+    );
+    return data.sendBatch.map((m) => toMessage<P>(m));
+  }
+
+  async publish<P>(topic: string, message: SendInput): Promise<Message<P>[]> {
+    const data = await this.request<{ publish: WireMessage[] }>(
+      `mutation Publish($topic: String!, $message: SendInput!) {
+        publish(topic: $topic, message: $message) { ${MESSAGE_FIELDS} } }`,
+      { topic, message: toWireSendInput(message) },
+      sendIdempotency([message]),
+    );
+    return data.publish.map((m) => toMessage<P>(m));
+  }
+
+  async receive<P>(queue: string, options: ReceiveOptions = {}): Promise<Delivery<P>[]> {
+    const data = await this.request<{ receive: WireDelivery[] }>(
+      `mutation Receive($queue: String!, $max: Int, $visibilityTimeout: Int, $waitSeconds: Int) {
+        receive(queue: $queue, max: $max, visibilityTimeout: $visibilityTimeout,
+                waitSeconds: $waitSeconds) { ${DELIVERY_FIELDS} } }`,
+      {
+        queue,
+        max: options.max ?? 1,
+        visibilityTimeout: options.visibilityTimeoutSeconds ?? null,
+        waitSeconds: options.waitSeconds ?? 0,
+      },
+      'not-idempotent',
+      { signal: options.signal, extraTimeoutMs: (options.waitSeconds ?? 0) * 1000 },
+    );
+    return data.receive.map((d) => toDelivery<P>(d));
+  }
+
+  async ack(receipt: string): Promise<boolean> {
+    const data = await this.request<{ ack: boolean }>(
+      `mutation Ack($receipt: String!) { ack(receipt: $receipt) }`,
+      { receipt },
+      'idempotent',
+    );
+    return data.ack;
+  }
+
+  async ackBatch(receipts: readonly string[]): Promise<number> {
+    const data = await this.request<{ ackBatch: number }>(
+      `mutation AckBatch($receipts: [String!]!) { ackBatch(receipts: $receipts) }`,
+      { receipts },
+      'idempotent',
+    );
+    return data.ackBatch;
+  }
+
+  async nack(receipt: string, options: NackOptions = {}): Promise<boolean> {
+    const data = await this.request<{ nack: boolean }>(
+      `mutation Nack($receipt: String!, $delaySeconds: Int, $error: String) {
+        nack(receipt: $receipt, delaySeconds: $delaySeconds, error: $error) }`,
+      { receipt, delaySeconds: options.delaySeconds ?? null, error: options.error ?? null },
+      // Fenced by the lease: a repeat after success fails with LEASE_LOST, changing nothing.
+      'idempotent',
+    );
+    return data.nack;
+  }
+
+  async extendLease<P>(receipt: string, seconds: number): Promise<Delivery<P>> {
+    const data = await this.request<{ extendLease: WireDelivery }>(
+      `mutation ExtendLease($receipt: String!, $seconds: Int!) {
+        extendLease(receipt: $receipt, seconds: $seconds) { ${DELIVERY_FIELDS} } }`,
+      { receipt, seconds },
+      'idempotent',
+    );
+    return toDelivery<P>(data.extendLease);
+  }
+
+  async createQueue(name: string, config?: Partial<QueueConfig>): Promise<Queue> {
+    const data = await this.request<{ createQueue: WireQueue }>(
+      `mutation CreateQueue($name: String!, $config: QueueConfigInput) {
+        createQueue(name: $name, config: $config) { ${QUEUE_FIELDS} } }`,
+      { name, config: config === undefined ? null : toWireConfig(config) },
+      // A repeat after success would fail with QUEUE_EXISTS, hiding that it worked.
+      'not-idempotent',
+    );
+    return toQueue(data.createQueue);
+  }
+
+  async configureQueue(name: string, config: Partial<QueueConfig>): Promise<Queue> {
+    const data = await this.request<{ configureQueue: WireQueue }>(
+      `mutation ConfigureQueue($name: String!, $config: QueueConfigInput!) {
+        configureQueue(name: $name, config: $config) { ${QUEUE_FIELDS} } }`,
+      { name, config: toWireConfig(config) },
+      'idempotent',
+    );
+    return toQueue(data.configureQueue);
+  }
+
+  async deleteQueue(name: string): Promise<boolean> {
+    const data = await this.request<{ deleteQueue: boolean }>(
+      `mutation DeleteQueue($name: String!) { deleteQueue(name: $name) }`,
+      { name },
+      'not-idempotent',
+    );
+    return data.deleteQueue;
+  }
+
+  async getQueue(name: string): Promise<Queue | null> {
+    const data = await this.request<{ queue: WireQueue | null }>(
+      `query Queue($name: String!) { queue(name: $name) { ${QUEUE_FIELDS} } }`,
+      { name },
+      'idempotent',
+    );
+    return data.queue === null ? null : toQueue(data.queue);
+  }
+
+  async listQueues(): Promise<Queue[]> {
+    const data = await this.request<{ queues: WireQueue[] }>(
+      `query Queues { queues { ${QUEUE_FIELDS} } }`,
+      {},
+      'idempotent',
+    );
+    return data.queues.map(toQueue);
+  }
+
+  async pauseQueue(name: string): Promise<Queue> {
+    const data = await this.request<{ pauseQueue: WireQueue }>(
+      `mutation PauseQueue($name: String!) { pauseQueue(name: $name) { ${QUEUE_FIELDS} } }`,
+      { name },
+      'idempotent',
+    );
+    return toQueue(data.pauseQueue);
+  }
+
+  async resumeQueue(name: string): Promise<Queue> {
+    const data = await this.request<{ resumeQueue: WireQueue }>(
+      `mutation ResumeQueue($name: String!) { resumeQueue(name: $name) { ${QUEUE_FIELDS} } }`,
+      { name },
+      'idempotent',
+    );
+    return toQueue(data.resumeQueue);
+  }
+
+  async purge(queue: string): Promise<number> {
+    const data = await this.request<{ purge: number }>(
+      `mutation Purge($queue: String!) { purge(queue: $queue) }`,
+      { queue },
+      'not-idempotent',
+    );
+    return data.purge;
+  }
+
+  async redrive(queue: string, max?: number | null): Promise<number> {
+    const data = await this.request<{ redrive: number }>(
+      `mutation Redrive($queue: String!, $max: Int) { redrive(queue: $queue, max: $max) }`,
+      { queue, max: max ?? null },
+      'not-idempotent',
+    );
+    return data.redrive;
+  }
+
+  async bindQueue(queue: string, pattern: string): Promise<boolean> {
+    const data = await this.request<{ bindQueue: boolean }>(
+      `mutation BindQueue($queue: String!, $pattern: String!) {
+        bindQueue(queue: $queue, pattern: $pattern) }`,
+      { queue, pattern },
+      'idempotent',
+    );
+    return data.bindQueue;
+  }
+
+  async unbindQueue(queue: string, pattern: string): Promise<boolean> {
+    const data = await this.request<{ unbindQueue: boolean }>(
+      `mutation UnbindQueue($queue: String!, $pattern: String!) {
+        unbindQueue(queue: $queue, pattern: $pattern) }`,
+      { queue, pattern },
+      'not-idempotent',
+    );
+    return data.unbindQueue;
+  }
+
+  async queueStats(queue: string): Promise<QueueStats | null> {
+    const data = await this.request<{ queue: { stats: QueueStats } | null }>(
+      `query QueueStats($name: String!) { queue(name: $name) { stats { ${STATS_FIELDS} } } }`,
+      { name: queue },
+      'idempotent',
+    );
+    return data.queue?.stats ?? null;
+  }
+
+  async getMessage<P>(id: string): Promise<MessageWithPosition<P> | null> {
+    const data = await this.request<{ message: WireMessageWithPosition | null }>(
+      `query Message($id: ID!) {
+        message(id: $id) { ${MESSAGE_FIELDS} position estimatedWaitSeconds } }`,
+      { id },
+      'idempotent',
+    );
+    const message = data.message;
+    if (message === null) return null;
+    return {
+      ...toMessage<P>(message),
+      position: message.position,
+      estimatedWaitSeconds: message.estimatedWaitSeconds,
+    };
+  }
+
+  async listMessages<P>(queue: string, options: ListMessagesOptions = {}): Promise<Message<P>[]> {
+    const data = await this.request<{ messages: WireMessage[] }>(
+      `query Messages($queue: String!, $state: MessageState, $first: Int, $after: ID) {
+        messages(queue: $queue, state: $state, first: $first, after: $after) { ${MESSAGE_FIELDS} } }`,
+      {
+        queue,
+        state: options.state ?? null,
+        first: options.first ?? 50,
+        after: options.after ?? null,
+      },
+      'idempotent',
+    );
+    return data.messages.map((m) => toMessage<P>(m));
+  }
+
+  consume<P>(
+    queue: string,
+    handler: MessageHandler<P>,
+    options: ConsumeOptions = {},
+  ): QueueWorker<P> {
+    return this.workers.add(new QueueWorker<P>(this, queue, handler, options));
+  }
+
+  async close(): Promise<void> {
+    await this.workers.stopAll();
+  }
+
+  /** One GraphQL operation with retries; resolves with `data`. */
+  private request<T>(
+    query: string,
+    variables: Record<string, unknown>,
+    idempotency: Idempotency,
+    options: { signal?: AbortSignal; extraTimeoutMs?: number } = {},
+  ): Promise<T> {
+    return withRetries(
+      idempotency,
+      this.retry,
+      () => this.post<T>(query, variables, options.signal, options.extraTimeoutMs ?? 0),
+      options.signal,
+    );
+  }
+
+  private async post<T>(
+    query: string,
+    variables: Record<string, unknown>,
+    signal: AbortSignal | undefined,
+    extraTimeoutMs: number,
+  ): Promise<T> {
+    const timeoutMs = this.timeoutMs + extraTimeoutMs;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
+    let status: number;
+    let text: string;
+    try {
+      const response = await this.fetch(this.endpoint, {
+        method: 'POST',
+        headers: this.headers,
+        body: JSON.stringify({ query, variables }),
+        signal: combined,
+      });
+      status = response.status;
+      text = await response.text();
+    } catch (error) {
+      if (signal?.aborted === true) throw signal.reason;
+      if (timeout.aborted) {
+        throw new HoldlineError(
+          'UNAVAILABLE',
+          `no answer from ${this.endpoint} within ${timeoutMs} ms`,
+          { cause: error },
+        );
+      }
+      throw networkError(this.endpoint, error);
+    }
+    let body: GraphQLBody | undefined;
+    try {
+      body = JSON.parse(text) as GraphQLBody;
+    } catch {
+      body = undefined;
+    }
+    const first = body?.errors?.[0];
+    if (first !== undefined) throw graphQLError(first, status);
+    if (status < 200 || status > 299 || body?.data == null) throw httpError(status, text);
+    return body.data as T;
+  }
+}
+
+function networkError(endpoint: string, error: unknown): HoldlineError {
+  const code = socketErrorCode(error);
+  return new HoldlineError(
+    'UNAVAILABLE',
+    `could not reach ${endpoint}${code === undefined ? '' : ` (${code})`}`,
+    { cause: error, notProcessed: code !== undefined && NOT_CONNECTED_CODES.has(code) },
+  );
+}
+
+/** The socket error code under fetch's "fetch failed" TypeError, if any. */
+function socketErrorCode(error: unknown): string | undefined {
+  let cause: unknown = error;
+  for (let depth = 0; depth < 4 && typeof cause === 'object' && cause !== null; depth++) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    // Several addresses tried (IPv4 and IPv6): an AggregateError of the attempts.
+    const errors = (cause as { errors?: unknown }).errors;
+    cause = Array.isArray(errors) && errors.length > 0 ? errors[0] : (cause as Error).cause;
+  }
+  return undefined;
+}
+
+function graphQLError(
+  error: { message?: string; extensions?: Record<string, unknown> },
+  status: number,
+): HoldlineError {
+  const given = error.extensions?.code;
+  let code = toHoldlineErrorCode(given);
+  // A gateway in front of the service may answer 503/429 in GraphQL form without a code.
+  if (given === undefined) code = statusCode(status) ?? code;
+  return new HoldlineError(code, error.message ?? 'request failed', {
+    status,
+    extensions: error.extensions,
+    notProcessed: code === 'RATE_LIMITED',
+  });
+}
+
+function httpError(status: number, text: string): HoldlineError {
+  const code = statusCode(status) ?? 'INTERNAL_SERVER_ERROR';
+  return new HoldlineError(code, `HTTP ${status}: ${text.slice(0, 200)}`, {
+    status,
+    notProcessed: code === 'RATE_LIMITED',
+  });
+}
+
+function statusCode(status: number): HoldlineError['code'] | undefined {
+  switch (status) {
+    case 401:
+      return 'UNAUTHENTICATED';
+    case 403:
+      return 'FORBIDDEN';
+    case 413:
+      return 'PAYLOAD_TOO_LARGE';
+    case 429:
+      return 'RATE_LIMITED';
+    case 502:
+    case 503:
+    case 504:
+      return 'UNAVAILABLE';
+    default:
+      return undefined;
+  }
+}
+
+function toWireSendInput(input: SendInput): Record<string, unknown> {
+  const wire: Record<string, unknown> = { payload: input.payload };
+  if (input.delaySeconds != null) wire.delaySeconds = input.delaySeconds;
+  if (input.runAt != null) {
+    wire.runAt = input.runAt instanceof Date ? input.runAt.toISOString() : input.runAt;
+  }
+  if (input.priority != null) wire.priority = input.priority;
+  if (input.dedupKey != null) wire.dedupKey = input.dedupKey;
+  if (input.groupKey != null) wire.groupKey = input.groupKey;
+  if (input.headers != null) wire.headers = input.headers;
+  return wire;
+}
+
+function toWireConfig(config: Partial<QueueConfig>): Record<string, unknown> {
+  const { visibilityTimeoutSeconds, ...rest } = config;
+  return visibilityTimeoutSeconds === undefined
+    ? rest
+    : { ...rest, visibilityTimeout: visibilityTimeoutSeconds };
+}
+
+function toMessage<P>(wire: WireMessage): Message<P> {
+  return {
+    id: wire.id,
+    queue: wire.queue,
+    payload: wire.payload as P,
+    headers: wire.headers,
+    priority: wire.priority,
+    attempts: wire.attempts,
+    state: wire.state,
+    runAt: new Date(wire.runAt),
+    createdAt: new Date(wire.createdAt),
+    lastError: wire.lastError,
+    originQueue: wire.originQueue,
+  };
+}
+
+function toDelivery<P>(wire: WireDelivery): Delivery<P> {
+  return {
+    receipt: wire.receipt,
+    leaseExpiresAt: new Date(wire.leaseExpiresAt),
+    message: toMessage<P>(wire.message),
+  };
+}
+
+function toQueue(wire: WireQueue): Queue {
+  const { visibilityTimeout, ...config } = wire.config;
+  return {
+    name: wire.name,
+    paused: wire.paused,
+    createdAt: new Date(wire.createdAt),
+    config: { ...config, visibilityTimeoutSeconds: visibilityTimeout },
+  };
+}

@@ -1,0 +1,177 @@
+import type { Kysely } from 'kysely';
+import type pg from 'pg';
+import pino from 'pino';
+import type { Logger } from 'pino';
+import type { Database } from '../db/database.ts';
+import { Listener } from '../db/listener.ts';
+import { createDatabase, createPool } from '../db/pool.ts';
+import { QueueEngine, WAKEUP_CHANNEL } from '../queue/index.ts';
+import { Reaper } from '../reaper/reaper.ts';
+import { EngineTransport } from './engine-transport.ts';
+import { HoldlineError, fromEngineError } from './errors.ts';
+import type { RetryOptions } from './retry.ts';
+import { executorFor } from './transactional.ts';
+import type { TransactionSender, TransactionTarget } from './transactional.ts';
+import type { HoldlineClient } from './types.ts';
+import { toContractMessage } from './types.ts';
+
+/** Options of {@link createInProcessClient}: give `connectionString`, or your own `pool`. */
+export interface InProcessClientOptions {
+  /** PostgreSQL holding the holdline schema (run `npx holdline migrate` once). */
+  connectionString?: string;
+  /**
+   * Your pg Pool, shared with your own queries; it stays yours (close() does not end it).
+   * The LISTEN connection and the reaper's lock need a connection string besides: its
+   * `connectionString` option, or `listenConnectionString`.
+   */
+  pool?: pg.Pool;
+  /** A direct connection (not a transaction-mode pooler) for LISTEN and the reaper's lock.
+   * Default: connectionString, or the pool's. */
+  listenConnectionString?: string;
+  /** Size of the pool made from connectionString. Default 10. */
+  poolMax?: number;
+  /** How often idle long polls look again without a wake-up, in ms. Default 1000. */
+  pollIntervalMs?: number;
+  /**
+   * Run a reaper here (requeues expired leases, dead-letters exhausted messages). Only one
+   * process leads at a time (an advisory lock), so it is safe beside a Holdline service or
+   * other workers. Turn it off only when another process surely runs one: without a reaper,
+   * the messages of a crashed worker are never delivered again. Default true (interval
+   * 1000 ms).
+   */
+  reaper?: boolean | { intervalMs?: number };
+  /** pino logger for the listener, engine and reaper. Default: pino at level warn. */
+  logger?: Logger;
+  /** Retries of UNAVAILABLE failures for idempotent operations; see RetryOptions. */
+  retry?: RetryOptions;
+}
+
+/** The in-process client: every HoldlineClient method, plus sends in your transaction. */
+export interface InProcessClient extends HoldlineClient {
+  /** The engine underneath, for what the contract does not cover (events, bindings list). */
+  readonly engine: QueueEngine;
+  /** The Kysely instance over the client's pool. */
+  readonly db: Kysely<Database>;
+  /**
+   * Sends bound to your open transaction: a kysely Transaction, or a pg client after BEGIN.
+   * They commit with your data; consumers in this process and elsewhere are woken on commit.
+   */
+  within(target: TransactionTarget): TransactionSender;
+}
+
+/**
+ * A client that runs the engine in this process over a pg pool, with no HTTP hop: for
+ * services next to the database. It connects a pool (or uses yours), one LISTEN connection
+ * for wake-ups (long polls return within milliseconds of a commit) and, by default, a
+ * leader-elected reaper. Same methods, results and errors as the HTTP client, so workers
+ * run unchanged on either. close() stops its workers and releases everything it made.
+ */
+export async function createInProcessClient(
+  options: InProcessClientOptions,
+): Promise<InProcessClient> {
+  const ownPool = options.pool === undefined;
+  const connectionString =
+    options.connectionString ?? options.pool?.options.connectionString ?? undefined;
+  const listenConnectionString = options.listenConnectionString ?? connectionString;
+  if (ownPool && connectionString === undefined) {
+    throw new HoldlineError('BAD_USER_INPUT', 'give connectionString or pool');
+  }
+  if (listenConnectionString === undefined) {
+    throw new HoldlineError(
+      'BAD_USER_INPUT',
+      'the pool has no connectionString: give listenConnectionString for the LISTEN connection and the reaper',
+    );
+  }
+  const logger = options.logger ?? pino({ level: 'warn', name: 'holdline' });
+  const pool =
+    options.pool ??
+    createPool({
+      connectionString: connectionString!,
+      max: options.poolMax,
+      applicationName: 'holdline-client',
+    });
+  const db = createDatabase(pool);
+  const listener = new Listener({
+    connectionString: listenConnectionString,
+    channel: WAKEUP_CHANNEL,
+    logger: logger.child({ component: 'listener' }),
+  });
+  const engine = new QueueEngine({ db, listener, logger, pollIntervalMs: options.pollIntervalMs });
+  const reaperOption = options.reaper ?? true;
+  const reaper =
+    reaperOption === false
+      ? undefined
+      : new Reaper({
+          db,
+          connectionString: listenConnectionString,
+          logger,
+          intervalMs: reaperOption === true ? undefined : reaperOption.intervalMs,
+        });
+  try {
+    await listener.start();
+  } catch (error) {
+    if (ownPool) await db.destroy();
+    throw new HoldlineError('UNAVAILABLE', 'could not connect to PostgreSQL', { cause: error });
+  }
+  engine.start();
+  reaper?.start();
+  return new InProcessEngineClient(engine, db, options.retry, async () => {
+    await reaper?.stop();
+    await engine.stop();
+    await listener.stop();
+    // A Kysely over the caller's pool would end it on destroy: it is theirs to end.
+    if (ownPool) await db.destroy();
+  });
+}
+
+class InProcessEngineClient extends EngineTransport implements InProcessClient {
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    engine: QueueEngine,
+    readonly db: Kysely<Database>,
+    retry: RetryOptions | undefined,
+    private readonly release: () => Promise<void>,
+  ) {
+    super(engine, { retry });
+  }
+
+  within(target: TransactionTarget): TransactionSender {
+    const executor = executorFor(target);
+    const engine = this.engine;
+    return {
+      async send(queue, message) {
+        try {
+          return toContractMessage(await engine.send(queue, message, executor));
+        } catch (error) {
+          throw fromEngineError(error);
+        }
+      },
+      async sendBatch(queue, messages) {
+        try {
+          return (await engine.sendBatch(queue, messages, executor)).map((m) =>
+            toContractMessage(m),
+          );
+        } catch (error) {
+          throw fromEngineError(error);
+        }
+      },
+      async publish(topic, message) {
+        try {
+          return (await engine.publish(topic, message, executor)).map((m) => toContractMessage(m));
+        } catch (error) {
+          throw fromEngineError(error);
+        }
+      },
+    };
+  }
+
+  override close(): Promise<void> {
+    this.closing ??= (async () => {
+      // Workers first: they ack and release through the engine.
+      await super.close();
+      await this.release();
+    })();
+    return this.closing;
+  }
+}

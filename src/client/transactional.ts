@@ -1,0 +1,132 @@
+import { Kysely, PostgresDialect } from 'kysely';
+import type { PostgresPoolClient } from 'kysely';
+import type pg from 'pg';
+import type { Database } from '../db/database.ts';
+import {
+  publish as enginePublish,
+  sendBatch as engineSendBatch,
+  send as engineSend,
+} from '../queue/index.ts';
+import type { Executor, SendInput } from '../queue/index.ts';
+import { fromEngineError } from './errors.ts';
+import type { Message } from './types.ts';
+import { toContractMessage } from './types.ts';
+
+/**
+ * Where a transactional send runs: a kysely `Transaction` (or any Kysely instance, over any
+ * database type: only Holdline's SQL functions are called through it), or a `pg` client
+ * (`pool.connect()`'s PoolClient, or a Client) on which the caller has run BEGIN.
+ */
+// `any`: a caller's Kysely<TheirDatabase> must fit whatever their schema is, and Kysely's
+// type is invariant in it; only Holdline's SQL functions are called through it.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type TransactionTarget = Kysely<any> | pg.ClientBase;
+
+/** Sends that join the caller's transaction; see {@link transactionSender}. */
+export interface TransactionSender {
+  /** Enqueues one message in the transaction. */
+  send<Payload = unknown>(queue: string, message: SendInput): Promise<Message<Payload>>;
+  /** Enqueues 1 to 1000 messages in the transaction. */
+  sendBatch<Payload = unknown>(
+    queue: string,
+    messages: readonly SendInput[],
+  ): Promise<Message<Payload>[]>;
+  /** Copies a message into every queue bound to a matching pattern, in the transaction. */
+  publish<Payload = unknown>(topic: string, message: SendInput): Promise<Message<Payload>[]>;
+}
+
+/** Kysely instances made over callers' pg clients, so each client is wrapped once. */
+const clientExecutors = new WeakMap<pg.ClientBase, Executor>();
+
+/**
+ * The engine's executor for a caller's transaction. A Kysely instance is used as it is; a pg
+ * client is wrapped in a Kysely over a one-client "pool" whose release() does nothing, so
+ * every statement runs on that client, inside whatever transaction it has open, and the
+ * client stays the caller's to commit and release.
+ */
+export function executorFor(target: TransactionTarget): Executor {
+  if (isKysely(target)) return target as Executor;
+  let executor = clientExecutors.get(target);
+  if (executor === undefined) {
+    const lent = {
+      query: (text: string, values: readonly unknown[]) => target.query(text, [...values]),
+      release: () => undefined,
+    } as unknown as PostgresPoolClient;
+    executor = new Kysely<Database>({
+      dialect: new PostgresDialect({
+        pool: { connect: () => Promise.resolve(lent), end: () => Promise.resolve() },
+      }),
+    });
+    clientExecutors.set(target, executor);
+  }
+  return executor;
+}
+
+/** Duck-typed: the caller's kysely may be another copy than Holdline's, so no instanceof. */
+function isKysely(target: TransactionTarget): target is Exclude<TransactionTarget, pg.ClientBase> {
+  const candidate = target as Partial<Executor>;
+  return (
+    typeof candidate.executeQuery === 'function' && typeof candidate.transaction === 'function'
+  );
+}
+
+/**
+ * Enqueues one message inside the caller's transaction: it commits with the caller's data
+ * or not at all, and waiting consumers are woken when (and only if) the transaction
+ * commits. Needs no Holdline client, only the caller's connection; the queue must exist
+ * (QUEUE_NOT_FOUND otherwise, which aborts the caller's transaction as any failed statement
+ * does). Rejects with a {@link HoldlineError}; never retried (the transaction is the
+ * caller's to retry).
+ *
+ * @example
+ * await db.transaction().execute(async (trx) => {
+ *   await trx.insertInto('orders').values(order).execute();
+ *   await send(trx, 'orders', { payload: { orderId: order.id } });
+ * });
+ */
+export async function send<Payload = unknown>(
+  target: TransactionTarget,
+  queue: string,
+  message: SendInput,
+): Promise<Message<Payload>> {
+  return toContractMessage<Payload>(
+    await translated(() => engineSend(executorFor(target), { queue, message })),
+  );
+}
+
+/** {@link send} for 1 to 1000 messages into one queue; one Message per input, in order. */
+export async function sendBatch<Payload = unknown>(
+  target: TransactionTarget,
+  queue: string,
+  messages: readonly SendInput[],
+): Promise<Message<Payload>[]> {
+  const sent = await translated(() => engineSendBatch(executorFor(target), { queue, messages }));
+  return sent.map((m) => toContractMessage<Payload>(m));
+}
+
+/** {@link send} to every queue bound to a pattern matching `topic`; the copies. */
+export async function publish<Payload = unknown>(
+  target: TransactionTarget,
+  topic: string,
+  message: SendInput,
+): Promise<Message<Payload>[]> {
+  const sent = await translated(() => enginePublish(executorFor(target), { topic, message }));
+  return sent.map((m) => toContractMessage<Payload>(m));
+}
+
+/** The three sends bound to one transaction. */
+export function transactionSender(target: TransactionTarget): TransactionSender {
+  return {
+    send: (queue, message) => send(target, queue, message),
+    sendBatch: (queue, messages) => sendBatch(target, queue, messages),
+    publish: (topic, message) => publish(target, topic, message),
+  };
+}
+
+async function translated<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw fromEngineError(error);
+  }
+}

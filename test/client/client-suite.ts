@@ -1,0 +1,126 @@
+import { describe, expect, it } from 'vitest';
+import { HoldlineError } from '../../src/index.ts';
+import type { SuiteTarget } from './support.ts';
+
+/** Rejects with a HoldlineError of `code`, not retryable. */
+async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(HoldlineError);
+  expect(error).toMatchObject({ code, retryable: false });
+}
+
+/**
+ * Every contract operation through the client, run once per transport: the HTTP client and
+ * the in-process client must give the same typed results and the same error codes.
+ */
+export function defineClientSuite(target: () => SuiteTarget): void {
+  describe('client', () => {
+    it('runs every contract operation with typed results', async () => {
+      const { client } = target();
+      const queue = 'client-orders';
+
+      const created = await client.createQueue(queue, { visibilityTimeoutSeconds: 10 });
+      expect(created).toMatchObject({ name: queue, paused: false });
+      expect(created.config).toMatchObject({ visibilityTimeoutSeconds: 10, maxAttempts: 5 });
+      expect(created.createdAt).toBeInstanceOf(Date);
+      const configured = await client.configureQueue(queue, { maxAttempts: 4 });
+      expect(configured.config).toMatchObject({ visibilityTimeoutSeconds: 10, maxAttempts: 4 });
+      expect(await client.getQueue(queue)).toEqual(configured);
+      expect(await client.getQueue('client-no-such-queue')).toBeNull();
+      expect((await client.listQueues()).map((q) => q.name)).toContain(queue);
+
+      expect(await client.bindQueue(queue, 'orders.*')).toBe(true);
+      const copies = await client.publish('orders.created', { payload: { via: 'publish' } });
+      expect(copies.map((m) => m.queue)).toEqual([queue]);
+      expect(await client.publish('invoices.created', { payload: {} })).toEqual([]);
+
+      const first = await client.send(queue, { payload: { n: 1 }, dedupKey: 'order-1' });
+      const again = await client.send(queue, { payload: { n: 1 }, dedupKey: 'order-1' });
+      expect(again.id).toBe(first.id);
+      const batch = await client.sendBatch(queue, [
+        { payload: { n: 2 }, headers: { source: 'test' } },
+        { payload: { n: 3 }, priority: 5 },
+      ]);
+      expect(batch.map((m) => m.payload)).toEqual([{ n: 2 }, { n: 3 }]);
+      expect(batch[0]).toMatchObject({ headers: { source: 'test' }, state: 'READY', attempts: 0 });
+      expect(batch[0]!.runAt).toBeInstanceOf(Date);
+
+      expect(await client.queueStats(queue)).toMatchObject({
+        queue,
+        ready: 4,
+        delayed: 0,
+        leased: 0,
+        total: 4,
+      });
+      expect(await client.queueStats('client-no-such-queue')).toBeNull();
+      // Priority 5 goes first, so the last-sent message is next in line.
+      expect(await client.getMessage(batch[1]!.id)).toMatchObject({ position: 0, state: 'READY' });
+      expect(await client.getMessage('999999999')).toBeNull();
+      const listed = await client.listMessages(queue, { first: 10 });
+      expect(listed.map((m) => m.id)).toEqual([
+        copies[0]!.id,
+        first.id,
+        batch[0]!.id,
+        batch[1]!.id,
+      ]);
+
+      expect((await client.pauseQueue(queue)).paused).toBe(true);
+      expect(await client.receive(queue, { max: 10 })).toEqual([]);
+      expect((await client.resumeQueue(queue)).paused).toBe(false);
+
+      const [a, b] = await client.receive(queue, { max: 2, visibilityTimeoutSeconds: 5 });
+      expect(a!.message).toMatchObject({ id: batch[1]!.id, state: 'LEASED', attempts: 1 });
+      expect(a!.leaseExpiresAt).toBeInstanceOf(Date);
+      const extended = await client.extendLease(a!.receipt, 60);
+      expect(extended.receipt).toBe(a!.receipt);
+      expect(extended.leaseExpiresAt.getTime()).toBeGreaterThan(a!.leaseExpiresAt.getTime());
+      expect(await client.ack(a!.receipt)).toBe(true);
+      expect(await client.ackBatch([b!.receipt])).toBe(1);
+
+      const [c] = await client.receive(queue);
+      expect(await client.nack(c!.receipt, { delaySeconds: 60, error: 'try later' })).toBe(true);
+      expect(await client.getMessage(c!.message.id)).toMatchObject({
+        state: 'DELAYED',
+        lastError: 'try later',
+        position: null,
+      });
+
+      const source = 'client-redrive';
+      await client.createQueue(source, { maxAttempts: 1 });
+      await client.send(source, { payload: { doomed: true } });
+      const [doomed] = await client.receive(source);
+      await client.nack(doomed!.receipt, { error: 'fatal' });
+      expect(await client.listMessages(`${source}.dlq`)).toMatchObject([
+        { originQueue: source, lastError: 'fatal' },
+      ]);
+      expect(await client.redrive(source)).toBe(1);
+      expect(await client.queueStats(source)).toMatchObject({ ready: 1 });
+
+      expect(await client.purge(queue)).toBe(2);
+      expect(await client.unbindQueue(queue, 'orders.*')).toBe(true);
+      expect(await client.deleteQueue(queue)).toBe(true);
+      expect(await client.deleteQueue(queue)).toBe(false);
+    });
+
+    it('rejects with a HoldlineError carrying the contract code', async () => {
+      const { client } = target();
+      const queue = 'client-errors';
+      await client.createQueue(queue);
+      await expectCode(client.createQueue(queue), 'QUEUE_EXISTS');
+      await expectCode(client.send('client-missing', { payload: 1 }), 'QUEUE_NOT_FOUND');
+      await expectCode(client.receive(queue, { max: 0 }), 'BAD_USER_INPUT');
+      await expectCode(client.ack('not-a-receipt'), 'BAD_USER_INPUT');
+
+      await client.send(queue, { payload: { n: 1 } });
+      const [delivery] = await client.receive(queue);
+      await client.ack(delivery!.receipt);
+      await expectCode(client.ack(delivery!.receipt), 'LEASE_LOST');
+      await expectCode(client.extendLease(delivery!.receipt, 10), 'LEASE_LOST');
+      await expectCode(client.nack(delivery!.receipt), 'LEASE_LOST');
+      expect(await client.ackBatch([delivery!.receipt])).toBe(0);
+    });
+  });
+}

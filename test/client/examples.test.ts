@@ -1,0 +1,92 @@
+import { execFile, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase } from '../helpers/database.ts';
+import type { TestDatabase } from '../helpers/database.ts';
+import { startServiceProcess } from '../helpers/service-process.ts';
+import type { ServiceProcess } from '../helpers/service-process.ts';
+import { deferred, within } from './support.ts';
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/** `npx tsx examples/<name>.ts`, as the README says, with `env` added. */
+function runExample(name: string, env: Record<string, string>): Promise<{ stdout: string }> {
+  return run(process.execPath, ['--import', 'tsx', `examples/${name}.ts`], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    timeout: 60_000,
+  });
+}
+
+let t: TestDatabase;
+let service: ServiceProcess;
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+});
+afterAll(async () => {
+  await t.drop();
+});
+
+describe('examples/ against a fresh service (npm start)', () => {
+  beforeAll(async () => {
+    service = await startServiceProcess(t.url);
+  });
+  afterAll(async () => {
+    service?.child.kill('SIGTERM');
+    await service?.exited;
+  });
+
+  it('producer.ts sends, and worker.ts handles every message, then stops on SIGINT', async () => {
+    const produced = await runExample('producer', { HOLDLINE_URL: service.url, COUNT: '12' });
+    expect(produced.stdout).toMatch(/^sent 12 messages to "emails"/m);
+    expect(produced.stdout).toMatch(/^queue "emails": 12 ready, 0 leased/m);
+
+    const worker = spawn(process.execPath, ['--import', 'tsx', 'examples/worker.ts'], {
+      cwd: ROOT,
+      env: { ...process.env, HOLDLINE_URL: service.url },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const emailed = new Set<string>();
+    const allEmailed = deferred();
+    const lines: string[] = [];
+    createInterface({ input: worker.stdout }).on('line', (line) => {
+      lines.push(line);
+      const match = /^emailed (\S+) \(attempt 1\)$/.exec(line);
+      if (match !== null) emailed.add(match[1]!);
+      if (emailed.size === 12) allEmailed.resolve();
+    });
+    const exited = new Promise<number | null>((resolve) => worker.once('exit', resolve));
+    try {
+      await within(30_000, 'worker emailed 12', allEmailed.promise);
+    } finally {
+      worker.kill('SIGINT');
+    }
+    expect(await within(15_000, 'worker exit', exited)).toBe(0);
+    expect(lines.at(-1)).toBe('worker stopped');
+    const { rows } = await sql<{ total: number }>`
+      SELECT total::int FROM holdline.queue_stats WHERE queue = 'emails'
+    `.execute(t.db);
+    expect(rows[0]?.total).toBe(0);
+  });
+});
+
+describe('examples/ against a fresh database', () => {
+  it('transactional-order.ts commits each order with its message, and rolls back both', async () => {
+    const { stdout } = await runExample('transactional-order', { DATABASE_URL: t.url });
+    expect(stdout).toMatch(/^rolled back: queue total 3 before, 3 after$/m);
+    expect(stdout.match(/^shipping order \d+ \(sent with (kysely|pg|sql)\)$/gm)).toHaveLength(3);
+    const { rows } = await sql<{ customer: string }>`
+      SELECT customer FROM example_orders ORDER BY id
+    `.execute(t.db);
+    expect(rows.map((r) => r.customer)).toEqual(['ada', 'grace', 'linus']);
+    const stats = await sql<{ total: number }>`
+      SELECT total::int FROM holdline.queue_stats WHERE queue = 'example-orders'
+    `.execute(t.db);
+    expect(stats.rows[0]?.total).toBe(0);
+  });
+});
