@@ -94,7 +94,7 @@ describe('the holdline serve process', () => {
 
     service = await start();
     // Leases the killed consumer held expire after 2 s and are reaped; drain until all arrive.
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + 60_000;
     while ([...committed].some((id) => !acked.has(id)) && Date.now() < deadline) {
       const res = await graphqlRequest<Deliveries>(service.url, RECEIVE, {
         q: 'crash',
@@ -106,7 +106,7 @@ describe('the holdline serve process', () => {
     }
     const lost = [...committed].filter((id) => !acked.has(id));
     expect(lost).toEqual([]);
-  });
+  }, 120_000);
 
   it('exits 0 within 10 s of SIGTERM, answering the requests in flight', async () => {
     const service = await start();
@@ -131,5 +131,5 @@ describe('the holdline serve process', () => {
     expect(answer.data?.receive).toEqual([]);
     expect(await service.exited).toBe(0);
     expect(Date.now() - signalled).toBeLessThan(10_000);
-  });
+  }, 60_000);
 });
