@@ -1,5 +1,6 @@
 // ESLint flat config: type-aware typescript-eslint, the module boundaries of DESIGN.md
-// (db ← queue ← {reaper, graphql} ← server ← cli), and Prettier owning the formatting.
+// (db ← queue ← {reaper, graphql} ← server ← cli; db ← auth ← {graphql, server, cli}), and
+// Prettier owning the formatting.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import importX from 'eslint-plugin-import-x';
@@ -10,6 +11,7 @@ const boundaries = [
   {
     target: './src/db',
     from: [
+      './src/auth',
       './src/queue',
       './src/reaper',
       './src/graphql',
@@ -20,17 +22,36 @@ const boundaries = [
   },
   {
     target: './src/queue',
-    from: ['./src/reaper', './src/graphql', './src/server', './src/client', './src/cli.ts'],
+    from: [
+      './src/auth',
+      './src/reaper',
+      './src/graphql',
+      './src/server',
+      './src/client',
+      './src/cli.ts',
+    ],
   },
   {
     target: './src/reaper',
-    from: ['./src/graphql', './src/server', './src/client', './src/cli.ts'],
+    from: ['./src/auth', './src/graphql', './src/server', './src/client', './src/cli.ts'],
   },
   {
     target: './src/graphql',
     from: ['./src/db', './src/reaper', './src/server', './src/client', './src/cli.ts'],
   },
   { target: './src/server', from: ['./src/cli.ts'] },
+  // Tokens and scopes sit on the database only; the GraphQL layer enforces them.
+  {
+    target: './src/auth',
+    from: [
+      './src/queue',
+      './src/reaper',
+      './src/graphql',
+      './src/server',
+      './src/client',
+      './src/cli.ts',
+    ],
+  },
   // The client embeds the engine (in-process mode) but never the service around it.
   { target: './src/client', from: ['./src/graphql', './src/server', './src/cli.ts'] },
 ];

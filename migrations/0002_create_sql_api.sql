@@ -62,6 +62,7 @@ DECLARE
   v_null_payload bigint;
   v_large_payload bigint;
   v_bad_key boolean;
+  v_far_run_at boolean;
   v_bad_headers boolean;
   v_ids bigint[];
   v_found integer;
@@ -74,13 +75,14 @@ BEGIN
 
   SELECT q.max_payload_bytes,
          (SELECT min(i.ord) FROM unnest(p_payloads) WITH ORDINALITY AS i(payload, ord)
-          WHERE i.payload IS NULL),
+          WHERE i.payload IS NULL OR jsonb_typeof(i.payload) = 'null'),
          (SELECT min(i.ord) FROM unnest(p_payloads) WITH ORDINALITY AS i(payload, ord)
           WHERE octet_length(i.payload::text) > q.max_payload_bytes),
          EXISTS (SELECT 1 FROM unnest(p_dedup_keys) AS k WHERE length(k) NOT BETWEEN 1 AND 256)
            OR EXISTS (SELECT 1 FROM unnest(p_group_keys) AS k WHERE length(k) NOT BETWEEN 1 AND 256),
+         EXISTS (SELECT 1 FROM unnest(p_run_ats) AS r WHERE r > now() + interval '1 year'),
          EXISTS (SELECT 1 FROM unnest(p_headers) AS h WHERE jsonb_typeof(h) <> 'object')
-    INTO v_max_bytes, v_null_payload, v_large_payload, v_bad_key, v_bad_headers
+    INTO v_max_bytes, v_null_payload, v_large_payload, v_bad_key, v_far_run_at, v_bad_headers
   FROM holdline.queues q
   WHERE q.name = p_queue;
   IF NOT FOUND THEN
@@ -98,7 +100,8 @@ BEGIN
       USING ERRCODE = 'HL400';
   END IF;
   IF v_null_payload IS NOT NULL THEN
-    RAISE EXCEPTION 'message % has no payload', v_null_payload USING ERRCODE = 'HL400';
+    RAISE EXCEPTION 'message % has no payload (SQL NULL and JSON null are refused)', v_null_payload
+      USING ERRCODE = 'HL400';
   END IF;
   IF v_large_payload IS NOT NULL THEN
     RAISE EXCEPTION 'message % has a payload of % bytes; queue "%" accepts at most % bytes',
@@ -107,6 +110,9 @@ BEGIN
   END IF;
   IF v_bad_key THEN
     RAISE EXCEPTION 'dedup and group keys must be 1 to 256 characters' USING ERRCODE = 'HL400';
+  END IF;
+  IF v_far_run_at THEN
+    RAISE EXCEPTION 'run_at must be at most one year ahead' USING ERRCODE = 'HL400';
   END IF;
   IF v_bad_headers THEN
     RAISE EXCEPTION 'headers must be a JSON object' USING ERRCODE = 'HL400';

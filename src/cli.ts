@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 /**
- * The `holdline` command: serve, migrate, send, stats, queues. Commands other than serve talk
- * to the database directly (DATABASE_URL, or the embedded PostgreSQL of `npm start`).
+ * The `holdline` command: serve, migrate, send, stats, queues, token create | list | revoke.
+ * Commands other than serve talk to the database directly (DATABASE_URL, or the embedded
+ * PostgreSQL of `npm start`).
  */
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import pino from 'pino';
+import { TokenError, createToken, listTokens, revokeToken } from './auth/index.ts';
 import { createDatabase, createPool } from './db/pool.ts';
 import { QueueError, allQueueStats, listQueues, queueStats, send } from './queue/index.ts';
 import type { Executor } from './queue/index.ts';
@@ -94,6 +96,80 @@ const COMMANDS: Record<string, Command> = {
       });
     },
   },
+  token: {
+    usage: 'holdline token create | list | revoke',
+    summary: 'Manage API tokens; `holdline token <subcommand> --help` for each.',
+    run() {
+      return Promise.reject(new UsageError('token needs a subcommand: create, list or revoke'));
+    },
+  },
+  'token create': {
+    usage: 'holdline token create --name <name> --scopes <scopes>',
+    summary:
+      'Create an API token and print its secret, once: only a hash is stored. Scopes are ' +
+      'comma-separated: "admin", or <read|send|receive|admin>:<queue pattern> where * ' +
+      'matches any characters, e.g. --scopes "send:orders.*,receive:orders". The secret ' +
+      'alone goes to stdout (TOKEN=$(holdline token create …)); what was created, to stderr.',
+    options: { name: { type: 'string' }, scopes: { type: 'string' } },
+    async run({ positionals, values }) {
+      const name = values.name as string | undefined;
+      const scopes = values.scopes as string | undefined;
+      if (name === undefined || scopes === undefined || positionals.length > 0) {
+        throw new UsageError('token create needs --name and --scopes');
+      }
+      await withDatabase(async (db) => {
+        const { token, secret } = await createToken(db, { name, scopes });
+        print(secret);
+        process.stderr.write(
+          `created token "${token.name}" with scopes ${token.scopes.join(',')}: ` +
+            'keep the secret now, it cannot be shown again\n',
+        );
+      });
+    },
+  },
+  'token list': {
+    usage: 'holdline token list [--all] [--json]',
+    summary:
+      'List live tokens (with --all, revoked ones too): name, scopes, when created, last ' +
+      'used and revoked. Never secrets: they are not stored.',
+    options: { all: { type: 'boolean' }, json: { type: 'boolean' } },
+    async run({ values }) {
+      await withDatabase(async (db) => {
+        const tokens = await listTokens(db, { includeRevoked: values.all === true });
+        if (values.json === true) {
+          print(JSON.stringify(tokens, null, 2));
+          return;
+        }
+        console.table(
+          tokens.map((t) => ({
+            name: t.name,
+            scopes: t.scopes.join(','),
+            createdAt: t.createdAt.toISOString(),
+            lastUsedAt: t.lastUsedAt?.toISOString() ?? '',
+            revokedAt: t.revokedAt?.toISOString() ?? '',
+          })),
+        );
+      });
+    },
+  },
+  'token revoke': {
+    usage: 'holdline token revoke <name>',
+    summary:
+      'Revoke the live token named <name>. Running services refuse it within a second ' +
+      '(they reuse a token lookup for at most that long). Its row is kept for `token list --all`.',
+    async run({ positionals }) {
+      const [name] = positionals;
+      if (name === undefined || positionals.length > 1) {
+        throw new UsageError('token revoke needs one <name>');
+      }
+      await withDatabase(async (db) => {
+        if (!(await revokeToken(db, { name }))) {
+          throw new TokenError('BAD_USER_INPUT', `no live token is named "${name}"`);
+        }
+        print(`revoked token "${name}"`);
+      });
+    },
+  },
   queues: {
     usage: 'holdline queues',
     summary: 'List queues with their settings.',
@@ -138,7 +214,13 @@ function help(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  let [name, ...rest] = argv;
+  // `token create …` and friends are commands of two words.
+  const sub = rest[0];
+  if (name === 'token' && sub !== undefined && !sub.startsWith('-')) {
+    name = `token ${sub}`;
+    rest = rest.slice(1);
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     print(help());
     return name === undefined ? 1 : 0;
@@ -166,9 +248,13 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${error.message}\n\nUsage: ${command.usage}\n`);
       return 2;
     }
-    if (error instanceof QueueError || error instanceof ConfigError) {
+    if (
+      error instanceof QueueError ||
+      error instanceof TokenError ||
+      error instanceof ConfigError
+    ) {
       process.stderr.write(
-        `${error instanceof QueueError ? error.code : 'CONFIG'}: ${error.message}\n`,
+        `${error instanceof ConfigError ? 'CONFIG' : error.code}: ${error.message}\n`,
       );
       return 1;
     }

@@ -10,6 +10,7 @@ export interface Database {
   'holdline.topic_bindings': TopicBindingsTable;
   'holdline.waiting_consumers': WaitingConsumersTable;
   'holdline.dequeue_counts': DequeueCountsTable;
+  'holdline.api_tokens': ApiTokensTable;
   'holdline.queue_stats': QueueStatsView;
   'holdline.dead_letters': DeadLettersView;
 }
@@ -66,6 +67,18 @@ export interface DequeueCountsTable {
   queue: string;
   minute: Date;
   deliveries: ColumnType<string, number | string, number | string>;
+}
+
+export interface ApiTokensTable {
+  /** bigint: pg returns it as a string. */
+  id: ColumnType<string, never, never>;
+  name: string;
+  /** SHA-256 of the secret; the secret itself is never stored. */
+  secret_hash: Buffer;
+  scopes: string[];
+  created_at: Timestamp;
+  revoked_at: Date | null;
+  last_used_at: Date | null;
 }
 
 export interface QueueStatsView {

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { CONNECTION_TIMEOUT_MS_DEFAULT } from './pool.ts';
 
 /** Options for {@link Listener}. */
 export interface ListenerOptions {
@@ -82,6 +83,9 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const client = new pg.Client({
       connectionString: this.options.connectionString,
       application_name: 'holdline-listener',
+      // A host that does not answer fails this attempt (and schedules the next) instead of
+      // leaving the listener connecting for the OS's TCP timeout.
+      connectionTimeoutMillis: CONNECTION_TIMEOUT_MS_DEFAULT,
     });
     client.on('notification', (message) => {
       if (message.channel === this.options.channel)

@@ -63,12 +63,15 @@ export function isConnectionError(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && CONNECTION_ERROR_CODES.has(code)) return true;
   const message = (error as { message?: unknown }).message;
-  // pg reports a socket closed under a query without a code; these texts are pg's own.
+  // pg reports a socket closed under a query without a code; these texts are pg's own, the
+  // last two pg-pool's when connectionTimeoutMillis runs out (src/db/pool.ts).
   return (
     typeof message === 'string' &&
     (message === 'Connection terminated unexpectedly' ||
       message === 'Connection terminated' ||
-      message.startsWith('Client has encountered a connection error'))
+      message.startsWith('Client has encountered a connection error') ||
+      message === 'timeout exceeded when trying to connect' ||
+      message === 'Connection terminated due to connection timeout')
   );
 }
 

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { QueueEngine } from '../queue/index.ts';
 import type { StreamRegistry } from './abortable-iterator.ts';
+import type { RequestAccess } from './authorization.ts';
 import type { DeliveryTracker } from './delivery-tracker.ts';
 
 /** Request header carrying a caller's request id. */
@@ -24,6 +25,11 @@ export interface GraphQLContext {
   streams: StreamRegistry;
   /** Aborts when the HTTP client goes away; absent over WebSocket. Ends long polls early. */
   signal?: AbortSignal;
+  /**
+   * What this request may do: everything (authentication off), or its token's scopes.
+   * Resolvers check it through authorization.ts before calling the engine.
+   */
+  access: RequestAccess;
 }
 
 /** What one handler's contexts share. */
@@ -58,10 +64,15 @@ export function createContext(
   deps: ContextDependencies,
   requestId: string,
   signal: AbortSignal | undefined,
+  access: RequestAccess,
 ): GraphQLContext {
   return {
+    access,
     engine: deps.engine,
-    logger: deps.logger.child({ requestId }),
+    // The token's name (never its secret) says who made the request.
+    logger: deps.logger.child(
+      access.kind === 'token' ? { requestId, tokenName: access.principal.name } : { requestId },
+    ),
     requestId,
     deliveryTracker: deps.deliveryTracker,
     streams: deps.streams,

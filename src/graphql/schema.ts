@@ -15,11 +15,19 @@ import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import type { QueueEngine } from '../queue/index.ts';
 import { StreamRegistry } from './abortable-iterator.ts';
+import { AuthGate, authenticationPlugin } from './authentication.ts';
+import type { AuthOptions } from './authentication.ts';
+import { OPEN_ACCESS, UNAUTHENTICATED_CODE } from './authorization.ts';
+import type { RequestAccess } from './authorization.ts';
+import { corsOptions, csrfPreventionPlugin, webSocketOriginAllowed } from './browser-guards.ts';
 import { createContext, requestIdOf } from './context.ts';
 import type { GraphQLContext } from './context.ts';
+import { MAX_COST_DEFAULT, costLimitPlugin } from './cost-limit.ts';
 import { DeliveryTracker } from './delivery-tracker.ts';
 import { MAX_DEPTH_DEFAULT, depthLimitRule } from './depth-limit.ts';
 import { createErrorMapper, createMaskError, errorLoggingPlugin } from './errors.ts';
+import type { ErrorMapper } from './errors.ts';
+import { noIntrospectionRule } from './introspection.ts';
 import { MessageResolvers } from './resolvers/Message.ts';
 import { MutationResolvers } from './resolvers/Mutation.ts';
 import { QueryResolvers } from './resolvers/Query.ts';
@@ -115,6 +123,8 @@ export interface GraphQLServerContext {
   socket?: WebSocket;
   /** The HTTP server's id for this request, used as is (it also sets the response header). */
   requestId?: string;
+  /** A WebSocket operation's access, admitted by attachWebSocketServer before it runs. */
+  access?: RequestAccess;
 }
 
 /** The yoga instance: a node `(req, res)` handler with `fetch` and `handleNodeRequestAndResponse`. */
@@ -143,6 +153,22 @@ export interface GraphQLHandlerOptions {
   graphiql?: boolean;
   /** Deepest field nesting accepted (introspection not counted). Default {@link MAX_DEPTH_DEFAULT}. */
   maxDepth?: number;
+  /**
+   * Bearer-token authentication, scope checks and the per-token rate limit. Undefined (the
+   * default): no authentication, every request may do everything. The service decides this
+   * from its configuration (AUTH_REQUIRED); tests and embedders choose explicitly.
+   */
+  auth?: AuthOptions;
+  /** Answer introspection (`__schema`, `__type`). Default true. */
+  introspection?: boolean;
+  /** Largest operation cost accepted (see cost-limit.ts). Default {@link MAX_COST_DEFAULT}. */
+  maxCost?: number;
+  /**
+   * Browser origins allowed to call the API from their pages (CORS, and WebSocket Origin
+   * checks), e.g. `https://ops.example.com`; `*` for any. Default none: only same-origin
+   * pages (GraphiQL) and non-browser clients.
+   */
+  allowedOrigins?: readonly string[];
   /** More yoga/envelop plugins (metrics, tracing), run after ours. */
   plugins?: Plugin[];
 }
@@ -156,7 +182,11 @@ export interface GraphQLHandlerOptions {
  *
  * - Errors: masked; QueueError codes become `extensions.code` (errors.ts); anything
  *   unexpected is "Unexpected error." and logged once with its stack.
- * - Limits: field depth at most `maxDepth`; batched requests (JSON arrays) refused.
+ * - Limits: field depth at most `maxDepth`, cost at most `maxCost`; batched requests (JSON
+ *   arrays) refused.
+ * - Security: with `auth`, every request needs a live bearer token, each resolver checks
+ *   the token's scopes, and each token is rate limited. Always: cross-site request
+ *   (CSRF) prevention, no CORS unless `allowedOrigins`, mutations never over GET.
  * - Request ids: `requestId` from the server context when given, else the caller's
  *   `x-request-id` when sane, else a UUID; on every log line of the request.
  * - GraphiQL with an example of each operation, unless `graphiql: false`.
@@ -169,11 +199,17 @@ export function createGraphQLHandler(options: GraphQLHandlerOptions): GraphQLHan
   const deps = { engine: options.engine, logger, deliveryTracker: new DeliveryTracker(), streams };
   const mapError = createErrorMapper(logger);
   const depthLimit = depthLimitRule(options.maxDepth ?? MAX_DEPTH_DEFAULT);
-  const depthLimitPlugin: Plugin = {
+  const introspection = options.introspection ?? true;
+  const validationPlugin: Plugin = {
     onValidate({ addValidationRule }) {
       addValidationRule(depthLimit);
+      if (!introspection) addValidationRule(noIntrospectionRule);
     },
   };
+  const gate = options.auth === undefined ? undefined : new AuthGate(options.auth);
+  // What each HTTP request was admitted with, from onRequestParse to the context factory.
+  const admitted = new WeakMap<Request, RequestAccess>();
+  const allowedOrigins = options.allowedOrigins ?? [];
 
   const yoga = createYoga<GraphQLServerContext, GraphQLContext>({
     schema: createExecutableSchema(),
@@ -187,15 +223,67 @@ export function createGraphQLHandler(options: GraphQLHandlerOptions): GraphQLHan
     batching: false,
     maskedErrors: { maskError: createMaskError(mapError) },
     logging: yogaLogger(logger),
-    plugins: [depthLimitPlugin, errorLoggingPlugin(mapError), ...(options.plugins ?? [])],
+    cors: corsOptions(allowedOrigins),
+    plugins: [
+      // Both run before the body is parsed: a refused request costs no parsing.
+      csrfPreventionPlugin(),
+      ...(gate === undefined ? [] : [authenticationPlugin(gate, admitted)]),
+      validationPlugin,
+      costLimitPlugin(options.maxCost ?? MAX_COST_DEFAULT),
+      errorLoggingPlugin(mapError),
+      ...(options.plugins ?? []),
+    ],
     context: (initial: YogaInitialContext & GraphQLServerContext): GraphQLContext => {
       // Over WebSocket there is no Fetch Request: the upgrade request carries the headers.
       const request = initial.request as Request | undefined;
       const requestId = initial.requestId ?? requestIdOf(request ?? initial.req);
-      return createContext(deps, requestId, request?.signal);
+      const access =
+        initial.access ??
+        (request === undefined ? undefined : admitted.get(request)) ??
+        (gate === undefined ? OPEN_ACCESS : undefined);
+      // With authentication on, a request that was not admitted must never run: fail closed.
+      if (access === undefined) throw new Error('request reached execution without being admitted');
+      return createContext(deps, requestId, request?.signal, access);
     },
   });
+  webSocketSecurity.set(yoga, { gate, allowedOrigins, mapError });
   return { yoga, releaseSubscriptions: () => streams.closeAll() };
+}
+
+/** What attachWebSocketServer enforces for a yoga instance: what its HTTP side enforces. */
+interface WebSocketSecurity {
+  gate: AuthGate | undefined;
+  allowedOrigins: readonly string[];
+  mapError: ErrorMapper;
+}
+
+/**
+ * Security settings by yoga instance, registered by createGraphQLHandler. Kept here rather
+ * than passed to attachWebSocketServer, so that attaching WebSockets to a handler built with
+ * authentication can never serve them without it.
+ */
+const webSocketSecurity = new WeakMap<GraphQLYoga, WebSocketSecurity>();
+
+/** graphql-ws close code for a connection refused for its token (as graphql-ws's own 4401). */
+export const WS_UNAUTHENTICATED_CLOSE_CODE = 4401;
+
+/** graphql-ws close code when the token could not be checked (database down): retry later. */
+const WS_TRY_AGAIN_LATER_CLOSE_CODE = 1013;
+
+/**
+ * A WebSocket connection's credential: connectionParams `authorization` (what browsers can
+ * send: they cannot set headers on a WebSocket), else the upgrade request's Authorization
+ * header.
+ */
+function webSocketCredential(
+  connectionParams: Readonly<Record<string, unknown>> | undefined,
+  request: IncomingMessage,
+): unknown {
+  return (
+    connectionParams?.authorization ??
+    connectionParams?.Authorization ??
+    request.headers.authorization
+  );
 }
 
 /**
@@ -231,24 +319,73 @@ interface Enveloped extends EnvelopedExecution {
 /**
  * Serves GraphQL over WebSocket (the graphql-transport-ws protocol of graphql-ws) on the
  * HTTP server's upgrade requests to {@link GRAPHQL_PATH}. Every operation runs through the
- * same yoga plugins as HTTP (yoga's getEnveloped recipe): error masking, the depth limit,
- * context with request id. Returns a function that closes every socket (code 1001, so their
- * subscriptions end and release their deliveries) and stops accepting upgrades; it does not
- * close the HTTP server.
+ * same yoga plugins as HTTP (yoga's getEnveloped recipe): error masking, the depth and cost
+ * limits, context with request id. Returns a function that closes every socket (code 1001,
+ * so their subscriptions end and release their deliveries) and stops accepting upgrades; it
+ * does not close the HTTP server.
+ *
+ * Security is the handler's (see createGraphQLHandler): upgrades from a browser page of
+ * another origin are refused (403) unless allowed; with `auth`, the connection's token
+ * (connectionParams `authorization: "Bearer …"`, or the upgrade's Authorization header) is
+ * checked at connection_init — a missing, wrong or revoked one closes the socket with
+ * {@link WS_UNAUTHENTICATED_CLOSE_CODE} — and again for every operation, which also counts
+ * against the token's rate limit; a refused operation gets its error, the socket stays.
  */
 export function attachWebSocketServer(yoga: GraphQLYoga, server: Server): () => Promise<void> {
-  const wsServer = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
+  const security = webSocketSecurity.get(yoga);
+  if (security === undefined)
+    throw new Error('attachWebSocketServer needs a yoga from createGraphQLHandler');
+  const { gate, allowedOrigins, mapError } = security;
+  const wsServer = new WebSocketServer({
+    server,
+    path: yoga.graphqlEndpoint,
+    // Refused with 403, not ws's default 401: no credential would help a foreign origin.
+    verifyClient: (
+      { req }: { req: IncomingMessage },
+      done: (allowed: boolean, status?: number, message?: string) => void,
+    ) => {
+      if (webSocketOriginAllowed(req, allowedOrigins)) done(true);
+      else done(false, 403, 'origin not allowed');
+    },
+  });
   const executions = new WeakMap<ExecutionArgs, EnvelopedExecution>();
   const disposable = useServer(
     {
       execute: (args) => enveloped(executions, args).execute(args) as Promise<ExecutionResult>,
       subscribe: (args) => enveloped(executions, args).subscribe(args) as Promise<ExecutionResult>,
+      onConnect: async (ctx) => {
+        if (gate === undefined) return true;
+        try {
+          await gate.authenticate(webSocketCredential(ctx.connectionParams, ctx.extra.request));
+          return true;
+        } catch (error) {
+          const mapped = mapError(error);
+          const unauthenticated = mapped.extensions.code === UNAUTHENTICATED_CODE;
+          // The reason is the error, so clients can tell; a close reason holds 123 bytes.
+          const reason = `${String(mapped.extensions.code)}: ${mapped.message}`.slice(0, 120);
+          ctx.extra.socket.close(
+            unauthenticated ? WS_UNAUTHENTICATED_CLOSE_CODE : WS_TRY_AGAIN_LATER_CLOSE_CODE,
+            reason,
+          );
+          return false;
+        }
+      },
       onSubscribe: async (ctx, _id, payload) => {
+        let access: RequestAccess = OPEN_ACCESS;
+        if (gate !== undefined) {
+          try {
+            // Again per operation: a token revoked after connecting starts nothing new.
+            access = await gate.admit(webSocketCredential(ctx.connectionParams, ctx.extra.request));
+          } catch (error) {
+            return [mapError(error)];
+          }
+        }
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
           socket: ctx.extra.socket,
           params: payload,
+          access,
         }) as Enveloped;
         let document: DocumentNode;
         try {

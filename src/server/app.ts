@@ -2,6 +2,7 @@ import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
+import { AccessControl, listTokens } from '../auth/index.ts';
 import { Listener } from '../db/listener.ts';
 import { pendingMigrations } from '../db/migrator.ts';
 import { createDatabase, createPool } from '../db/pool.ts';
@@ -56,7 +57,19 @@ export function createApp(options: {
     engine,
     logger: logger.child({ component: 'graphql' }),
     graphiql: config.graphiql,
+    introspection: config.introspection,
     maxDepth: config.maxQueryDepth,
+    maxCost: config.maxQueryCost,
+    allowedOrigins: config.allowedOrigins,
+    auth: config.authRequired
+      ? {
+          control: new AccessControl({ db, logger: logger.child({ component: 'auth' }) }),
+          rateLimit:
+            config.rateLimitPerSecond > 0
+              ? { perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst }
+              : undefined,
+        }
+      : undefined,
     plugins: [metrics.graphqlPlugin],
   });
   const httpServer = createHttpServer({
@@ -120,10 +133,38 @@ export function createApp(options: {
         });
       });
       disposeWebSockets = attachWebSocketServer(graphql.yoga, httpServer);
+      await warnAboutAccess(config, logger, db);
     },
     stop() {
       stopping ??= stop();
       return stopping;
     },
   };
+}
+
+/**
+ * The one warning at start about who can use the service: with authentication off, anyone
+ * who reaches HOST:PORT can use every queue; with it on and no live token, nobody can yet.
+ */
+async function warnAboutAccess(
+  config: Config,
+  logger: Logger,
+  db: Parameters<typeof listTokens>[0],
+): Promise<void> {
+  if (!config.authRequired) {
+    logger.warn(
+      { host: config.host, port: config.port },
+      'authentication is off: anyone who can connect may use every queue (AUTH_REQUIRED=true turns it on)',
+    );
+    return;
+  }
+  try {
+    if ((await listTokens(db)).length === 0) {
+      logger.warn(
+        'authentication is required and no token exists: create one with `holdline token create`',
+      );
+    }
+  } catch (error) {
+    logger.debug({ err: error }, 'tokens not counted at start');
+  }
 }

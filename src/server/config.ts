@@ -23,7 +23,26 @@ export interface Config {
   maxBodyBytes: number;
   /** Deepest GraphQL selection accepted. */
   maxQueryDepth: number;
+  /** Largest GraphQL operation cost accepted (see src/graphql/cost-limit.ts). */
+  maxQueryCost: number;
+  /** Serve GraphiQL; default on exactly when authentication is off. */
   graphiql: boolean;
+  /** Answer introspection queries; default on exactly when authentication is off. */
+  introspection: boolean;
+  /**
+   * Every request needs a live bearer token. Default: on unless HOST is a loopback address
+   * (127.0.0.0/8, ::1, localhost); off on a non-loopback HOST is refused unless
+   * allowUnauthenticatedNetwork.
+   */
+  authRequired: boolean;
+  /** ALLOW_UNAUTHENTICATED_NETWORK: accept AUTH_REQUIRED=false on a non-loopback HOST. */
+  allowUnauthenticatedNetwork: boolean;
+  /** Requests per second per token, sustained; 0: no limit. */
+  rateLimitPerSecond: number;
+  /** Requests a token may make at once (the bucket size). */
+  rateLimitBurst: number;
+  /** Browser origins allowed to call the API (CORS_ORIGINS); empty: none. */
+  allowedOrigins: string[];
   /** How long SIGTERM waits for in-flight work before closing anyway. */
   shutdownTimeoutMs: number;
 }
@@ -37,13 +56,40 @@ type Env = Record<string, string | undefined>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/**
+ * Whether `host` only accepts connections from this machine: 127.0.0.0/8, ::1 (also as
+ * `[::1]` or IPv4-mapped), or `localhost`. Anything else, `0.0.0.0` and `::` included, is
+ * reachable from the network.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1');
+  if (bare === 'localhost' || bare === '::1' || bare === '0:0:0:0:0:0:0:1') return true;
+  const v4 = /^(?:::ffff:)?(\d{1,3})\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.exec(bare);
+  return v4 !== null && v4[1] === '127';
+}
+
 /** Reads the configuration from `env` (default process.env). */
 export function loadConfig(env: Env = process.env): Config {
   const databaseUrl = url(env, 'DATABASE_URL');
+  const host = text(env, 'HOST', '127.0.0.1');
+  const loopback = isLoopbackHost(host);
+  const authRequired = boolean(env, 'AUTH_REQUIRED', !loopback);
+  const allowUnauthenticatedNetwork = boolean(env, 'ALLOW_UNAUTHENTICATED_NETWORK', false);
+  if (!authRequired && !loopback && !allowUnauthenticatedNetwork) {
+    throw new ConfigError(
+      `AUTH_REQUIRED=false with HOST=${host} would let anyone on the network use every queue: ` +
+        'listen on 127.0.0.1, or create tokens and leave AUTH_REQUIRED on, or also set ' +
+        'ALLOW_UNAUTHENTICATED_NETWORK=true if something in front of the service authenticates',
+    );
+  }
+  const rateLimitPerSecond = integer(env, 'RATE_LIMIT_PER_SECOND', 100, 0, 1_000_000);
   return {
     databaseUrl,
     listenDatabaseUrl: url(env, 'LISTEN_DATABASE_URL') ?? databaseUrl,
-    host: text(env, 'HOST', '127.0.0.1'),
+    host,
     port: integer(env, 'PORT', 4000, 0, 65_535),
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
     migrateOnStart: boolean(env, 'MIGRATE_ON_START', true),
@@ -55,7 +101,20 @@ export function loadConfig(env: Env = process.env): Config {
     reaperIntervalMs: integer(env, 'REAPER_INTERVAL_MS', 1_000, 10, 60_000),
     maxBodyBytes: integer(env, 'MAX_BODY_BYTES', 8 * 1024 * 1024, 1_024, 1024 * 1024 * 1024),
     maxQueryDepth: integer(env, 'MAX_QUERY_DEPTH', 10, 2, 100),
-    graphiql: boolean(env, 'GRAPHIQL', true),
+    maxQueryCost: integer(env, 'MAX_QUERY_COST', 20_000, 1, 10_000_000),
+    graphiql: boolean(env, 'GRAPHIQL', !authRequired),
+    introspection: boolean(env, 'INTROSPECTION', !authRequired),
+    authRequired,
+    allowUnauthenticatedNetwork,
+    rateLimitPerSecond,
+    rateLimitBurst: integer(
+      env,
+      'RATE_LIMIT_BURST',
+      Math.max(1, rateLimitPerSecond * 2),
+      1,
+      10_000_000,
+    ),
+    allowedOrigins: origins(env, 'CORS_ORIGINS'),
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
   };
 }
@@ -100,6 +159,31 @@ function boolean(env: Env, name: string, fallback: boolean): boolean {
   if (['1', 'true', 'yes', 'on'].includes(value)) return true;
   if (['0', 'false', 'no', 'off'].includes(value)) return false;
   throw new ConfigError(`${name} must be true or false, got "${value}"`);
+}
+
+/** A comma-separated list of browser origins (`https://host[:port]`), or `*`. */
+function origins(env: Env, name: string): string[] {
+  const value = raw(env, name);
+  if (value === undefined) return [];
+  const list = value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+  for (const item of list) {
+    if (item === '*') continue;
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(item);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === undefined || parsed.origin !== item) {
+      throw new ConfigError(
+        `${name} must be "*" or comma-separated origins like https://ops.example.com, got "${item}"`,
+      );
+    }
+  }
+  return list;
 }
 
 function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {

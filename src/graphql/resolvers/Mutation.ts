@@ -1,5 +1,6 @@
-import { QueueError } from '../../queue/index.ts';
+import { QueueError, translateDatabaseError } from '../../queue/index.ts';
 import type { Delivery, Message, Queue, QueueConfig, SendInput } from '../../queue/index.ts';
+import { authorize, authorizeAll, authorizeReceipts, forbidden } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { badUserInput } from '../errors.ts';
 
@@ -94,13 +95,32 @@ async function settling<T>(
   }
 }
 
-/** Resolvers of type Mutation: each checks the shape, makes one engine call, maps the result. */
+/**
+ * A queue's settings name its dead-letter queue: pointing it at a queue is a way of writing
+ * into that queue, so a named one needs `admin` there too (the default `<name>.dlq` is the
+ * queue's own and needs nothing more).
+ */
+function authorizeConfig(
+  ctx: GraphQLContext,
+  queue: string,
+  config: QueueConfigInput | null | undefined,
+): void {
+  authorize(ctx.access, 'admin', queue);
+  if (config?.deadLetterQueue != null) authorize(ctx.access, 'admin', config.deadLetterQueue);
+}
+
+/**
+ * Resolvers of type Mutation: each checks the token's scope for its queue (authorization.ts),
+ * checks the shape, makes one engine call, maps the result. Queue management needs `admin`,
+ * sends `send`, receiving and settling deliveries `receive`.
+ */
 export const MutationResolvers = {
   createQueue(
     _root: unknown,
     args: { name: string; config?: QueueConfigInput | null },
     ctx: GraphQLContext,
   ): Promise<Queue> {
+    authorizeConfig(ctx, args.name, args.config);
     return ctx.engine.createQueue(args.name, toQueueConfig(args.config));
   },
 
@@ -109,10 +129,12 @@ export const MutationResolvers = {
     args: { name: string; config: QueueConfigInput },
     ctx: GraphQLContext,
   ): Promise<Queue> {
+    authorizeConfig(ctx, args.name, args.config);
     return ctx.engine.configureQueue(args.name, toQueueConfig(args.config));
   },
 
   deleteQueue(_root: unknown, args: { name: string }, ctx: GraphQLContext): Promise<boolean> {
+    authorize(ctx.access, 'admin', args.name);
     return ctx.engine.deleteQueue(args.name);
   },
 
@@ -121,6 +143,7 @@ export const MutationResolvers = {
     args: { queue: string; message: SendInputArgs },
     ctx: GraphQLContext,
   ): Promise<Message> {
+    authorize(ctx.access, 'send', args.queue);
     return ctx.engine.send(args.queue, toSendInput(args.message));
   },
 
@@ -129,6 +152,7 @@ export const MutationResolvers = {
     args: { queue: string; messages: SendInputArgs[] },
     ctx: GraphQLContext,
   ): Promise<Message[]> {
+    authorize(ctx.access, 'send', args.queue);
     return ctx.engine.sendBatch(args.queue, args.messages.map(toSendInput));
   },
 
@@ -142,6 +166,7 @@ export const MutationResolvers = {
     },
     ctx: GraphQLContext,
   ): Promise<Delivery[]> {
+    authorize(ctx.access, 'receive', args.queue);
     return ctx.engine.receive({
       queue: args.queue,
       max: args.max ?? undefined,
@@ -153,6 +178,7 @@ export const MutationResolvers = {
   },
 
   async ack(_root: unknown, args: { receipt: string }, ctx: GraphQLContext): Promise<boolean> {
+    await authorizeReceipts(ctx.access, [args.receipt]);
     await settling(ctx, [args.receipt], () => ctx.engine.ack(args.receipt));
     return true;
   },
@@ -162,6 +188,7 @@ export const MutationResolvers = {
     args: { receipts: string[] },
     ctx: GraphQLContext,
   ): Promise<number> {
+    await authorizeReceipts(ctx.access, args.receipts);
     // Receipts that were not acked had lost their lease: settled all the same.
     const acked = await settling(ctx, args.receipts, () => ctx.engine.ackBatch(args.receipts));
     return acked.length;
@@ -172,6 +199,7 @@ export const MutationResolvers = {
     args: { receipt: string; delaySeconds?: number | null; error?: string | null },
     ctx: GraphQLContext,
   ): Promise<boolean> {
+    await authorizeReceipts(ctx.access, [args.receipt]);
     await settling(ctx, [args.receipt], () =>
       ctx.engine.nack(args.receipt, { delaySeconds: args.delaySeconds, error: args.error }),
     );
@@ -183,6 +211,7 @@ export const MutationResolvers = {
     args: { receipt: string; seconds: number },
     ctx: GraphQLContext,
   ): Promise<Delivery> {
+    await authorizeReceipts(ctx.access, [args.receipt]);
     try {
       return await ctx.engine.extendLease(args.receipt, args.seconds);
     } catch (error) {
@@ -197,18 +226,22 @@ export const MutationResolvers = {
     args: { queue: string; max?: number | null },
     ctx: GraphQLContext,
   ): Promise<number> {
+    authorize(ctx.access, 'admin', args.queue);
     return ctx.engine.redrive(args.queue, args.max);
   },
 
   purge(_root: unknown, args: { queue: string }, ctx: GraphQLContext): Promise<number> {
+    authorize(ctx.access, 'admin', args.queue);
     return ctx.engine.purge(args.queue);
   },
 
   pauseQueue(_root: unknown, args: { name: string }, ctx: GraphQLContext): Promise<Queue> {
+    authorize(ctx.access, 'admin', args.name);
     return ctx.engine.pauseQueue(args.name);
   },
 
   resumeQueue(_root: unknown, args: { name: string }, ctx: GraphQLContext): Promise<Queue> {
+    authorize(ctx.access, 'admin', args.name);
     return ctx.engine.resumeQueue(args.name);
   },
 
@@ -217,6 +250,7 @@ export const MutationResolvers = {
     args: { queue: string; pattern: string },
     ctx: GraphQLContext,
   ): Promise<boolean> {
+    authorize(ctx.access, 'admin', args.queue);
     await ctx.engine.bindQueue(args.queue, args.pattern);
     return true;
   },
@@ -226,14 +260,45 @@ export const MutationResolvers = {
     args: { queue: string; pattern: string },
     ctx: GraphQLContext,
   ): Promise<boolean> {
+    authorize(ctx.access, 'admin', args.queue);
     return ctx.engine.unbindQueue(args.queue, args.pattern);
   },
 
-  publish(
+  /**
+   * Needs `send` on every queue the topic reaches. Which queues those are is only certain
+   * inside the publishing transaction (a binding may be added at any moment), so with a
+   * token that cannot send everywhere the copies are made in a transaction that is rolled
+   * back, publishing nothing, when any of them landed in a queue the token may not send to.
+   * The FORBIDDEN error does not name that queue.
+   */
+  async publish(
     _root: unknown,
     args: { topic: string; message: SendInputArgs },
     ctx: GraphQLContext,
   ): Promise<Message[]> {
-    return ctx.engine.publish(args.topic, toSendInput(args.message));
+    const access = ctx.access;
+    if (access.kind === 'open' || access.principal.scopes.allowsEveryQueue('send')) {
+      return ctx.engine.publish(args.topic, toSendInput(args.message));
+    }
+    let copies: Message[];
+    try {
+      copies = await ctx.engine.db.transaction().execute(async (trx) => {
+        const made = await ctx.engine.publish(args.topic, toSendInput(args.message), trx);
+        try {
+          authorizeAll(access, 'send', new Set(made.map((m) => m.queue)));
+        } catch {
+          throw forbidden(
+            `topic "${args.topic}" reaches a queue this token may not send to: nothing was published`,
+          );
+        }
+        return made;
+      });
+    } catch (error) {
+      // A failed COMMIT (connection lost) is UNAVAILABLE, as it is for the engine's own.
+      throw translateDatabaseError(error);
+    }
+    // Committed now: wake this process's waiters, as the engine does after its own commits.
+    for (const queue of new Set(copies.map((m) => m.queue))) ctx.engine.wakeups.wake(queue);
+    return copies;
   },
 };

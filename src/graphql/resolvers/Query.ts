@@ -1,4 +1,5 @@
 import type { Message, MessageState, MessageWithPosition, Queue } from '../../queue/index.ts';
+import { authorize, mayAccess } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { withSharedStats } from './Queue.ts';
 import type { QueueParent } from './Queue.ts';
@@ -11,26 +12,40 @@ interface MessagesArgs {
   after?: string | null;
 }
 
-/** Resolvers of type Query: reads, each one engine call. */
+/**
+ * Resolvers of type Query: reads, each one engine call, each needing `read` on its queue
+ * (which `receive` and `admin` scopes imply).
+ */
 export const QueryResolvers = {
+  /** Only the queues the token may read: the others are not listed, not refused. */
   async queues(_root: unknown, _args: unknown, ctx: GraphQLContext): Promise<QueueParent[]> {
-    const queues = await ctx.engine.listQueues();
+    const queues = (await ctx.engine.listQueues()).filter((queue) =>
+      mayAccess(ctx.access, 'read', queue.name),
+    );
     return withSharedStats(queues, () => ctx.engine.allQueueStats());
   },
 
   async queue(_root: unknown, args: { name: string }, ctx: GraphQLContext): Promise<Queue | null> {
+    authorize(ctx.access, 'read', args.name);
     return (await ctx.engine.getQueue(args.name)) ?? null;
   },
 
+  /**
+   * Null, as for a message that does not exist, when the message is in a queue the token may
+   * not read: the answer does not tell a message of another queue from no message at all.
+   */
   async message(
     _root: unknown,
     args: { id: string },
     ctx: GraphQLContext,
   ): Promise<MessageWithPosition | null> {
-    return (await ctx.engine.getMessage(args.id)) ?? null;
+    const message = await ctx.engine.getMessage(args.id);
+    if (message === undefined || !mayAccess(ctx.access, 'read', message.queue)) return null;
+    return message;
   },
 
   messages(_root: unknown, args: MessagesArgs, ctx: GraphQLContext): Promise<Message[]> {
+    authorize(ctx.access, 'read', args.queue);
     return ctx.engine.listMessages({
       queue: args.queue,
       state: args.state,

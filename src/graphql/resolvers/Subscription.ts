@@ -9,6 +9,7 @@ import {
 import type { Delivery, QueueStats } from '../../queue/index.ts';
 import { abortableIterator } from '../abortable-iterator.ts';
 import type { AbortableIterator } from '../abortable-iterator.ts';
+import { authorize, whileTokenLive } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { PREFETCH_MAX, streamDeliveries } from '../delivery-stream.ts';
 import { createErrorMapper } from '../errors.ts';
@@ -40,10 +41,11 @@ function selects(info: GraphQLResolveInfo, field: string): boolean {
 }
 
 /**
- * Resolvers of type Subscription. Each `subscribe` checks its arguments and the queue, then
- * hands out a stream (delivery-stream.ts, stats-stream.ts) that stops at once when the
- * subscriber leaves. Errors in mid-stream are mapped here, since graphql-ws forwards them
- * without yoga's masking.
+ * Resolvers of type Subscription. Each `subscribe` checks the token's scope (`receive` for
+ * deliveries, `read` for queueStats), its arguments and the queue, then hands out a stream
+ * (delivery-stream.ts, stats-stream.ts) that stops at once when the subscriber leaves, and
+ * ends with UNAUTHENTICATED once the token is revoked (whileTokenLive). Errors in mid-stream
+ * are mapped here, since graphql-ws forwards them without yoga's masking.
  */
 export const SubscriptionResolvers = {
   deliveries: {
@@ -52,6 +54,7 @@ export const SubscriptionResolvers = {
       args: { queue: string; prefetch?: number | null; visibilityTimeout?: number | null },
       ctx: GraphQLContext,
     ): Promise<AbortableIterator<Delivery>> {
+      authorize(ctx.access, 'receive', args.queue);
       const prefetch = validateInteger(args.prefetch ?? 1, 'prefetch', 1, PREFETCH_MAX);
       const visibilityTimeoutSeconds =
         args.visibilityTimeout == null
@@ -61,16 +64,19 @@ export const SubscriptionResolvers = {
       const logger = ctx.logger.child({ subscription: 'deliveries', queue: args.queue });
       return abortableIterator(
         (signal) =>
-          streamDeliveries(
-            {
-              engine: ctx.engine,
-              tracker: ctx.deliveryTracker,
-              logger,
-              queue: args.queue,
-              prefetch,
-              visibilityTimeoutSeconds,
-            },
-            signal,
+          whileTokenLive(
+            ctx.access,
+            streamDeliveries(
+              {
+                engine: ctx.engine,
+                tracker: ctx.deliveryTracker,
+                logger,
+                queue: args.queue,
+                prefetch,
+                visibilityTimeoutSeconds,
+              },
+              signal,
+            ),
           ),
         { mapError: createErrorMapper(logger), registry: ctx.streams, endOn: ctx.signal },
       );
@@ -85,12 +91,16 @@ export const SubscriptionResolvers = {
       ctx: GraphQLContext,
       info: GraphQLResolveInfo,
     ): Promise<AbortableIterator<QueueStats>> {
+      authorize(ctx.access, 'read', args.queue);
       await requireQueue(ctx, args.queue);
       const logger = ctx.logger.child({ subscription: 'queueStats', queue: args.queue });
       const watchAge = selects(info, 'oldestReadyAgeSeconds');
       return abortableIterator(
         (signal) =>
-          streamQueueStats({ engine: ctx.engine, logger, queue: args.queue, watchAge }, signal),
+          whileTokenLive(
+            ctx.access,
+            streamQueueStats({ engine: ctx.engine, logger, queue: args.queue, watchAge }, signal),
+          ),
         { mapError: createErrorMapper(logger), registry: ctx.streams, endOn: ctx.signal },
       );
     },
