@@ -28,6 +28,7 @@ import { MAX_DEPTH_DEFAULT, depthLimitRule } from './depth-limit.ts';
 import { createErrorMapper, createMaskError, errorLoggingPlugin } from './errors.ts';
 import type { ErrorMapper } from './errors.ts';
 import { noIntrospectionRule } from './introspection.ts';
+import { parseLimitPlugin } from './parse-limit.ts';
 import { MessageResolvers } from './resolvers/Message.ts';
 import { MutationResolvers } from './resolvers/Mutation.ts';
 import { QueryResolvers } from './resolvers/Query.ts';
@@ -177,13 +178,13 @@ export interface GraphQLHandlerOptions {
  * Builds the GraphQL API: a graphql-yoga instance serving {@link GRAPHQL_PATH} for queries,
  * mutations and SSE subscriptions (`Accept: text/event-stream`); WebSocket subscriptions
  * come from {@link attachWebSocketServer}. Use `handler.yoga` as a node handler
- * (`http.createServer(handler.yoga)`, or `yoga.handleNodeRequestAndResponse(req, res,
- * { requestId })`), or in-process with `handler.yoga.fetch(url, init)`.
+ * (`http.createServer(handler.yoga)`, or `handler.yoga(req, res, { requestId })`), or
+ * in-process with `handler.yoga.fetch(url, init)`.
  *
  * - Errors: masked; QueueError codes become `extensions.code` (errors.ts); anything
  *   unexpected is "Unexpected error." and logged once with its stack.
- * - Limits: field depth at most `maxDepth`, cost at most `maxCost`; batched requests (JSON
- *   arrays) refused.
+ * - Limits: tokens and nesting bounded at parse (parse-limit.ts), field depth at most
+ *   `maxDepth`, cost at most `maxCost`; batched requests (JSON arrays) refused.
  * - Security: with `auth`, every request needs a live bearer token, each resolver checks
  *   the token's scopes, and each token is rate limited. Always: cross-site request
  *   (CSRF) prevention, no CORS unless `allowedOrigins`, mutations never over GET.
@@ -228,6 +229,7 @@ export function createGraphQLHandler(options: GraphQLHandlerOptions): GraphQLHan
       // Both run before the body is parsed: a refused request costs no parsing.
       csrfPreventionPlugin(),
       ...(gate === undefined ? [] : [authenticationPlugin(gate, admitted)]),
+      parseLimitPlugin(),
       validationPlugin,
       costLimitPlugin(options.maxCost ?? MAX_COST_DEFAULT),
       errorLoggingPlugin(mapError),
