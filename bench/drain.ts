@@ -1,0 +1,608 @@
+/**
+ * W3, drain: 50,000 pre-filled messages consumed with a no-op handler, each system with its
+ * best documented settings: the raw-SQL limit (SKIP LOCKED lease of 100 + batched DELETE),
+ * holdline's engine loop and its in-process TypeScript worker, pg-boss's work() and
+ * graphile-worker's run(). Targets (issue 5): holdline in-process ≥ 0.9× raw and ≥ 2× the
+ * faster peer.
+ *
+ *   npx tsx bench/drain.ts [--smoke]
+ *
+ * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
+ */
+import { run } from 'graphile-worker';
+import type pg from 'pg';
+import { sql } from 'kysely';
+import PgBoss from 'pg-boss';
+import pino from 'pino';
+import { createClient, createInProcessClient } from '../src/client/index.ts';
+import { createDatabase, createPool } from '../src/db/pool.ts';
+import { QueueEngine, createQueue, sendBatch } from '../src/queue/index.ts';
+import { parseBenchArgs } from './harness/args.ts';
+import { nowMs, sleep } from './harness/clock.ts';
+import { withBenchDatabase } from './harness/database.ts';
+import type { BenchDatabase } from './harness/database.ts';
+import { describeMachine, machineFacts } from './harness/machine.ts';
+import {
+  CREATE_RAW_QUEUE_TABLE,
+  GRAPHILE_PENDING,
+  GRAPHILE_RESET,
+  GRAPHILE_RUN_SETTINGS,
+  PG_BOSS_PENDING,
+  PG_BOSS_RESET,
+  RAW_ACK_BATCH,
+  RAW_INSERT_BATCH,
+  RAW_LEASE,
+  RAW_QUEUE_TABLE,
+  graphileRunOptions,
+  graphileWorkerUtils,
+  installGraphileWorker,
+  installPgBoss,
+  peerVersion,
+  pgBossOptions,
+} from './harness/peers.ts';
+import { waitForQuietMachine } from './harness/quiet.ts';
+import { startService } from './harness/service.ts';
+import type { QuietCheck } from './harness/quiet.ts';
+import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
+import { median } from './harness/stats.ts';
+
+const BENCH = 'drain';
+const args = parseBenchArgs(process.argv.slice(2));
+
+const MESSAGES = args.smoke ? 1_000 : 50_000;
+const REPETITIONS = args.smoke ? 1 : 3;
+const PREFILL_BATCH_SIZE = 500;
+/** Leases per receive for the loops that call receive themselves (raw, holdline engine). */
+const LEASE_MAX = 100;
+/** Concurrent receive loops of raw and the holdline engine, each on its own connection. */
+const CONSUMER_LOOPS = 4;
+/** The holdline worker's options: slots for a whole lease batch, acks coalesced by 100. */
+const HOLDLINE_WORKER_SETTINGS = {
+  concurrency: 200,
+  ackBatchSize: 100,
+  ackDelayMs: 5,
+  waitSeconds: 1,
+  poolMax: 10,
+  reaper: false,
+} as const;
+/**
+ * pg-boss 10 (docs, "Workers"): each work() call adds one polling worker; batchSize jobs per
+ * fetch; the worker waits out pollingIntervalSeconds (minimum 0.5) after every fetch, full or
+ * not, so its ceiling is workers × batchSize / interval.
+ */
+const PG_BOSS_WORK_SETTINGS = {
+  // 8 × 2,000 every 0.5 s: a ceiling of 32,000 jobs/s, above what this machine drains, so the
+  // database and not the settings bound it (4 × 1,000 measured its 8,000/s ceiling).
+  workers: 8,
+  batchSize: 2_000,
+  pollingIntervalSeconds: 0.5,
+  poolMax: 10,
+} as const;
+/**
+ * The service as a bench runs it: no per-token rate limit (the default, 100 requests/s,
+ * would measure the limiter), no reaper (as for the in-process worker), on loopback without
+ * tokens.
+ */
+const HOLDLINE_SERVICE_ENV = {
+  RATE_LIMIT_PER_SECOND: '0',
+  REAPER_ENABLED: 'false',
+  POOL_MAX: '10',
+};
+const RUN_TIME_LIMIT_MS = 120_000;
+/** How often a drain's end is checked once every handler call was counted. */
+const DRAINED_POLL_MS = 10;
+const QUIET_MIN_IDLE = 0.9;
+const QUIET_WINDOW_MS = args.smoke ? 50 : 1_000;
+const QUIET_TIMEOUT_MS = args.smoke ? 0 : 10_000;
+const QUEUE = 'bench';
+const PAD = 'x'.repeat(100);
+const CONSUMER_APPLICATION_NAME = 'holdline-bench-consumer';
+const HOLDLINE_RESET = 'TRUNCATE holdline.messages, holdline.dequeue_counts';
+const HOLDLINE_PENDING = `SELECT count(*)::integer AS n FROM holdline.messages WHERE queue = '${QUEUE}'`;
+const PG_BOSS_PENDING_BENCH = PG_BOSS_PENDING.replace('$1', `'${QUEUE}'`);
+
+const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' }, pino.destination(2));
+
+function payloads(first: number, count: number): { n: number; pad: string }[] {
+  return Array.from({ length: count }, (_, i) => ({ n: first + i, pad: PAD }));
+}
+
+/** Calls `send` with consecutive batches of PREFILL_BATCH_SIZE payloads, MESSAGES in all. */
+async function prefill(send: (batch: { n: number; pad: string }[]) => Promise<unknown>) {
+  for (let first = 0; first < MESSAGES; first += PREFILL_BATCH_SIZE) {
+    await send(payloads(first, Math.min(PREFILL_BATCH_SIZE, MESSAGES - first)));
+  }
+}
+
+/** A running drain: resolves when every message was consumed and acked. */
+interface Drain {
+  /** Messages the handler (or loop) saw so far. */
+  readonly handled: number;
+  done: Promise<void>;
+  stop(): Promise<void>;
+}
+
+interface System {
+  key: string;
+  label: string;
+  settings: Record<string, unknown>;
+  /** Empties this system's tables. */
+  reset: string;
+  /** Tables to VACUUM ANALYZE after the prefill, so every run starts with fresh statistics. */
+  tables: readonly string[];
+  /** Messages not yet acked. */
+  pending: string;
+  prefill(bench: BenchDatabase): Promise<void>;
+  /** Prepared before the clock starts (pools, instances); `start` runs on the clock. */
+  prepare(bench: BenchDatabase): Promise<{ start(): Promise<Drain>; close(): Promise<void> }>;
+}
+
+async function pendingCount(bench: BenchDatabase, pending: string): Promise<number> {
+  const { rows } = await sql.raw<{ n: number }>(pending).execute(bench.admin);
+  return rows[0]!.n;
+}
+
+/**
+ * For drains run by a library's own loop: resolves once the handler saw every message and
+ * the database shows none left unacked (acks may be batched after the handler returns).
+ */
+async function drained(
+  bench: BenchDatabase,
+  pending: string,
+  handled: () => number,
+): Promise<void> {
+  const deadline = nowMs() + RUN_TIME_LIMIT_MS;
+  while (handled() < MESSAGES || (await pendingCount(bench, pending)) > 0) {
+    if (nowMs() >= deadline || bench.signal.aborted) {
+      throw new Error(`not drained in time (${handled()} handled)`);
+    }
+    await sleep(DRAINED_POLL_MS);
+  }
+}
+
+/** A drain run by a library's own loop, ended by {@link drained}. */
+function libraryDrain(
+  bench: BenchDatabase,
+  pending: string,
+  seen: { readonly count: number },
+  stop: () => Promise<void>,
+): Drain {
+  const done = drained(bench, pending, () => seen.count);
+  done.catch(() => undefined);
+  return {
+    get handled() {
+      return seen.count;
+    },
+    done,
+    stop,
+  };
+}
+
+/** Runs CONSUMER_LOOPS loops of `once` until each sees an empty lease; returns messages seen. */
+function loops(once: () => Promise<number>): Drain {
+  let handled = 0;
+  const loop = async (): Promise<void> => {
+    for (let i = 0; i <= MESSAGES; i++) {
+      const got = await once();
+      if (got === 0) return;
+      handled += got;
+    }
+  };
+  const done = Promise.all(Array.from({ length: CONSUMER_LOOPS }, loop)).then(() => undefined);
+  done.catch(() => undefined);
+  return {
+    get handled() {
+      return handled;
+    },
+    done,
+    stop: () => done.catch(() => undefined),
+  };
+}
+
+/** Runs `work` on one plain pg connection to the bench database. */
+async function onBenchConnection(
+  bench: BenchDatabase,
+  work: (client: pg.PoolClient) => Promise<void>,
+): Promise<void> {
+  const pool = createPool({
+    connectionString: bench.url,
+    max: 1,
+    applicationName: 'holdline-bench-prefill',
+  });
+  const client = await pool.connect();
+  try {
+    await work(client);
+  } finally {
+    client.release();
+    await pool.end();
+  }
+}
+
+/** A no-op handler that counts its calls. */
+function counter(): { readonly count: number; handle: (n?: number) => void } {
+  let count = 0;
+  return {
+    get count() {
+      return count;
+    },
+    handle: (n = 1) => {
+      count += n;
+    },
+  };
+}
+
+const SYSTEMS: readonly System[] = [
+  {
+    key: 'raw',
+    label: `raw SQL: SKIP LOCKED lease of ${LEASE_MAX} + DELETE ack`,
+    settings: { loops: CONSUMER_LOOPS, leaseMax: LEASE_MAX },
+    reset: `TRUNCATE ${RAW_QUEUE_TABLE}`,
+    tables: [RAW_QUEUE_TABLE],
+    pending: `SELECT count(*)::integer AS n FROM ${RAW_QUEUE_TABLE}`,
+    prefill: (bench) =>
+      onBenchConnection(bench, (client) =>
+        prefill(async (batch) => {
+          await client.query(RAW_INSERT_BATCH, [batch.map((p) => JSON.stringify(p))]);
+        }),
+      ),
+    prepare: (bench) => {
+      const pool = createPool({
+        connectionString: bench.url,
+        max: CONSUMER_LOOPS,
+        applicationName: CONSUMER_APPLICATION_NAME,
+      });
+      return Promise.resolve({
+        start: () =>
+          Promise.resolve(
+            loops(async () => {
+              const client = await pool.connect();
+              try {
+                const { rows } = await client.query<{ id: string }>(RAW_LEASE, [LEASE_MAX]);
+                if (rows.length > 0) await client.query(RAW_ACK_BATCH, [rows.map((r) => r.id)]);
+                return rows.length;
+              } finally {
+                client.release();
+              }
+            }),
+          ),
+        close: () => pool.end(),
+      });
+    },
+  },
+  {
+    key: 'holdline-engine',
+    label: `holdline engine loop: receive max ${LEASE_MAX} + ackBatch`,
+    settings: { loops: CONSUMER_LOOPS, max: LEASE_MAX, api: 'QueueEngine.receive + ackBatch' },
+    reset: HOLDLINE_RESET,
+    tables: ['holdline.messages'],
+    pending: HOLDLINE_PENDING,
+    prefill: holdlinePrefill,
+    prepare: (bench) => {
+      const db = createDatabase(
+        createPool({
+          connectionString: bench.url,
+          max: CONSUMER_LOOPS,
+          applicationName: CONSUMER_APPLICATION_NAME,
+        }),
+      );
+      const engine = new QueueEngine({ db, logger });
+      engine.start();
+      return Promise.resolve({
+        start: () =>
+          Promise.resolve(
+            loops(async () => {
+              const deliveries = await engine.receive({ queue: QUEUE, max: LEASE_MAX });
+              if (deliveries.length > 0) await engine.ackBatch(deliveries.map((d) => d.receipt));
+              return deliveries.length;
+            }),
+          ),
+        close: async () => {
+          await engine.stop();
+          await db.destroy();
+        },
+      });
+    },
+  },
+  {
+    key: 'holdline-worker',
+    label: `holdline in-process worker: consume(), concurrency ${HOLDLINE_WORKER_SETTINGS.concurrency}`,
+    settings: { api: 'createInProcessClient + consume', ...HOLDLINE_WORKER_SETTINGS },
+    reset: HOLDLINE_RESET,
+    tables: ['holdline.messages'],
+    pending: HOLDLINE_PENDING,
+    prefill: holdlinePrefill,
+    prepare: async (bench) => {
+      const { concurrency, ackBatchSize, ackDelayMs, waitSeconds, poolMax, reaper } =
+        HOLDLINE_WORKER_SETTINGS;
+      const client = await createInProcessClient({
+        connectionString: bench.url,
+        poolMax,
+        reaper,
+        logger,
+      });
+      return {
+        start: () => {
+          const seen = counter();
+          const worker = client.consume(QUEUE, () => seen.handle(), {
+            concurrency,
+            ackBatchSize,
+            ackDelayMs,
+            waitSeconds,
+          });
+          return Promise.resolve(
+            libraryDrain(bench, HOLDLINE_PENDING, seen, () => worker.stop({ timeoutMs: 5_000 })),
+          );
+        },
+        close: () => client.close(),
+      };
+    },
+  },
+  {
+    key: 'holdline-http',
+    label: `holdline service over HTTP (GraphQL): receive max ${LEASE_MAX} + ackBatch`,
+    settings: {
+      api: 'createClient({ url }).receive + ackBatch',
+      loops: CONSUMER_LOOPS,
+      max: LEASE_MAX,
+      service: HOLDLINE_SERVICE_ENV,
+    },
+    reset: HOLDLINE_RESET,
+    tables: ['holdline.messages'],
+    pending: HOLDLINE_PENDING,
+    prefill: holdlinePrefill,
+    // The service runs in a child process (`holdline serve`), started before the clock.
+    prepare: async (bench) => {
+      const service = await startService(bench.url, HOLDLINE_SERVICE_ENV);
+      const client = createClient({ url: service.url });
+      return {
+        start: () =>
+          Promise.resolve(
+            loops(async () => {
+              const deliveries = await client.receive(QUEUE, { max: LEASE_MAX });
+              if (deliveries.length > 0) await client.ackBatch(deliveries.map((d) => d.receipt));
+              return deliveries.length;
+            }),
+          ),
+        close: async () => {
+          await client.close();
+          await service.stop();
+        },
+      };
+    },
+  },
+  {
+    key: 'pg-boss',
+    label: `pg-boss ${peerVersion('pg-boss')} work(), ${PG_BOSS_WORK_SETTINGS.workers} workers × batchSize ${PG_BOSS_WORK_SETTINGS.batchSize}`,
+    settings: {
+      api: 'boss.work(queue, { batchSize, pollingIntervalSeconds }, handler) × workers',
+      ...PG_BOSS_WORK_SETTINGS,
+    },
+    reset: PG_BOSS_RESET,
+    tables: ['pgboss.job'],
+    pending: PG_BOSS_PENDING_BENCH,
+    prefill: async (bench) => {
+      const boss = new PgBoss(pgBossOptions(bench.url, 2));
+      boss.on('error', reportPgBossError);
+      await boss.start();
+      try {
+        await prefill((batch) => boss.insert(batch.map((p) => ({ name: QUEUE, data: p }))));
+      } finally {
+        await boss.stop({ graceful: false, wait: true });
+      }
+    },
+    prepare: async (bench) => {
+      const { workers, batchSize, pollingIntervalSeconds, poolMax } = PG_BOSS_WORK_SETTINGS;
+      const boss = new PgBoss(pgBossOptions(bench.url, poolMax));
+      boss.on('error', reportPgBossError);
+      await boss.start();
+      return {
+        start: async () => {
+          const seen = counter();
+          for (let w = 0; w < workers; w++) {
+            await boss.work(QUEUE, { batchSize, pollingIntervalSeconds }, (jobs) => {
+              seen.handle(jobs.length);
+              return Promise.resolve();
+            });
+          }
+          return libraryDrain(bench, PG_BOSS_PENDING_BENCH, seen, () => boss.offWork(QUEUE));
+        },
+        close: () => boss.stop({ graceful: false, wait: true }),
+      };
+    },
+  },
+  {
+    key: 'graphile-worker',
+    label: `graphile-worker ${peerVersion('graphile-worker')} run(), concurrency ${GRAPHILE_RUN_SETTINGS.concurrency}, localQueue ${GRAPHILE_RUN_SETTINGS.localQueueSize}`,
+    settings: { api: 'run({ taskList, concurrency, preset.worker })', ...GRAPHILE_RUN_SETTINGS },
+    reset: GRAPHILE_RESET,
+    tables: ['graphile_worker._private_jobs'],
+    pending: GRAPHILE_PENDING,
+    prefill: async (bench) => {
+      const utils = await graphileWorkerUtils(bench.url, 2);
+      try {
+        await prefill((batch) =>
+          utils.addJobs(batch.map((p) => ({ identifier: QUEUE, payload: p }))),
+        );
+      } finally {
+        await utils.release();
+      }
+    },
+    // run() connects its pool and starts in one call, so its start-up is on the clock.
+    prepare: (bench) =>
+      Promise.resolve({
+        start: async () => {
+          const seen = counter();
+          const runner = await run(graphileRunOptions(bench.url, QUEUE, () => seen.handle()));
+          return libraryDrain(bench, GRAPHILE_PENDING, seen, () => runner.stop());
+        },
+        close: () => Promise.resolve(),
+      }),
+  },
+];
+
+function reportPgBossError(error: unknown): void {
+  process.stderr.write(`pg-boss: ${String(error)}\n`);
+}
+
+async function holdlinePrefill(bench: BenchDatabase): Promise<void> {
+  await prefill((batch) =>
+    sendBatch(bench.admin, { queue: QUEUE, messages: batch.map((p) => ({ payload: p })) }),
+  );
+}
+
+interface Measurement {
+  system: string;
+  repetition: number;
+  messages: number;
+  elapsedMs: number;
+  messagesPerSecond: number;
+  quietBeforeStart: QuietCheck;
+}
+
+let checkpointWarned = false;
+
+async function measure(
+  bench: BenchDatabase,
+  system: System,
+  repetition: number,
+): Promise<Measurement> {
+  await sql.raw(system.reset).execute(bench.admin);
+  await system.prefill(bench);
+  for (const table of system.tables) await sql.raw(`VACUUM ANALYZE ${table}`).execute(bench.admin);
+  try {
+    await sql`CHECKPOINT`.execute(bench.admin);
+  } catch (error) {
+    if (!checkpointWarned) process.stderr.write(`no CHECKPOINT between runs: ${String(error)}\n`);
+    checkpointWarned = true;
+  }
+  const before = await pendingCount(bench, system.pending);
+  if (before !== MESSAGES) throw new Error(`${system.key}: prefilled ${before}, not ${MESSAGES}`);
+  const prepared = await system.prepare(bench);
+  try {
+    const quietBeforeStart = await waitForQuietMachine({
+      minIdle: QUIET_MIN_IDLE,
+      windowMs: QUIET_WINDOW_MS,
+      timeoutMs: QUIET_TIMEOUT_MS,
+    });
+    const startedAt = nowMs();
+    const drain = await prepared.start();
+    try {
+      await drain.done;
+    } finally {
+      await drain.stop();
+    }
+    const elapsedMs = nowMs() - startedAt;
+    const left = await pendingCount(bench, system.pending);
+    if (left !== 0) throw new Error(`${system.key}: ${left} messages left after the drain`);
+    return {
+      system: system.key,
+      repetition,
+      messages: MESSAGES,
+      elapsedMs,
+      messagesPerSecond: (MESSAGES / elapsedMs) * 1000,
+      quietBeforeStart,
+    };
+  } finally {
+    await prepared.close();
+  }
+}
+
+interface Summary {
+  system: string;
+  label: string;
+  runs: number;
+  medianMessagesPerSecond: number;
+  minMessagesPerSecond: number;
+  maxMessagesPerSecond: number;
+  ratioToRaw: number;
+  medianPairedRatioToRaw: number;
+}
+
+function summarise(measurements: readonly Measurement[]): Summary[] {
+  const raw = measurements.filter((m) => m.system === 'raw');
+  const rawMedian = median(raw.map((m) => m.messagesPerSecond));
+  return SYSTEMS.map((system) => {
+    const runs = measurements.filter((m) => m.system === system.key);
+    const rates = runs.map((m) => m.messagesPerSecond);
+    const paired = runs.map((m) => {
+      const rawRun = raw.find((r) => r.repetition === m.repetition);
+      return rawRun === undefined ? Number.NaN : m.messagesPerSecond / rawRun.messagesPerSecond;
+    });
+    return {
+      system: system.key,
+      label: system.label,
+      runs: runs.length,
+      medianMessagesPerSecond: median(rates),
+      minMessagesPerSecond: Math.min(...rates),
+      maxMessagesPerSecond: Math.max(...rates),
+      ratioToRaw: median(rates) / rawMedian,
+      medianPairedRatioToRaw: median(paired),
+    };
+  });
+}
+
+function table(summaries: readonly Summary[]): string {
+  return markdownTable(
+    ['system', 'msgs/s (median)', 'min–max', '× raw'],
+    summaries.map((s) => [
+      s.label,
+      formatCount(s.medianMessagesPerSecond),
+      `${formatCount(s.minMessagesPerSecond)}–${formatCount(s.maxMessagesPerSecond)}`,
+      `${formatFixed(s.ratioToRaw, 2)}×`,
+    ]),
+  );
+}
+
+async function main(): Promise<void> {
+  await withBenchDatabase(async (bench) => {
+    const machine = await machineFacts(bench.admin);
+    printJsonLine({
+      bench: BENCH,
+      kind: 'machine',
+      ...machine,
+      messages: MESSAGES,
+      repetitions: REPETITIONS,
+      smoke: args.smoke,
+      peers: {
+        'pg-boss': peerVersion('pg-boss'),
+        'graphile-worker': peerVersion('graphile-worker'),
+      },
+      settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
+    });
+    await sql.raw(CREATE_RAW_QUEUE_TABLE).execute(bench.admin);
+    await createQueue(bench.admin, { name: QUEUE });
+    await installPgBoss(bench.url, QUEUE);
+    await installGraphileWorker(bench.url);
+
+    const measurements: Measurement[] = [];
+    for (let repetition = 1; repetition <= REPETITIONS; repetition++) {
+      // Interleaved (A B C D E, A B C D E, …) so drift over time hits every system alike.
+      for (const system of SYSTEMS) {
+        if (bench.signal.aborted) {
+          process.stderr.write('interrupted: no results\n');
+          return;
+        }
+        const m = await measure(bench, system, repetition);
+        measurements.push(m);
+        printJsonLine({ bench: BENCH, kind: 'measurement', ...m });
+        process.stderr.write(
+          `${repetition}/${REPETITIONS} ${system.key}: ${formatCount(m.messagesPerSecond)} msgs/s\n`,
+        );
+      }
+    }
+
+    const summaries = summarise(measurements);
+    for (const s of summaries) printJsonLine({ bench: BENCH, kind: 'summary', ...s });
+    const command = `npx tsx bench/drain.ts${args.smoke ? ' --smoke' : ''}`;
+    const quietRuns = measurements.filter((m) => m.quietBeforeStart.quiet).length;
+    process.stdout.write(
+      `\nDrain of ${formatCount(MESSAGES)} pre-filled messages with a no-op handler, ` +
+        `${REPETITIONS} repetition(s) interleaved; median and min–max over repetitions; ` +
+        `${quietRuns} of ${measurements.length} runs started on a machine ` +
+        `≥${QUIET_MIN_IDLE * 100}% idle.\n` +
+        `${describeMachine(machine)}\n\`${command}\`\n\n${table(summaries)}\n`,
+    );
+  });
+}
+
+await main();

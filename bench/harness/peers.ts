@@ -1,0 +1,147 @@
+/**
+ * The peers holdline is compared with, installed into a bench database: pg-boss and
+ * graphile-worker (devDependencies at pinned versions), and the raw-SQL queue that stands
+ * for the physical limit. Each is set up the way its own documentation recommends for
+ * throughput; the settings are exported so the JSON lines can print them beside the results.
+ */
+import { createRequire } from 'node:module';
+import { Logger, makeWorkerUtils, runMigrations } from 'graphile-worker';
+import type { RunnerOptions, WorkerUtils } from 'graphile-worker';
+import PgBoss from 'pg-boss';
+
+const require = createRequire(import.meta.url);
+
+/** The installed version of a peer, read from its package.json. */
+export function peerVersion(name: 'pg-boss' | 'graphile-worker'): string {
+  return (require(`${name}/package.json`) as { version: string }).version;
+}
+
+/**
+ * The raw-SQL queue: the smallest table a queue needs (id, payload, lease). Its INSERT,
+ * SKIP LOCKED lease and batched DELETE are the physical limit the others are measured
+ * against.
+ */
+export const RAW_QUEUE_TABLE = 'bench_raw_queue';
+export const CREATE_RAW_QUEUE_TABLE = `
+  CREATE TABLE ${RAW_QUEUE_TABLE} (
+    id bigserial PRIMARY KEY,
+    payload jsonb NOT NULL,
+    lease_expires_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now()
+  )`;
+/** A whole batch in one statement: the payloads as one jsonb[] parameter. */
+export const RAW_INSERT_BATCH = `
+  INSERT INTO ${RAW_QUEUE_TABLE} (payload) SELECT unnest($1::jsonb[])`;
+/**
+ * Leases up to $1 rows: walks the primary key in id order, skips rows other consumers hold,
+ * and marks the chosen rows leased for 30 s in the same statement.
+ */
+export const RAW_LEASE = `
+  WITH next AS (
+    SELECT id FROM ${RAW_QUEUE_TABLE}
+    WHERE lease_expires_at IS NULL OR lease_expires_at < now()
+    ORDER BY id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+  )
+  UPDATE ${RAW_QUEUE_TABLE} q SET lease_expires_at = now() + interval '30 seconds'
+  FROM next WHERE q.id = next.id
+  RETURNING q.id, q.payload`;
+/** Acks a batch of leased rows in one statement. */
+export const RAW_ACK_BATCH = `DELETE FROM ${RAW_QUEUE_TABLE} WHERE id = ANY($1::bigint[])`;
+
+/** pg-boss's schema in the bench database. */
+export const PG_BOSS_SCHEMA = 'pgboss';
+
+/**
+ * pg-boss settings: maintenance and cron off (they are background work that holdline's and
+ * graphile-worker's runs do not do either), a pool of `max` connections.
+ */
+export function pgBossOptions(url: string, max: number): PgBoss.ConstructorOptions {
+  return {
+    connectionString: url,
+    schema: PG_BOSS_SCHEMA,
+    max,
+    application_name: 'holdline-bench-pgboss',
+    supervise: false,
+    schedule: false,
+    migrate: true,
+  };
+}
+
+/** Installs pg-boss's schema and creates `queue` (v10 needs queues created first). */
+export async function installPgBoss(url: string, queue: string): Promise<void> {
+  const boss = new PgBoss(pgBossOptions(url, 2));
+  boss.on('error', (error) => process.stderr.write(`pg-boss: ${String(error)}\n`));
+  await boss.start();
+  try {
+    await boss.createQueue(queue);
+  } finally {
+    await boss.stop({ graceful: false, wait: true });
+  }
+}
+
+/** Empties pg-boss's job tables between runs. */
+export const PG_BOSS_RESET = `TRUNCATE ${PG_BOSS_SCHEMA}.job, ${PG_BOSS_SCHEMA}.archive`;
+/** Jobs not yet completed (created, retry, active). */
+export const PG_BOSS_PENDING = `
+  SELECT count(*)::integer AS n FROM ${PG_BOSS_SCHEMA}.job
+  WHERE name = $1 AND state IN ('created', 'retry', 'active')`;
+
+/** A graphile-worker logger that prints warnings and errors only. */
+export const GRAPHILE_LOGGER = new Logger(() => (level, message) => {
+  // LogLevel is a const enum, which isolatedModules cannot import: compare its string values.
+  const name: string = level;
+  if (name === 'error' || name === 'warning') {
+    process.stderr.write(`graphile-worker ${name}: ${message}\n`);
+  }
+});
+
+/** Installs graphile-worker's schema (its own migrations). */
+export async function installGraphileWorker(url: string): Promise<void> {
+  await runMigrations({ connectionString: url, logger: GRAPHILE_LOGGER });
+}
+
+/** graphile-worker's utilities (addJobs) over a pool of `maxPoolSize` connections. */
+export function graphileWorkerUtils(url: string, maxPoolSize: number): Promise<WorkerUtils> {
+  return makeWorkerUtils({ connectionString: url, maxPoolSize, logger: GRAPHILE_LOGGER });
+}
+
+/**
+ * graphile-worker's runner settings for throughput, from its Performance page
+ * (worker.graphile.org/docs/performance): 24 concurrent jobs on a pool of 25, a local queue
+ * of 500 jobs fetched per batch, job completions batched (delay 0). LISTEN/NOTIFY is on by
+ * default; pollInterval stays at its default (2 s; it only matters for future jobs).
+ */
+export const GRAPHILE_RUN_SETTINGS = {
+  concurrency: 24,
+  maxPoolSize: 25,
+  localQueueSize: 500,
+  completeJobBatchDelay: 0,
+  failJobBatchDelay: 0,
+} as const;
+
+/** run() options for {@link GRAPHILE_RUN_SETTINGS} with one task named `task`. */
+export function graphileRunOptions(url: string, task: string, handler: () => void): RunnerOptions {
+  return {
+    connectionString: url,
+    concurrency: GRAPHILE_RUN_SETTINGS.concurrency,
+    maxPoolSize: GRAPHILE_RUN_SETTINGS.maxPoolSize,
+    noHandleSignals: true,
+    logger: GRAPHILE_LOGGER,
+    taskList: { [task]: () => handler() },
+    preset: {
+      worker: {
+        localQueue: { size: GRAPHILE_RUN_SETTINGS.localQueueSize },
+        completeJobBatchDelay: GRAPHILE_RUN_SETTINGS.completeJobBatchDelay,
+        failJobBatchDelay: GRAPHILE_RUN_SETTINGS.failJobBatchDelay,
+      },
+    },
+  };
+}
+
+/** Empties graphile-worker's job tables between runs. */
+export const GRAPHILE_RESET =
+  'TRUNCATE graphile_worker._private_jobs, graphile_worker._private_job_queues';
+/** Jobs still in graphile-worker's table (completed jobs are deleted). */
+export const GRAPHILE_PENDING = 'SELECT count(*)::integer AS n FROM graphile_worker._private_jobs';

@@ -1,0 +1,455 @@
+/**
+ * Single sends: how many one-message transactions per second 8 producers commit, holdline
+ * against a plain INSERT, with and without wake-ups. The issue behind it: the wake-up must
+ * not tax producers (DESIGN.md, "Wake-up"), so holdline's single sends keep at least 80% of
+ * the plain INSERT's throughput when no consumer of the queue is idle-waiting.
+ *
+ *   npx tsx bench/single-sends.ts [--smoke]
+ *
+ * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
+ */
+import { sql } from 'kysely';
+import type { Kysely } from 'kysely';
+import type pg from 'pg';
+import pino from 'pino';
+import type { Database } from '../src/db/database.ts';
+import { createDatabase, createPool } from '../src/db/pool.ts';
+import { createQueue, send } from '../src/queue/index.ts';
+import { parseBenchArgs } from './harness/args.ts';
+import { startConsumer, startNotificationProbe } from './harness/consumer.ts';
+import { withBenchDatabase } from './harness/database.ts';
+import type { BenchDatabase } from './harness/database.ts';
+import { backendCpu, backendCpuDeltaMs, clientCpuMs } from './harness/cpu.ts';
+import type { BackendCpu } from './harness/cpu.ts';
+import { describeMachine, machineFacts } from './harness/machine.ts';
+import { runProducers } from './harness/producers.ts';
+import { machineCpu, otherCpuShare, waitForQuietMachine } from './harness/quiet.ts';
+import type { MachineCpu, QuietCheck } from './harness/quiet.ts';
+import type { Producer, ProducerRunResult } from './harness/producers.ts';
+import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
+import { median } from './harness/stats.ts';
+
+const BENCH = 'single-sends';
+const args = parseBenchArgs(process.argv.slice(2));
+
+const PRODUCERS = 8;
+const SENDS = args.smoke ? 400 : 20_000;
+const REPETITIONS = args.smoke ? 1 : 5;
+const WARMUP_SENDS_PER_PRODUCER = args.smoke ? 5 : 50;
+/** A run stops taking sends after this long; the JSON line then says timedOut. */
+const RUN_TIME_LIMIT_MS = 120_000;
+const CONSUMER_IN_PLACE_TIMEOUT_MS = 5_000;
+/** Before each run, wait (at most QUIET_TIMEOUT_MS) for the CPUs to be this idle. */
+const QUIET_MIN_IDLE = 0.9;
+const QUIET_WINDOW_MS = args.smoke ? 50 : 1_000;
+const QUIET_TIMEOUT_MS = args.smoke ? 0 : 60_000;
+const QUEUE = 'bench';
+const OTHER_QUEUE = 'bench-other';
+const PAD = 'x'.repeat(100);
+const PRODUCER_APPLICATION_NAME = 'holdline-bench-producer';
+
+const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' }, pino.destination(2));
+
+/** The plain table of systems (a) and (b): what the hardware commits without holdline. */
+const CREATE_RAW_TABLE = `
+  CREATE TABLE bench_raw (
+    id bigserial PRIMARY KEY,
+    payload jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+  )`;
+const INSERT_RAW = 'INSERT INTO bench_raw (payload) VALUES ($1)';
+// One statement, so one round trip like (a); the NOTIFY is queued and sent at commit.
+const INSERT_RAW_NOTIFY = `
+  WITH sent AS (INSERT INTO bench_raw (payload) VALUES ($1) RETURNING id)
+  SELECT pg_notify('bench_raw', id::text) FROM sent`;
+
+function payload(n: number): { n: number; pad: string } {
+  return { n, pad: PAD };
+}
+
+/** What runs beside the producers during a measured run. */
+interface Companion {
+  /** NOTIFYs on holdline's wake-up channel seen by its LISTEN connection; null: none listens. */
+  readonly notifications: number | null;
+  stop(): Promise<void>;
+}
+
+interface System {
+  key: string;
+  label: string;
+  /** Where the messages land, to check every send committed. */
+  table: 'bench_raw' | 'holdline.messages';
+  /** Whether a consumer deletes messages during the run. */
+  drains: boolean;
+  producer(pool: pg.Pool, db: Kysely<Database>): Producer;
+  /** Starts what runs beside the producers, after the reset and before the clock. */
+  companion(bench: BenchDatabase): Promise<Companion>;
+}
+
+function rawProducer(pool: pg.Pool, text: string): Producer {
+  return async (work) => {
+    const client = await pool.connect();
+    try {
+      await work(async (n) => {
+        await client.query(text, [JSON.stringify(payload(n))]);
+      });
+    } finally {
+      client.release();
+    }
+  };
+}
+
+/** Each producer pins one pool connection and calls the engine's send on it (autocommit). */
+function holdlineProducer(_pool: pg.Pool, db: Kysely<Database>): Producer {
+  return (work) =>
+    db.connection().execute((connection) =>
+      work(async (n) => {
+        await send(connection, { queue: QUEUE, message: { payload: payload(n) } });
+      }),
+    );
+}
+
+const noCompanion = (): Promise<Companion> =>
+  Promise.resolve({ notifications: null, stop: () => Promise.resolve() });
+
+async function waitingConsumers(bench: BenchDatabase, queue: string): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    SELECT count(*)::integer AS n FROM holdline.waiting_consumers WHERE queue = ${queue}
+  `.execute(bench.admin);
+  return rows[0]!.n;
+}
+
+async function expectNoneWaiting(bench: BenchDatabase, queue: string): Promise<void> {
+  const waiting = await waitingConsumers(bench, queue);
+  if (waiting !== 0) throw new Error(`${waiting} consumers are registered as waiting on ${queue}`);
+}
+
+const SYSTEMS: readonly System[] = [
+  {
+    key: 'raw',
+    label: '(a) raw INSERT',
+    table: 'bench_raw',
+    drains: false,
+    producer: (pool) => rawProducer(pool, INSERT_RAW),
+    companion: noCompanion,
+  },
+  {
+    key: 'raw-notify',
+    label: '(b) raw INSERT + pg_notify',
+    table: 'bench_raw',
+    drains: false,
+    producer: (pool) => rawProducer(pool, INSERT_RAW_NOTIFY),
+    companion: noCompanion,
+  },
+  {
+    key: 'holdline',
+    label: '(c) holdline send, no consumer',
+    table: 'holdline.messages',
+    drains: false,
+    producer: holdlineProducer,
+    // A bare LISTEN (not a registered consumer) proves no send paid for a NOTIFY.
+    companion: async (bench) => {
+      await expectNoneWaiting(bench, QUEUE);
+      return startNotificationProbe(bench.url, logger);
+    },
+  },
+  {
+    key: 'holdline-other-waiting',
+    label: '(d) holdline send, consumer idle on another queue',
+    table: 'holdline.messages',
+    drains: false,
+    producer: holdlineProducer,
+    companion: async (bench) => {
+      const consumer = await startConsumer({
+        url: bench.url,
+        queue: OTHER_QUEUE,
+        logger,
+        max: 100,
+        waitSeconds: 20,
+        maxReceives: 1_000,
+        inPlace: async () => (await waitingConsumers(bench, OTHER_QUEUE)) > 0,
+        inPlaceTimeoutMs: CONSUMER_IN_PLACE_TIMEOUT_MS,
+      });
+      try {
+        await expectNoneWaiting(bench, QUEUE);
+      } catch (error) {
+        await consumer.stop();
+        throw error;
+      }
+      return consumer;
+    },
+  },
+  {
+    key: 'holdline-draining',
+    label: '(e) holdline send, consumer draining the queue',
+    table: 'holdline.messages',
+    drains: true,
+    producer: holdlineProducer,
+    companion: (bench) =>
+      startConsumer({
+        url: bench.url,
+        queue: QUEUE,
+        logger,
+        max: 100,
+        waitSeconds: 5,
+        maxReceives: SENDS + 1_000,
+        // The queue is empty after the reset: the consumer registers as idle-waiting.
+        inPlace: async () => (await waitingConsumers(bench, QUEUE)) > 0,
+        inPlaceTimeoutMs: CONSUMER_IN_PLACE_TIMEOUT_MS,
+      }),
+  },
+];
+
+/** One measured run of one system. */
+interface Measurement extends ProducerRunResult {
+  system: string;
+  repetition: number;
+  notifications: number | null;
+  /** Messages the consumer acked during the run (systems that drain). */
+  consumed: number | null;
+  /** CPU of this Node process per send, µs: producers, and the consumer when there is one. */
+  clientCpuUsPerSend: number;
+  /** CPU of the 8 producer backends per send, µs; null when /proc is not readable. */
+  serverCpuUsPerSend: number | null;
+  /** How idle the machine was just before the clock started. */
+  quietBeforeStart: QuietCheck;
+  /**
+   * Share of the machine's CPU that went elsewhere during the run (other processes, and
+   * PostgreSQL's own background and consumer backends); high values mean a noisy run.
+   */
+  otherCpuShare: number | null;
+}
+
+let checkpointWarned = false;
+
+/** Empties every table the runs write and checkpoints, so each run starts equal. */
+async function reset(bench: BenchDatabase): Promise<void> {
+  await sql`TRUNCATE bench_raw, holdline.messages, holdline.dequeue_counts`.execute(bench.admin);
+  try {
+    // After a checkpoint every run pays the same full-page writes, none hits a timed one.
+    await sql`CHECKPOINT`.execute(bench.admin);
+  } catch (error) {
+    if (!checkpointWarned) process.stderr.write(`no CHECKPOINT between runs: ${String(error)}\n`);
+    checkpointWarned = true;
+  }
+}
+
+async function countRows(bench: BenchDatabase, system: System): Promise<number> {
+  const { rows } =
+    system.table === 'bench_raw'
+      ? await sql<{ n: number }>`SELECT count(*)::integer AS n FROM bench_raw`.execute(bench.admin)
+      : await sql<{ n: number }>`
+          SELECT count(*)::integer AS n FROM holdline.messages WHERE queue = ${QUEUE}
+        `.execute(bench.admin);
+  return rows[0]!.n;
+}
+
+async function measure(
+  bench: BenchDatabase,
+  system: System,
+  repetition: number,
+): Promise<Measurement> {
+  const pool = createPool({
+    connectionString: bench.url,
+    max: PRODUCERS,
+    applicationName: PRODUCER_APPLICATION_NAME,
+  });
+  const db = createDatabase(pool);
+  let companion: Companion | undefined;
+  let clientCpuAtStart = 0;
+  let serverCpuAtStart: BackendCpu | undefined;
+  let quietBeforeStart: QuietCheck = { idle: null, waitedMs: 0, quiet: true };
+  let machineAtStart: MachineCpu | undefined;
+  try {
+    const result = await runProducers({
+      producers: PRODUCERS,
+      total: SENDS,
+      warmupPerProducer: WARMUP_SENDS_PER_PRODUCER,
+      timeLimitMs: RUN_TIME_LIMIT_MS,
+      signal: bench.signal,
+      producer: system.producer(pool, db),
+      beforeStart: async () => {
+        await reset(bench);
+        companion = await system.companion(bench);
+        quietBeforeStart = await waitForQuietMachine({
+          minIdle: QUIET_MIN_IDLE,
+          windowMs: QUIET_WINDOW_MS,
+          timeoutMs: QUIET_TIMEOUT_MS,
+        });
+        serverCpuAtStart = await backendCpu(bench.admin, PRODUCER_APPLICATION_NAME);
+        machineAtStart = await machineCpu();
+        clientCpuAtStart = clientCpuMs();
+      },
+    });
+    const clientCpu = clientCpuMs() - clientCpuAtStart;
+    const machineAtEnd = await machineCpu();
+    const serverCpu = backendCpuDeltaMs(
+      serverCpuAtStart,
+      await backendCpu(bench.admin, PRODUCER_APPLICATION_NAME),
+    );
+    const notifications = companion?.notifications ?? null;
+    const running = companion;
+    companion = undefined;
+    await running?.stop();
+
+    const rows = await countRows(bench, system);
+    if (system.drains ? rows > result.sends : rows !== result.sends) {
+      throw new Error(`${system.key}: ${result.sends} sends committed but ${rows} rows found`);
+    }
+    return {
+      system: system.key,
+      repetition,
+      ...result,
+      notifications,
+      consumed: system.drains ? result.sends - rows : null,
+      clientCpuUsPerSend: (clientCpu * 1000) / result.sends,
+      serverCpuUsPerSend: serverCpu === undefined ? null : (serverCpu * 1000) / result.sends,
+      quietBeforeStart,
+      otherCpuShare: otherCpuShare(machineAtStart, machineAtEnd, clientCpu + (serverCpu ?? 0)),
+    };
+  } finally {
+    await companion?.stop();
+    await db.destroy();
+  }
+}
+
+interface Summary {
+  system: string;
+  label: string;
+  runs: number;
+  medianSendsPerSecond: number;
+  minSendsPerSecond: number;
+  maxSendsPerSecond: number;
+  /** Median sends/s over the median of raw. */
+  ratioToRaw: number;
+  /** Median over repetitions of (this run's sends/s / the same repetition's raw sends/s). */
+  medianPairedRatioToRaw: number;
+  medianP50Ms: number;
+  medianP99Ms: number;
+  medianNotifications: number | null;
+  medianConsumed: number | null;
+  medianClientCpuUsPerSend: number;
+  medianServerCpuUsPerSend: number | null;
+}
+
+function summarise(measurements: readonly Measurement[]): Summary[] {
+  const raw = measurements.filter((m) => m.system === 'raw');
+  const rawMedian = median(raw.map((m) => m.sendsPerSecond));
+  const medianOrNull = (values: (number | null)[]): number | null => {
+    const present = values.filter((v): v is number => v !== null);
+    return present.length === 0 ? null : median(present);
+  };
+  return SYSTEMS.map((system) => {
+    const runs = measurements.filter((m) => m.system === system.key);
+    const rates = runs.map((m) => m.sendsPerSecond);
+    const paired = runs.map((m) => {
+      const rawRun = raw.find((r) => r.repetition === m.repetition);
+      return rawRun === undefined ? Number.NaN : m.sendsPerSecond / rawRun.sendsPerSecond;
+    });
+    return {
+      system: system.key,
+      label: system.label,
+      runs: runs.length,
+      medianSendsPerSecond: median(rates),
+      minSendsPerSecond: Math.min(...rates),
+      maxSendsPerSecond: Math.max(...rates),
+      ratioToRaw: median(rates) / rawMedian,
+      medianPairedRatioToRaw: median(paired),
+      medianP50Ms: median(runs.map((m) => m.latencyMs.p50)),
+      medianP99Ms: median(runs.map((m) => m.latencyMs.p99)),
+      medianNotifications: medianOrNull(runs.map((m) => m.notifications)),
+      medianConsumed: medianOrNull(runs.map((m) => m.consumed)),
+      medianClientCpuUsPerSend: median(runs.map((m) => m.clientCpuUsPerSend)),
+      medianServerCpuUsPerSend: medianOrNull(runs.map((m) => m.serverCpuUsPerSend)),
+    };
+  });
+}
+
+function table(summaries: readonly Summary[]): string {
+  return markdownTable(
+    [
+      'system',
+      'sends/s (median)',
+      'min–max',
+      '× raw',
+      'p50 ms',
+      'p99 ms',
+      'CPU µs/send: Node',
+      'CPU µs/send: PG backends',
+      'wake-up NOTIFYs received',
+    ],
+    summaries.map((s) => [
+      s.label,
+      formatCount(s.medianSendsPerSecond),
+      `${formatCount(s.minSendsPerSecond)}–${formatCount(s.maxSendsPerSecond)}`,
+      `${formatFixed(s.ratioToRaw, 2)}×`,
+      formatFixed(s.medianP50Ms, 2),
+      formatFixed(s.medianP99Ms, 2),
+      formatCount(s.medianClientCpuUsPerSend),
+      s.medianServerCpuUsPerSend === null ? 'n/a' : formatCount(s.medianServerCpuUsPerSend),
+      s.medianNotifications === null ? '–' : formatCount(s.medianNotifications),
+    ]),
+  );
+}
+
+async function main(): Promise<void> {
+  await withBenchDatabase(async (bench) => {
+    const machine = await machineFacts(bench.admin);
+    printJsonLine({
+      bench: BENCH,
+      kind: 'machine',
+      ...machine,
+      producers: PRODUCERS,
+      sends: SENDS,
+      repetitions: REPETITIONS,
+      smoke: args.smoke,
+    });
+    await sql.raw(CREATE_RAW_TABLE).execute(bench.admin);
+    await createQueue(bench.admin, { name: QUEUE });
+    await createQueue(bench.admin, { name: OTHER_QUEUE });
+
+    const measurements: Measurement[] = [];
+    for (let repetition = 1; repetition <= REPETITIONS; repetition++) {
+      // Interleaved (a b c d e, a b c d e, …) so drift over time hits every system alike.
+      for (const system of SYSTEMS) {
+        const m = await measure(bench, system, repetition);
+        if (bench.signal.aborted) {
+          process.stderr.write('interrupted: no results\n');
+          return;
+        }
+        measurements.push(m);
+        printJsonLine({ bench: BENCH, kind: 'measurement', producers: PRODUCERS, ...m });
+        process.stderr.write(
+          `${repetition}/${REPETITIONS} ${system.key}: ${formatCount(m.sendsPerSecond)} sends/s\n`,
+        );
+      }
+    }
+
+    const summaries = summarise(measurements);
+    for (const s of summaries) printJsonLine({ bench: BENCH, kind: 'summary', ...s });
+    const command = `npx tsx bench/single-sends.ts${args.smoke ? ' --smoke' : ''}`;
+    const quietRuns = measurements.filter((m) => m.quietBeforeStart.quiet).length;
+    const otherShares = measurements.flatMap((m) =>
+      m.otherCpuShare === null ? [] : [m.otherCpuShare],
+    );
+    const otherLoad =
+      otherShares.length === 0
+        ? ''
+        : ` CPU used by anything else during a run: median ` +
+          `${formatFixed(median(otherShares) * 100, 0)}%, ` +
+          `max ${formatFixed(Math.max(...otherShares) * 100, 0)}%.`;
+    process.stdout.write(
+      `\n${PRODUCERS} producers, ${formatCount(SENDS)} single sends per run, ` +
+        `${REPETITIONS} repetition(s) interleaved; median and min–max over repetitions; ` +
+        `${quietRuns} of ${measurements.length} runs started on a machine ` +
+        `≥${QUIET_MIN_IDLE * 100}% idle.${otherLoad}\n` +
+        `${describeMachine(machine)}\n\`${command}\`\n\n${table(summaries)}\n`,
+    );
+    if (measurements.some((m) => m.timedOut)) {
+      process.stderr.write(`some runs hit the ${RUN_TIME_LIMIT_MS} ms limit (timedOut)\n`);
+      process.exitCode = 1;
+    }
+  });
+}
+
+await main();
