@@ -1,9 +1,7 @@
 import { sql } from 'kysely';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../src/server/app.ts';
 import type { App } from '../../src/server/app.ts';
-import { loadConfig } from '../../src/server/config.ts';
+import { startTestApp } from '../helpers/app.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 import { graphqlRequest } from '../helpers/graphql-http.ts';
@@ -14,14 +12,7 @@ let url: string;
 
 beforeAll(async () => {
   t = await createTestDatabase();
-  const config = { ...loadConfig({ PORT: '0', MAX_BODY_BYTES: '4096' }), databaseUrl: t.url };
-  app = createApp({
-    config,
-    logger: pino({ level: 'silent' }),
-    databaseUrl: t.url,
-    listenDatabaseUrl: t.url,
-  });
-  await app.start();
+  app = await startTestApp(t, { MAX_BODY_BYTES: '4096' });
   url = app.url();
 });
 afterAll(async () => {
