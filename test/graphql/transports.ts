@@ -117,7 +117,7 @@ export function sseTransport(baseUrl: string): Transport {
 }
 
 /** Reads an SSE body, calling `onEvent` for each event with its data. */
-async function readEvents(
+export async function readEvents(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   onEvent: (event: string, data: string) => void,
 ): Promise<void> {

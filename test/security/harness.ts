@@ -8,6 +8,7 @@ import type { GraphQLHandlerOptions } from '../../src/graphql/schema.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 import { silentLogger } from '../helpers/factories.ts';
 import { startService } from '../graphql/harness.ts';
+import { readEvents } from '../graphql/transports.ts';
 import type {
   GraphQLErrorJson,
   GraphQLResult,
@@ -216,32 +217,6 @@ export async function subscribeSse(
       await reading;
     },
   };
-}
-
-async function readEvents(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  onEvent: (event: string, data: string) => void,
-): Promise<void> {
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true });
-    let end = buffer.indexOf('\n\n');
-    while (end !== -1) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let event = 'message';
-      const data: string[] = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith('event:')) event = line.slice(6).trim();
-        else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
-      }
-      if (data.length > 0 || event !== 'message') onEvent(event, data.join('\n'));
-      end = buffer.indexOf('\n\n');
-    }
-  }
 }
 
 /**
