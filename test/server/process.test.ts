@@ -42,15 +42,35 @@ describe('the holdline serve process', () => {
 
     const committed = new Set<string>();
     const acked = new Set<string>();
+    // Delivered, with an ack whose answer died with the process: it may have committed.
+    const ackInDoubt = new Set<string>();
     let killed = false;
     // Acks a batch; its ids count as done only when every receipt in it was acknowledged.
     const drain = async (deliveries: Deliveries['receive']): Promise<void> => {
       if (deliveries.length === 0) return;
-      const res = await graphqlRequest<{ ackBatch: number }>(service.url, ACK_BATCH, {
-        r: deliveries.map((d) => d.receipt),
-      });
+      let res: { data?: { ackBatch: number } };
+      try {
+        res = await graphqlRequest<{ ackBatch: number }>(service.url, ACK_BATCH, {
+          r: deliveries.map((d) => d.receipt),
+        });
+      } catch (error) {
+        for (const d of deliveries) ackInDoubt.add(d.message.id);
+        throw error;
+      }
       if (res.data?.ackBatch === deliveries.length)
         for (const d of deliveries) acked.add(d.message.id);
+    };
+    // A message is accounted for when its ack was confirmed, or when its ack was in doubt and
+    // it is gone from the table (only an ack deletes a message of a queue nobody purges).
+    const unaccounted = async (): Promise<string[]> => {
+      const open = [...committed].filter((id) => !acked.has(id));
+      const doubtful = open.filter((id) => ackInDoubt.has(id));
+      const { rows } = await t.pool.query<{ id: string }>(
+        'SELECT id::text FROM holdline.messages WHERE id = ANY($1::bigint[])',
+        [doubtful],
+      );
+      const present = new Set(rows.map((r) => r.id));
+      return open.filter((id) => !ackInDoubt.has(id) || present.has(id));
     };
 
     const producer = async (worker: number): Promise<void> => {
@@ -95,7 +115,7 @@ describe('the holdline serve process', () => {
     service = await start();
     // Leases the killed consumer held expire after 2 s and are reaped; drain until all arrive.
     const deadline = Date.now() + 60_000;
-    while ([...committed].some((id) => !acked.has(id)) && Date.now() < deadline) {
+    while ((await unaccounted()).length > 0 && Date.now() < deadline) {
       const res = await graphqlRequest<Deliveries>(service.url, RECEIVE, {
         q: 'crash',
         max: 100,
@@ -104,8 +124,9 @@ describe('the holdline serve process', () => {
       });
       await drain(res.data?.receive ?? []);
     }
-    const lost = [...committed].filter((id) => !acked.has(id));
-    expect(lost).toEqual([]);
+    expect(await unaccounted()).toEqual([]);
+    // Only the batch being acked at the kill can be in doubt.
+    expect(ackInDoubt.size).toBeLessThanOrEqual(20);
   }, 120_000);
 
   it('exits 0 within 10 s of SIGTERM, answering the requests in flight', async () => {
