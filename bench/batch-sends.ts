@@ -8,6 +8,8 @@
  * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
  */
 import { sql } from 'kysely';
+import { measureInterleaved, summariseRates } from './harness/interleave.ts';
+import type { RateSummary } from './harness/interleave.ts';
 import PgBoss from 'pg-boss';
 import { createDatabase, createPool } from '../src/db/pool.ts';
 import { createQueue, sendBatch } from '../src/queue/index.ts';
@@ -257,45 +259,20 @@ async function measure(
   }
 }
 
-interface Summary {
-  system: string;
-  label: string;
-  runs: number;
-  medianMessagesPerSecond: number;
-  minMessagesPerSecond: number;
-  maxMessagesPerSecond: number;
-  /** Median msgs/s over raw's median. */
-  ratioToRaw: number;
-  /** Median over repetitions of (this run / the same repetition's raw run). */
-  medianPairedRatioToRaw: number;
+type Summary = RateSummary & {
   /** Median latency of one batch, ms. */
   medianBatchP50Ms: number;
   medianBatchP99Ms: number;
-}
+};
 
 function summarise(measurements: readonly Measurement[]): Summary[] {
-  const raw = measurements.filter((m) => m.system === 'raw');
-  const rawMedian = median(raw.map((m) => m.messagesPerSecond));
-  return SYSTEMS.map((system) => {
-    const runs = measurements.filter((m) => m.system === system.key);
-    const rates = runs.map((m) => m.messagesPerSecond);
-    const paired = runs.map((m) => {
-      const rawRun = raw.find((r) => r.repetition === m.repetition);
-      return rawRun === undefined ? Number.NaN : m.messagesPerSecond / rawRun.messagesPerSecond;
-    });
-    return {
-      system: system.key,
-      label: system.label,
-      runs: runs.length,
-      medianMessagesPerSecond: median(rates),
-      minMessagesPerSecond: Math.min(...rates),
-      maxMessagesPerSecond: Math.max(...rates),
-      ratioToRaw: median(rates) / rawMedian,
-      medianPairedRatioToRaw: median(paired),
+  return summariseRates(SYSTEMS, measurements, (m) => m.messagesPerSecond).map(
+    ({ rate, runs }) => ({
+      ...rate,
       medianBatchP50Ms: median(runs.map((m) => m.latencyMs.p50)),
       medianBatchP99Ms: median(runs.map((m) => m.latencyMs.p99)),
-    };
-  });
+    }),
+  );
 }
 
 function table(summaries: readonly Summary[]): string {
@@ -303,8 +280,8 @@ function table(summaries: readonly Summary[]): string {
     ['system', 'msgs/s (median)', 'min–max', '× raw', 'batch p50 ms', 'batch p99 ms'],
     summaries.map((s) => [
       s.label,
-      formatCount(s.medianMessagesPerSecond),
-      `${formatCount(s.minMessagesPerSecond)}–${formatCount(s.maxMessagesPerSecond)}`,
+      formatCount(s.medianPerSecond),
+      `${formatCount(s.minPerSecond)}–${formatCount(s.maxPerSecond)}`,
       `${formatFixed(s.ratioToRaw, 2)}×`,
       formatFixed(s.medianBatchP50Ms, 1),
       formatFixed(s.medianBatchP99Ms, 1),
@@ -335,21 +312,21 @@ async function main(): Promise<void> {
     await installPgBoss(bench.url, QUEUE);
     await installGraphileWorker(bench.url);
 
-    const measurements: Measurement[] = [];
-    for (let repetition = 1; repetition <= REPETITIONS; repetition++) {
-      // Interleaved (A B C D, A B C D, …) so drift over time hits every system alike.
-      for (const system of SYSTEMS) {
-        const m = await measure(bench, system, repetition);
-        if (bench.signal.aborted) {
-          process.stderr.write('interrupted: no results\n');
-          return;
-        }
-        measurements.push(m);
+    const measurements = await measureInterleaved({
+      systems: SYSTEMS,
+      repetitions: REPETITIONS,
+      signal: bench.signal,
+      measure: (system, repetition) => measure(bench, system, repetition),
+      onMeasured: (m, system, repetition) => {
         printJsonLine({ bench: BENCH, kind: 'measurement', producers: PRODUCERS, ...m });
         process.stderr.write(
           `${repetition}/${REPETITIONS} ${system.key}: ${formatCount(m.messagesPerSecond)} msgs/s\n`,
         );
-      }
+      },
+    });
+    if (measurements === undefined) {
+      process.stderr.write('interrupted: no results\n');
+      return;
     }
 
     const summaries = summarise(measurements);

@@ -10,6 +10,8 @@
  * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
  */
 import { run } from 'graphile-worker';
+import { measureInterleaved, summariseRates } from './harness/interleave.ts';
+import type { RateSummary } from './harness/interleave.ts';
 import type pg from 'pg';
 import { sql } from 'kysely';
 import PgBoss from 'pg-boss';
@@ -44,7 +46,6 @@ import { waitForQuietMachine } from './harness/quiet.ts';
 import { startService } from './harness/service.ts';
 import type { QuietCheck } from './harness/quiet.ts';
 import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
-import { median } from './harness/stats.ts';
 
 const BENCH = 'drain';
 const args = parseBenchArgs(process.argv.slice(2));
@@ -507,47 +508,17 @@ async function measure(
   }
 }
 
-interface Summary {
-  system: string;
-  label: string;
-  runs: number;
-  medianMessagesPerSecond: number;
-  minMessagesPerSecond: number;
-  maxMessagesPerSecond: number;
-  ratioToRaw: number;
-  medianPairedRatioToRaw: number;
+function summarise(measurements: readonly Measurement[]): RateSummary[] {
+  return summariseRates(SYSTEMS, measurements, (m) => m.messagesPerSecond).map(({ rate }) => rate);
 }
 
-function summarise(measurements: readonly Measurement[]): Summary[] {
-  const raw = measurements.filter((m) => m.system === 'raw');
-  const rawMedian = median(raw.map((m) => m.messagesPerSecond));
-  return SYSTEMS.map((system) => {
-    const runs = measurements.filter((m) => m.system === system.key);
-    const rates = runs.map((m) => m.messagesPerSecond);
-    const paired = runs.map((m) => {
-      const rawRun = raw.find((r) => r.repetition === m.repetition);
-      return rawRun === undefined ? Number.NaN : m.messagesPerSecond / rawRun.messagesPerSecond;
-    });
-    return {
-      system: system.key,
-      label: system.label,
-      runs: runs.length,
-      medianMessagesPerSecond: median(rates),
-      minMessagesPerSecond: Math.min(...rates),
-      maxMessagesPerSecond: Math.max(...rates),
-      ratioToRaw: median(rates) / rawMedian,
-      medianPairedRatioToRaw: median(paired),
-    };
-  });
-}
-
-function table(summaries: readonly Summary[]): string {
+function table(summaries: readonly RateSummary[]): string {
   return markdownTable(
     ['system', 'msgs/s (median)', 'min–max', '× raw'],
     summaries.map((s) => [
       s.label,
-      formatCount(s.medianMessagesPerSecond),
-      `${formatCount(s.minMessagesPerSecond)}–${formatCount(s.maxMessagesPerSecond)}`,
+      formatCount(s.medianPerSecond),
+      `${formatCount(s.minPerSecond)}–${formatCount(s.maxPerSecond)}`,
       `${formatFixed(s.ratioToRaw, 2)}×`,
     ]),
   );
@@ -574,21 +545,21 @@ async function main(): Promise<void> {
     await installPgBoss(bench.url, QUEUE);
     await installGraphileWorker(bench.url);
 
-    const measurements: Measurement[] = [];
-    for (let repetition = 1; repetition <= REPETITIONS; repetition++) {
-      // Interleaved (A B C D E, A B C D E, …) so drift over time hits every system alike.
-      for (const system of SYSTEMS) {
-        if (bench.signal.aborted) {
-          process.stderr.write('interrupted: no results\n');
-          return;
-        }
-        const m = await measure(bench, system, repetition);
-        measurements.push(m);
+    const measurements = await measureInterleaved({
+      systems: SYSTEMS,
+      repetitions: REPETITIONS,
+      signal: bench.signal,
+      measure: (system, repetition) => measure(bench, system, repetition),
+      onMeasured: (m, system, repetition) => {
         printJsonLine({ bench: BENCH, kind: 'measurement', ...m });
         process.stderr.write(
           `${repetition}/${REPETITIONS} ${system.key}: ${formatCount(m.messagesPerSecond)} msgs/s\n`,
         );
-      }
+      },
+    });
+    if (measurements === undefined) {
+      process.stderr.write('interrupted: no results\n');
+      return;
     }
 
     const summaries = summarise(measurements);

@@ -9,6 +9,8 @@
  * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
  */
 import { sql } from 'kysely';
+import { measureInterleaved, summariseRates } from './harness/interleave.ts';
+import type { RateSummary } from './harness/interleave.ts';
 import type { Kysely } from 'kysely';
 import type pg from 'pg';
 import pino from 'pino';
@@ -313,56 +315,29 @@ async function measure(
   }
 }
 
-interface Summary {
-  system: string;
-  label: string;
-  runs: number;
-  medianSendsPerSecond: number;
-  minSendsPerSecond: number;
-  maxSendsPerSecond: number;
-  /** Median sends/s over the median of raw. */
-  ratioToRaw: number;
-  /** Median over repetitions of (this run's sends/s / the same repetition's raw sends/s). */
-  medianPairedRatioToRaw: number;
+type Summary = RateSummary & {
   medianP50Ms: number;
   medianP99Ms: number;
   medianNotifications: number | null;
   medianConsumed: number | null;
   medianClientCpuUsPerSend: number;
   medianServerCpuUsPerSend: number | null;
-}
+};
 
 function summarise(measurements: readonly Measurement[]): Summary[] {
-  const raw = measurements.filter((m) => m.system === 'raw');
-  const rawMedian = median(raw.map((m) => m.sendsPerSecond));
   const medianOrNull = (values: (number | null)[]): number | null => {
     const present = values.filter((v): v is number => v !== null);
     return present.length === 0 ? null : median(present);
   };
-  return SYSTEMS.map((system) => {
-    const runs = measurements.filter((m) => m.system === system.key);
-    const rates = runs.map((m) => m.sendsPerSecond);
-    const paired = runs.map((m) => {
-      const rawRun = raw.find((r) => r.repetition === m.repetition);
-      return rawRun === undefined ? Number.NaN : m.sendsPerSecond / rawRun.sendsPerSecond;
-    });
-    return {
-      system: system.key,
-      label: system.label,
-      runs: runs.length,
-      medianSendsPerSecond: median(rates),
-      minSendsPerSecond: Math.min(...rates),
-      maxSendsPerSecond: Math.max(...rates),
-      ratioToRaw: median(rates) / rawMedian,
-      medianPairedRatioToRaw: median(paired),
-      medianP50Ms: median(runs.map((m) => m.latencyMs.p50)),
-      medianP99Ms: median(runs.map((m) => m.latencyMs.p99)),
-      medianNotifications: medianOrNull(runs.map((m) => m.notifications)),
-      medianConsumed: medianOrNull(runs.map((m) => m.consumed)),
-      medianClientCpuUsPerSend: median(runs.map((m) => m.clientCpuUsPerSend)),
-      medianServerCpuUsPerSend: medianOrNull(runs.map((m) => m.serverCpuUsPerSend)),
-    };
-  });
+  return summariseRates(SYSTEMS, measurements, (m) => m.sendsPerSecond).map(({ rate, runs }) => ({
+    ...rate,
+    medianP50Ms: median(runs.map((m) => m.latencyMs.p50)),
+    medianP99Ms: median(runs.map((m) => m.latencyMs.p99)),
+    medianNotifications: medianOrNull(runs.map((m) => m.notifications)),
+    medianConsumed: medianOrNull(runs.map((m) => m.consumed)),
+    medianClientCpuUsPerSend: median(runs.map((m) => m.clientCpuUsPerSend)),
+    medianServerCpuUsPerSend: medianOrNull(runs.map((m) => m.serverCpuUsPerSend)),
+  }));
 }
 
 function table(summaries: readonly Summary[]): string {
@@ -380,8 +355,8 @@ function table(summaries: readonly Summary[]): string {
     ],
     summaries.map((s) => [
       s.label,
-      formatCount(s.medianSendsPerSecond),
-      `${formatCount(s.minSendsPerSecond)}–${formatCount(s.maxSendsPerSecond)}`,
+      formatCount(s.medianPerSecond),
+      `${formatCount(s.minPerSecond)}–${formatCount(s.maxPerSecond)}`,
       `${formatFixed(s.ratioToRaw, 2)}×`,
       formatFixed(s.medianP50Ms, 2),
       formatFixed(s.medianP99Ms, 2),
@@ -408,21 +383,21 @@ async function main(): Promise<void> {
     await createQueue(bench.admin, { name: QUEUE });
     await createQueue(bench.admin, { name: OTHER_QUEUE });
 
-    const measurements: Measurement[] = [];
-    for (let repetition = 1; repetition <= REPETITIONS; repetition++) {
-      // Interleaved (a b c d e, a b c d e, …) so drift over time hits every system alike.
-      for (const system of SYSTEMS) {
-        const m = await measure(bench, system, repetition);
-        if (bench.signal.aborted) {
-          process.stderr.write('interrupted: no results\n');
-          return;
-        }
-        measurements.push(m);
+    const measurements = await measureInterleaved({
+      systems: SYSTEMS,
+      repetitions: REPETITIONS,
+      signal: bench.signal,
+      measure: (system, repetition) => measure(bench, system, repetition),
+      onMeasured: (m, system, repetition) => {
         printJsonLine({ bench: BENCH, kind: 'measurement', producers: PRODUCERS, ...m });
         process.stderr.write(
           `${repetition}/${REPETITIONS} ${system.key}: ${formatCount(m.sendsPerSecond)} sends/s\n`,
         );
-      }
+      },
+    });
+    if (measurements === undefined) {
+      process.stderr.write('interrupted: no results\n');
+      return;
     }
 
     const summaries = summarise(measurements);

@@ -26,7 +26,7 @@ export class Overview {
     }
     if (record.kind !== 'summary') return;
     const { bench, system, ratioToRaw } = record;
-    const perSecond = record.medianMessagesPerSecond ?? record.medianSendsPerSecond;
+    const perSecond = record.medianPerSecond;
     if (typeof bench !== 'string' || typeof system !== 'string') return;
     if (typeof perSecond !== 'number' || typeof ratioToRaw !== 'number') return;
     if (!this.workloads.includes(bench)) this.workloads.push(bench);
