@@ -16,9 +16,18 @@ const MIGRATION_FILE = /^\d{4}_[a-z0-9_]+\.sql$/;
  * transaction. Migrations are forward-only: there is no `down`.
  */
 export class SqlFileMigrationProvider implements MigrationProvider {
+  private loaded: Promise<Record<string, Migration>> | undefined;
+
   constructor(private readonly dir: string = MIGRATIONS_DIR) {}
 
-  async getMigrations(): Promise<Record<string, Migration>> {
+  /** Reads the folder once per provider: the files ship with the code and do not change. */
+  getMigrations(): Promise<Record<string, Migration>> {
+    this.loaded ??= this.read();
+    this.loaded.catch(() => (this.loaded = undefined));
+    return this.loaded;
+  }
+
+  private async read(): Promise<Record<string, Migration>> {
     const files = (await readdir(this.dir)).filter((f) => MIGRATION_FILE.test(f)).sort();
     const migrations: Record<string, Migration> = {};
     for (const file of files) {
@@ -38,10 +47,13 @@ export class MigrationError extends Error {
   override name = 'MigrationError';
 }
 
+/** The shipped migrations; shared so that /readyz, polled often, reads the files once. */
+const shippedMigrations = new SqlFileMigrationProvider();
+
 function migratorFor(db: Kysely<Database>): Migrator {
   return new Migrator({
     db,
-    provider: new SqlFileMigrationProvider(),
+    provider: shippedMigrations,
     migrationTableSchema: 'holdline',
     migrationTableName: 'migrations',
     migrationLockTableName: 'migrations_lock',
