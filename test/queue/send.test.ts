@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createQueue, receive, send, sendBatch } from '../../src/queue/index.ts';
+import { createQueue, getMessage, receive, send, sendBatch } from '../../src/queue/index.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 
@@ -25,6 +25,45 @@ describe('send', () => {
     const [delivery] = await receive(t.db, { queue: 'send-basic' });
     expect(delivery?.message.id).toBe(sent.id);
     expect(delivery?.message.attempts).toBe(1);
+  });
+
+  // send builds its result from the input and the new id instead of reading the row back.
+  it.each([
+    ['a plain message', { payload: { id: 1, nested: [1, 'two', null] } }],
+    [
+      'a delayed message with priority, group and headers',
+      {
+        payload: 'text',
+        delaySeconds: 60,
+        priority: -3,
+        groupKey: 'g1',
+        headers: { trace: 'abc' },
+      },
+    ],
+    ['a message with a past runAt', { payload: 7, runAt: new Date(Date.now() - 60_000) }],
+  ])('returns %s exactly as it is stored', async (_label, message) => {
+    await createQueue(t.db, { name: 'send-stored' }).catch(() => undefined);
+    const sent = await send(t.db, { queue: 'send-stored', message });
+    const stored = await getMessage(t.db, { id: sent.id });
+    expect(stored).toEqual({ ...sent, position: stored?.position, estimatedWaitSeconds: null });
+  });
+
+  it('returns the live message for a repeated dedupKey, from send as from sendBatch', async () => {
+    await createQueue(t.db, { name: 'send-dedup' });
+    const first = await send(t.db, {
+      queue: 'send-dedup',
+      message: { payload: { v: 1 }, dedupKey: 'k' },
+    });
+    const again = await send(t.db, {
+      queue: 'send-dedup',
+      message: { payload: { v: 2 }, dedupKey: 'k' },
+    });
+    expect(again).toEqual(first);
+    const [batched] = await sendBatch(t.db, {
+      queue: 'send-dedup',
+      messages: [{ payload: { v: 3 }, dedupKey: 'k' }],
+    });
+    expect(batched).toEqual(first);
   });
 
   it('keeps batch order and returns one message per input', async () => {

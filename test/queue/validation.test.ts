@@ -390,6 +390,11 @@ describe('SQL functions', () => {
     ['a delay over one year', sql`SELECT holdline.send(${queue}, '1'::jsonb, 31536001)`],
     ['a NULL delay', sql`SELECT holdline.send(${queue}, '1'::jsonb, NULL)`],
     ['a NULL payload', sql`SELECT holdline.send(${queue}, NULL::jsonb)`],
+    ['a JSON null payload', sql`SELECT holdline.send(${queue}, 'null'::jsonb)`],
+    [
+      'send_at more than a year ahead',
+      sql`SELECT holdline.send_at(${queue}, '1'::jsonb, now() + interval '1 year 1 day')`,
+    ],
     [
       'a 257-character dedup key',
       sql`SELECT holdline.send(${queue}, '1'::jsonb, dedup_key => repeat('d', 257))`,
