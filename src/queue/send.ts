@@ -12,12 +12,16 @@ import {
 } from './validation.ts';
 
 /**
- * Enqueues messages into one queue in a single statement (holdline.send_batch), atomically:
- * all or none. With a caller's Transaction as `db` they commit with the caller's data, and
- * waiting consumers are notified only when that transaction commits. Returns one Message
- * per input in input order; an input whose dedupKey a live message of the queue already
- * holds returns that message instead. Fails with QUEUE_NOT_FOUND, PAYLOAD_TOO_LARGE or
- * BAD_USER_INPUT, having written nothing.
+ * Enqueues messages into one queue in a single statement, atomically: all or none. With a
+ * caller's Transaction as `db` they commit with the caller's data, and waiting consumers are
+ * notified only when that transaction commits. Returns one Message per input in input order;
+ * an input whose dedupKey a live message of the queue already holds returns that message
+ * instead. Fails with QUEUE_NOT_FOUND, PAYLOAD_TOO_LARGE or BAD_USER_INPUT, having written
+ * nothing.
+ *
+ * A batch without dedup keys runs holdline.send_many, which returns only the new ids
+ * (migrations/0005), and the Messages are built from the input; with a dedup key the result
+ * may hold other, live messages, so that case reads the rows back through send_batch.
  */
 export async function sendBatch(
   db: Executor,
@@ -26,19 +30,89 @@ export async function sendBatch(
   const queue = validateQueueName(params.queue);
   validateBatch(params.messages, 'messages');
   const runAts = params.messages.map((m, i) => validateSendInput(m, i));
+  if (params.messages.some((m) => m.dedupKey != null)) {
+    return sendBatchReadingBack(db, queue, params.messages, runAts);
+  }
+  const json = JSON.stringify(
+    params.messages.map((m, i) => ({
+      payload: m.payload,
+      run_at: runAts[i],
+      priority: m.priority,
+      group_key: m.groupKey,
+      headers: m.headers,
+    })),
+  );
+  const { rows } = await translated(() =>
+    // now() is the transaction's timestamp, which the rows' created_at defaults to.
+    sql<{ ids: string[]; created_at: Date }>`
+      SELECT holdline.send_many(${queue}, ${json}::jsonb) AS ids, now() AS created_at
+    `.execute(db),
+  );
+  const { ids, created_at: createdAt } = rows[0]!;
+  // As stored: what JSON makes of each input (toJSON, dropped undefined).
+  const stored = JSON.parse(json) as { payload: unknown; headers?: Record<string, unknown> }[];
+  return params.messages.map((m, i) =>
+    newMessage(
+      ids[i]!,
+      queue,
+      m,
+      stored[i]!.payload,
+      stored[i]!.headers,
+      runAts[i] ?? null,
+      createdAt,
+    ),
+  );
+}
+
+/** sendBatch for a batch with dedup keys: send_batch returns each row sent or found. */
+async function sendBatchReadingBack(
+  db: Executor,
+  queue: string,
+  messages: readonly SendInput[],
+  runAts: readonly (Date | null)[],
+): Promise<Message[]> {
   const { rows } = await translated(() =>
     sql<MessageRow>`
       SELECT * FROM holdline.send_batch(
         ${queue},
-        ${params.messages.map((m) => JSON.stringify(m.payload))}::jsonb[],
+        ${messages.map((m) => JSON.stringify(m.payload))}::jsonb[],
         ${runAts}::timestamptz[],
-        ${params.messages.map((m) => m.priority ?? null)}::integer[],
-        ${params.messages.map((m) => m.dedupKey ?? null)}::text[],
-        ${params.messages.map((m) => m.groupKey ?? null)}::text[],
-        ${params.messages.map((m) => (m.headers == null ? null : JSON.stringify(m.headers)))}::jsonb[])
+        ${messages.map((m) => m.priority ?? null)}::integer[],
+        ${messages.map((m) => m.dedupKey ?? null)}::text[],
+        ${messages.map((m) => m.groupKey ?? null)}::text[],
+        ${messages.map((m) => (m.headers == null ? null : JSON.stringify(m.headers)))}::jsonb[])
     `.execute(db),
   );
   return rows.map((row) => toMessage(row));
+}
+
+/** The Message for an input just inserted as `id`: what a read of its row would return. */
+function newMessage(
+  id: string,
+  queue: string,
+  input: SendInput,
+  payload: unknown,
+  headers: Record<string, unknown> | null | undefined,
+  runAt: Date | null,
+  createdAt: Date,
+): Message {
+  return toMessage({
+    id,
+    queue,
+    payload,
+    headers: headers ?? null,
+    priority: input.priority ?? 0,
+    run_at: runAt ?? createdAt,
+    attempts: 0,
+    lease_token: null,
+    lease_expires_at: null,
+    dedup_key: null,
+    group_key: input.groupKey ?? null,
+    origin_queue: null,
+    last_error: null,
+    dead_lettered_at: null,
+    created_at: createdAt,
+  });
 }
 
 /**
@@ -71,24 +145,16 @@ export async function send(
     `.execute(db),
   );
   const { id, created_at: createdAt } = rows[0]!;
-  return toMessage({
+  // As stored: what JSON makes of the input (toJSON, dropped undefined).
+  return newMessage(
     id,
     queue,
-    // As stored: what JSON makes of the input (toJSON, dropped undefined).
-    payload: JSON.parse(payloadJson) as unknown,
-    headers: headersJson === null ? null : (JSON.parse(headersJson) as Record<string, unknown>),
-    priority: message.priority ?? 0,
-    run_at: runAt ?? createdAt,
-    attempts: 0,
-    lease_token: null,
-    lease_expires_at: null,
-    dedup_key: null,
-    group_key: message.groupKey ?? null,
-    origin_queue: null,
-    last_error: null,
-    dead_lettered_at: null,
-    created_at: createdAt,
-  });
+    message,
+    JSON.parse(payloadJson) as unknown,
+    headersJson === null ? null : (JSON.parse(headersJson) as Record<string, unknown>),
+    runAt,
+    createdAt,
+  );
 }
 
 /**

@@ -48,6 +48,26 @@ describe('send', () => {
     expect(stored).toEqual({ ...sent, position: stored?.position, estimatedWaitSeconds: null });
   });
 
+  it('returns a batch exactly as it is stored', async () => {
+    await createQueue(t.db, { name: 'send-batch-stored' });
+    const sent = await sendBatch(t.db, {
+      queue: 'send-batch-stored',
+      messages: [
+        { payload: { a: [1, { b: null }] } },
+        { payload: 'two', delaySeconds: 30, priority: 5, groupKey: 'g', headers: { h: 1 } },
+        { payload: 3, runAt: new Date(Date.now() - 1_000) },
+      ],
+    });
+    for (const message of sent) {
+      const stored = await getMessage(t.db, { id: message.id });
+      expect(stored).toEqual({
+        ...message,
+        position: stored?.position,
+        estimatedWaitSeconds: null,
+      });
+    }
+  });
+
   it('returns the live message for a repeated dedupKey, from send as from sendBatch', async () => {
     await createQueue(t.db, { name: 'send-dedup' });
     const first = await send(t.db, {

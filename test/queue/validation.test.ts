@@ -374,6 +374,10 @@ describe('SQL functions', () => {
       sql`SELECT * FROM holdline.send_batch('valid-sql-missing', ARRAY['1'::jsonb])`,
       'HL404',
     );
+    await expectSqlRefused(
+      sql`SELECT holdline.send_many('valid-sql-missing', '[{"payload": 1}]')`,
+      'HL404',
+    );
     await expectSqlRefused(sql`SELECT * FROM holdline.receive('valid-sql-missing', 1)`, 'HL404');
     await expectSqlRefused(sql`SELECT holdline.redrive('valid-sql-missing')`, 'HL404');
   });
@@ -381,6 +385,10 @@ describe('SQL functions', () => {
   it('raises HL413 from send for a payload over the queue’s maxPayloadBytes', async () => {
     await expectSqlRefused(
       sql`SELECT holdline.send(${queue}, to_jsonb(repeat('x', 200)))`,
+      'HL413',
+    );
+    await expectSqlRefused(
+      sql`SELECT holdline.send_many(${queue}, jsonb_build_array(jsonb_build_object('payload', 1), jsonb_build_object('payload', repeat('x', 200))))`,
       'HL413',
     );
   });
@@ -412,6 +420,31 @@ describe('SQL functions', () => {
     [
       'send_batch with one NULL payload',
       sql`SELECT * FROM holdline.send_batch(${queue}, ARRAY['1'::jsonb, NULL::jsonb])`,
+    ],
+    [
+      'send_many with a JSON null payload',
+      sql`SELECT holdline.send_many(${queue}, '[{"payload": 1}, {"payload": null}]')`,
+    ],
+    ['send_many without a payload', sql`SELECT holdline.send_many(${queue}, '[{"priority": 1}]')`],
+    [
+      'send_many with a dedup key',
+      sql`SELECT holdline.send_many(${queue}, '[{"payload": 1, "dedup_key": "d"}]')`,
+    ],
+    [
+      'send_many with an empty group key',
+      sql`SELECT holdline.send_many(${queue}, '[{"payload": 1, "group_key": ""}]')`,
+    ],
+    [
+      'send_many with array headers',
+      sql`SELECT holdline.send_many(${queue}, '[{"payload": 1, "headers": [1]}]')`,
+    ],
+    [
+      'send_many with a run_at two years ahead',
+      sql`SELECT holdline.send_many(${queue}, jsonb_build_array(jsonb_build_object('payload', 1, 'run_at', now() + interval '2 years')))`,
+    ],
+    [
+      'send_many with an object instead of an array',
+      sql`SELECT holdline.send_many(${queue}, '{"payload": 1}')`,
     ],
     ['publish to a malformed topic', sql`SELECT holdline.publish('orders.*', '1'::jsonb)`],
   ])('raises HL400 for %s and writes nothing', async (_label, statement) => {
