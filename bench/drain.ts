@@ -16,13 +16,24 @@ import type pg from 'pg';
 import { sql } from 'kysely';
 import PgBoss from 'pg-boss';
 import pino from 'pino';
-import { createClient, createInProcessClient } from '../src/client/index.ts';
+import { createClient } from '../src/client/index.ts';
 import { createDatabase, createPool } from '../src/db/pool.ts';
 import { QueueEngine, createQueue, sendBatch } from '../src/queue/index.ts';
 import { parseBenchArgs } from './harness/args.ts';
 import { nowMs, sleep } from './harness/clock.ts';
-import { withBenchDatabase } from './harness/database.ts';
+import { checkpoint, withBenchDatabase } from './harness/database.ts';
 import type { BenchDatabase } from './harness/database.ts';
+import {
+  CONSUMER_LOOPS,
+  HOLDLINE_WORKER_SETTINGS,
+  LEASE_MAX,
+  counter,
+  createWorkerClient,
+  rawLeaseAndAck,
+  receiveLoops,
+  startWorker,
+} from './harness/drain-consumers.ts';
+import type { Drain } from './harness/drain-consumers.ts';
 import { describeMachine, machineFacts } from './harness/machine.ts';
 import {
   CREATE_RAW_QUEUE_TABLE,
@@ -31,9 +42,7 @@ import {
   GRAPHILE_RUN_SETTINGS,
   PG_BOSS_PENDING,
   PG_BOSS_RESET,
-  RAW_ACK_BATCH,
   RAW_INSERT_BATCH,
-  RAW_LEASE,
   RAW_QUEUE_TABLE,
   graphileRunOptions,
   graphileWorkerUtils,
@@ -43,7 +52,7 @@ import {
   pgBossOptions,
 } from './harness/peers.ts';
 import { waitForQuietMachine } from './harness/quiet.ts';
-import { startService } from './harness/service.ts';
+import { BENCH_SERVICE_ENV, startService } from './harness/service.ts';
 import type { QuietCheck } from './harness/quiet.ts';
 import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
 
@@ -53,19 +62,6 @@ const args = parseBenchArgs(process.argv.slice(2));
 const MESSAGES = args.smoke ? 1_000 : 50_000;
 const REPETITIONS = args.smoke ? 1 : 3;
 const PREFILL_BATCH_SIZE = 500;
-/** Leases per receive for the loops that call receive themselves (raw, holdline engine). */
-const LEASE_MAX = 100;
-/** Concurrent receive loops of raw and the holdline engine, each on its own connection. */
-const CONSUMER_LOOPS = 4;
-/** The holdline worker's options: slots for a whole lease batch, acks coalesced by 100. */
-const HOLDLINE_WORKER_SETTINGS = {
-  concurrency: 200,
-  ackBatchSize: 100,
-  ackDelayMs: 5,
-  waitSeconds: 1,
-  poolMax: 10,
-  reaper: false,
-} as const;
 /**
  * pg-boss 10 (docs, "Workers"): each work() call adds one polling worker; batchSize jobs per
  * fetch; the worker waits out pollingIntervalSeconds (minimum 0.5) after every fetch, full or
@@ -79,16 +75,6 @@ const PG_BOSS_WORK_SETTINGS = {
   pollingIntervalSeconds: 0.5,
   poolMax: 10,
 } as const;
-/**
- * The service as a bench runs it: no per-token rate limit (the default, 100 requests/s,
- * would measure the limiter), no reaper (as for the in-process worker), on loopback without
- * tokens.
- */
-const HOLDLINE_SERVICE_ENV = {
-  RATE_LIMIT_PER_SECOND: '0',
-  REAPER_ENABLED: 'false',
-  POOL_MAX: '10',
-};
 const RUN_TIME_LIMIT_MS = 120_000;
 /** How often a drain's end is checked once every handler call was counted. */
 const DRAINED_POLL_MS = 10;
@@ -113,14 +99,6 @@ async function prefill(send: (batch: { n: number; pad: string }[]) => Promise<un
   for (let first = 0; first < MESSAGES; first += PREFILL_BATCH_SIZE) {
     await send(payloads(first, Math.min(PREFILL_BATCH_SIZE, MESSAGES - first)));
   }
-}
-
-/** A running drain: resolves when every message was consumed and acked. */
-interface Drain {
-  /** Messages the handler (or loop) saw so far. */
-  readonly handled: number;
-  done: Promise<void>;
-  stop(): Promise<void>;
 }
 
 interface System {
@@ -179,27 +157,6 @@ function libraryDrain(
   };
 }
 
-/** Runs CONSUMER_LOOPS loops of `once` until each sees an empty lease; returns messages seen. */
-function loops(once: () => Promise<number>): Drain {
-  let handled = 0;
-  const loop = async (): Promise<void> => {
-    for (let i = 0; i <= MESSAGES; i++) {
-      const got = await once();
-      if (got === 0) return;
-      handled += got;
-    }
-  };
-  const done = Promise.all(Array.from({ length: CONSUMER_LOOPS }, loop)).then(() => undefined);
-  done.catch(() => undefined);
-  return {
-    get handled() {
-      return handled;
-    },
-    done,
-    stop: () => done.catch(() => undefined),
-  };
-}
-
 /** Runs `work` on one plain pg connection to the bench database. */
 async function onBenchConnection(
   bench: BenchDatabase,
@@ -217,19 +174,6 @@ async function onBenchConnection(
     client.release();
     await pool.end();
   }
-}
-
-/** A no-op handler that counts its calls. */
-function counter(): { readonly count: number; handle: (n?: number) => void } {
-  let count = 0;
-  return {
-    get count() {
-      return count;
-    },
-    handle: (n = 1) => {
-      count += n;
-    },
-  };
 }
 
 const SYSTEMS: readonly System[] = [
@@ -253,19 +197,7 @@ const SYSTEMS: readonly System[] = [
         applicationName: CONSUMER_APPLICATION_NAME,
       });
       return Promise.resolve({
-        start: () =>
-          Promise.resolve(
-            loops(async () => {
-              const client = await pool.connect();
-              try {
-                const { rows } = await client.query<{ id: string }>(RAW_LEASE, [LEASE_MAX]);
-                if (rows.length > 0) await client.query(RAW_ACK_BATCH, [rows.map((r) => r.id)]);
-                return rows.length;
-              } finally {
-                client.release();
-              }
-            }),
-          ),
+        start: () => Promise.resolve(receiveLoops(MESSAGES, (max) => rawLeaseAndAck(pool, max))),
         close: () => pool.end(),
       });
     },
@@ -291,8 +223,8 @@ const SYSTEMS: readonly System[] = [
       return Promise.resolve({
         start: () =>
           Promise.resolve(
-            loops(async () => {
-              const deliveries = await engine.receive({ queue: QUEUE, max: LEASE_MAX });
+            receiveLoops(MESSAGES, async (max) => {
+              const deliveries = await engine.receive({ queue: QUEUE, max });
               if (deliveries.length > 0) await engine.ackBatch(deliveries.map((d) => d.receipt));
               return deliveries.length;
             }),
@@ -313,23 +245,11 @@ const SYSTEMS: readonly System[] = [
     pending: HOLDLINE_PENDING,
     prefill: holdlinePrefill,
     prepare: async (bench) => {
-      const { concurrency, ackBatchSize, ackDelayMs, waitSeconds, poolMax, reaper } =
-        HOLDLINE_WORKER_SETTINGS;
-      const client = await createInProcessClient({
-        connectionString: bench.url,
-        poolMax,
-        reaper,
-        logger,
-      });
+      const client = await createWorkerClient(bench.url, logger);
       return {
         start: () => {
           const seen = counter();
-          const worker = client.consume(QUEUE, () => seen.handle(), {
-            concurrency,
-            ackBatchSize,
-            ackDelayMs,
-            waitSeconds,
-          });
+          const worker = startWorker(client, QUEUE, () => seen.handle());
           return Promise.resolve(
             libraryDrain(bench, HOLDLINE_PENDING, seen, () => worker.stop({ timeoutMs: 5_000 })),
           );
@@ -345,7 +265,7 @@ const SYSTEMS: readonly System[] = [
       api: 'createClient({ url }).receive + ackBatch',
       loops: CONSUMER_LOOPS,
       max: LEASE_MAX,
-      service: HOLDLINE_SERVICE_ENV,
+      service: BENCH_SERVICE_ENV,
     },
     reset: HOLDLINE_RESET,
     tables: ['holdline.messages'],
@@ -353,13 +273,13 @@ const SYSTEMS: readonly System[] = [
     prefill: holdlinePrefill,
     // The service runs in a child process (`holdline serve`), started before the clock.
     prepare: async (bench) => {
-      const service = await startService(bench.url, HOLDLINE_SERVICE_ENV);
+      const service = await startService(bench.url, BENCH_SERVICE_ENV);
       const client = createClient({ url: service.url });
       return {
         start: () =>
           Promise.resolve(
-            loops(async () => {
-              const deliveries = await client.receive(QUEUE, { max: LEASE_MAX });
+            receiveLoops(MESSAGES, async (max) => {
+              const deliveries = await client.receive(QUEUE, { max });
               if (deliveries.length > 0) await client.ackBatch(deliveries.map((d) => d.receipt));
               return deliveries.length;
             }),
@@ -460,8 +380,6 @@ interface Measurement {
   quietBeforeStart: QuietCheck;
 }
 
-let checkpointWarned = false;
-
 async function measure(
   bench: BenchDatabase,
   system: System,
@@ -470,12 +388,7 @@ async function measure(
   await sql.raw(system.reset).execute(bench.admin);
   await system.prefill(bench);
   for (const table of system.tables) await sql.raw(`VACUUM ANALYZE ${table}`).execute(bench.admin);
-  try {
-    await sql`CHECKPOINT`.execute(bench.admin);
-  } catch (error) {
-    if (!checkpointWarned) process.stderr.write(`no CHECKPOINT between runs: ${String(error)}\n`);
-    checkpointWarned = true;
-  }
+  await checkpoint(bench.admin);
   const before = await pendingCount(bench, system.pending);
   if (before !== MESSAGES) throw new Error(`${system.key}: prefilled ${before}, not ${MESSAGES}`);
   const prepared = await system.prepare(bench);

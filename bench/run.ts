@@ -1,7 +1,7 @@
 /**
- * Runs every bench script (bench/*.ts except this one) one after another, each in its own
- * process, passing the arguments through (`npm run bench -- --smoke`). Exits non-zero when
- * one fails or overruns its time limit; the rest still run.
+ * Runs every bench script (bench/*.ts except this one and the soak) one after another, each
+ * in its own process, passing the arguments through (`npm run bench -- --smoke`). Exits
+ * non-zero when one fails or overruns its time limit; the rest still run.
  *
  *   npx tsx bench/run.ts [--smoke]
  */
@@ -16,6 +16,11 @@ const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 /** A script still running after this long is stopped (SIGTERM: it drops its database). */
 const SCRIPT_TIME_LIMIT_MS = 30 * 60_000;
 const SMOKE_SCRIPT_TIME_LIMIT_MS = 2 * 60_000;
+/**
+ * Scripts left out: the soak runs for ten minutes and takes its own options (--minutes,
+ * --rate); `npm run bench:soak` runs it.
+ */
+const RUN_SEPARATELY: ReadonlySet<string> = new Set(['soak.ts']);
 
 const argv = process.argv.slice(2);
 const args = parseBenchArgs(argv);
@@ -54,7 +59,12 @@ function runScript(script: string, timeLimitMs: number): Promise<number | null> 
 
 async function main(): Promise<void> {
   const scripts = (await readdir(BENCH_DIR))
-    .filter((f) => f.endsWith('.ts') && f !== path.basename(fileURLToPath(import.meta.url)))
+    .filter(
+      (f) =>
+        f.endsWith('.ts') &&
+        f !== path.basename(fileURLToPath(import.meta.url)) &&
+        !RUN_SEPARATELY.has(f),
+    )
     .sort();
   const limit = args.smoke ? SMOKE_SCRIPT_TIME_LIMIT_MS : SCRIPT_TIME_LIMIT_MS;
   const failed: string[] = [];
@@ -63,10 +73,16 @@ async function main(): Promise<void> {
     const code = await runScript(script, limit);
     if (code !== 0) failed.push(script);
   }
-  const table = overview.render();
-  if (table !== undefined) {
+  const rates = overview.renderRates();
+  if (rates !== undefined) {
     process.stdout.write(
-      `\nAll workloads: median per second (× that workload's raw limit)\n\n${table}\n`,
+      `\nAll workloads: median per second (× that workload's raw limit)\n\n${rates}\n`,
+    );
+  }
+  const latencies = overview.renderLatencies();
+  if (latencies !== undefined) {
+    process.stdout.write(
+      `\nLatency workloads: median commit→handler p50 / p99, ms\n\n${latencies}\n`,
     );
   }
   if (failed.length > 0) {

@@ -1,7 +1,11 @@
+import { sql } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import type { Database } from '../../src/db/database.ts';
 import { Listener } from '../../src/db/listener.ts';
 import { createDatabase, createPool } from '../../src/db/pool.ts';
 import { QueueEngine, WAKEUP_CHANNEL } from '../../src/queue/index.ts';
+import type { Delivery } from '../../src/queue/index.ts';
 import { waitUntil } from './clock.ts';
 
 /** Options of {@link startConsumer}. */
@@ -20,6 +24,8 @@ export interface ConsumerOptions {
   inPlace: () => Promise<boolean>;
   /** How long to wait for inPlace. */
   inPlaceTimeoutMs: number;
+  /** Called with each batch as it arrives, before it is acked: the consumer's handler. */
+  onDeliveries?: (deliveries: readonly Delivery[]) => void;
 }
 
 /** A running consumer: a QueueEngine with its own pool and its own LISTEN connection. */
@@ -71,7 +77,9 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
         waitSeconds: options.waitSeconds,
         signal: stopping.signal,
       });
-      if (deliveries.length > 0) await engine.ackBatch(deliveries.map((d) => d.receipt));
+      if (deliveries.length === 0) continue;
+      options.onDeliveries?.(deliveries);
+      await engine.ackBatch(deliveries.map((d) => d.receipt));
     }
   };
   try {
@@ -116,4 +124,15 @@ export async function startNotificationProbe(
     },
     stop: () => listener.stop(),
   };
+}
+
+/**
+ * LISTEN connections registered in holdline.waiting_consumers as idle-waiting on `queue`:
+ * while there is one, sends to the queue NOTIFY.
+ */
+export async function waitingConsumerCount(db: Kysely<Database>, queue: string): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    SELECT count(*)::integer AS n FROM holdline.waiting_consumers WHERE queue = ${queue}
+  `.execute(db);
+  return rows[0]!.n;
 }

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import type { Database } from '../../src/db/database.ts';
@@ -9,6 +10,22 @@ const MS_PER_CLOCK_TICK = 10;
 export function clientCpuMs(): number {
   const { user, system } = process.cpuUsage();
   return (user + system) / 1000;
+}
+
+/**
+ * CPU time (user + system, all threads, ms) a process on this machine has used so far, from
+ * /proc/<pid>/stat; undefined where /proc is missing (not Linux) or the process is gone.
+ */
+export async function processCpuMs(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Field 2, the command name, is in parentheses and may hold spaces: count after it.
+    // utime and stime, fields 14 and 15 of the line, are then the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * MS_PER_CLOCK_TICK;
+  } catch {
+    return undefined;
+  }
 }
 
 /** CPU time (user + system, ms) used so far by each backend, by pid. */

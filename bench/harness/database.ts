@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import pg from 'pg';
 import type { Database } from '../../src/db/database.ts';
@@ -86,5 +87,20 @@ async function onServer(url: string, run: (client: pg.Client) => Promise<unknown
     await run(client);
   } finally {
     await client.end();
+  }
+}
+
+let checkpointWarned = false;
+
+/**
+ * Takes a CHECKPOINT so that every run pays the same full-page writes. Needs superuser or
+ * pg_checkpoint; without, the run goes ahead and the first refusal is reported on stderr.
+ */
+export async function checkpoint(db: Kysely<Database>): Promise<void> {
+  try {
+    await sql`CHECKPOINT`.execute(db);
+  } catch (error) {
+    if (!checkpointWarned) process.stderr.write(`no CHECKPOINT between runs: ${String(error)}\n`);
+    checkpointWarned = true;
   }
 }

@@ -49,6 +49,15 @@ export const RAW_LEASE = `
   RETURNING q.id, q.payload`;
 /** Acks a batch of leased rows in one statement. */
 export const RAW_ACK_BATCH = `DELETE FROM ${RAW_QUEUE_TABLE} WHERE id = ANY($1::bigint[])`;
+/** The channel the raw queue's wake-ups go out on (bench/latency.ts). */
+export const RAW_NOTIFY_CHANNEL = 'bench_raw_queue';
+/**
+ * One message and its wake-up in one statement, so one round trip: the textbook LISTEN/NOTIFY
+ * queue, which NOTIFYs on every send whether anyone waits or not (sent at commit).
+ */
+export const RAW_INSERT_NOTIFY = `
+  WITH sent AS (INSERT INTO ${RAW_QUEUE_TABLE} (payload) VALUES ($1) RETURNING id)
+  SELECT pg_notify('${RAW_NOTIFY_CHANNEL}', id::text) FROM sent`;
 
 /** pg-boss's schema in the bench database. */
 export const PG_BOSS_SCHEMA = 'pgboss';
@@ -107,6 +116,17 @@ export function graphileWorkerUtils(url: string, maxPoolSize: number): Promise<W
   return makeWorkerUtils({ connectionString: url, maxPoolSize, logger: GRAPHILE_LOGGER });
 }
 
+/** The runner settings a bench gives graphile-worker's run(). */
+export interface GraphileRunSettings {
+  concurrency: number;
+  maxPoolSize: number;
+  /** Jobs fetched and locked per batch (preset.worker.localQueue.size); undefined: off. */
+  localQueueSize?: number;
+  /** ms to wait for other completions to batch with; -1 (the default): none. */
+  completeJobBatchDelay: number;
+  failJobBatchDelay: number;
+}
+
 /**
  * graphile-worker's runner settings for throughput, from its Performance page
  * (worker.graphile.org/docs/performance): 24 concurrent jobs on a pool of 25, a local queue
@@ -119,22 +139,29 @@ export const GRAPHILE_RUN_SETTINGS = {
   localQueueSize: 500,
   completeJobBatchDelay: 0,
   failJobBatchDelay: 0,
-} as const;
+} as const satisfies GraphileRunSettings;
 
-/** run() options for {@link GRAPHILE_RUN_SETTINGS} with one task named `task`. */
-export function graphileRunOptions(url: string, task: string, handler: () => void): RunnerOptions {
+/** run() options for `settings` with one task named `task`, which calls `handler`. */
+export function graphileRunOptions(
+  url: string,
+  task: string,
+  handler: (payload: unknown) => void,
+  settings: GraphileRunSettings = GRAPHILE_RUN_SETTINGS,
+): RunnerOptions {
   return {
     connectionString: url,
-    concurrency: GRAPHILE_RUN_SETTINGS.concurrency,
-    maxPoolSize: GRAPHILE_RUN_SETTINGS.maxPoolSize,
+    concurrency: settings.concurrency,
+    maxPoolSize: settings.maxPoolSize,
     noHandleSignals: true,
     logger: GRAPHILE_LOGGER,
-    taskList: { [task]: () => handler() },
+    taskList: { [task]: (payload) => handler(payload) },
     preset: {
       worker: {
-        localQueue: { size: GRAPHILE_RUN_SETTINGS.localQueueSize },
-        completeJobBatchDelay: GRAPHILE_RUN_SETTINGS.completeJobBatchDelay,
-        failJobBatchDelay: GRAPHILE_RUN_SETTINGS.failJobBatchDelay,
+        ...(settings.localQueueSize === undefined
+          ? {}
+          : { localQueue: { size: settings.localQueueSize } }),
+        completeJobBatchDelay: settings.completeJobBatchDelay,
+        failJobBatchDelay: settings.failJobBatchDelay,
       },
     },
   };

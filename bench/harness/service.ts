@@ -1,18 +1,43 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nowMs, sleep } from './clock.ts';
+import { processCpuMs } from './cpu.ts';
 
 const BIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../bin/holdline.js');
 const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
 
+/**
+ * The service as the benches run it: no per-token rate limit (the default, 100 requests/s,
+ * would measure the limiter), no reaper (as for the in-process worker), on loopback without
+ * tokens.
+ */
+export const BENCH_SERVICE_ENV = {
+  RATE_LIMIT_PER_SECOND: '0',
+  REAPER_ENABLED: 'false',
+  POOL_MAX: '10',
+} as const;
+
 /** A holdline service run by a bench in a child process. */
 export interface BenchService {
   /** http://127.0.0.1:<port> */
   url: string;
+  /** The service's process id (bin/holdline.js runs the service in that process itself). */
+  pid: number;
+  /**
+   * The service process's resident set size (VmRSS in /proc/<pid>/status), in bytes;
+   * undefined where /proc is missing (not Linux) or the process is gone.
+   */
+  residentBytes(): Promise<number | undefined>;
+  /**
+   * CPU time the service process has used so far (user + system, all threads), in ms, from
+   * /proc/<pid>/stat; undefined where /proc is missing or the process is gone.
+   */
+  cpuMs(): Promise<number | undefined>;
   /** SIGTERM, then SIGKILL when it has not exited within STOP_TIMEOUT_MS. */
   stop(): Promise<void>;
 }
@@ -51,6 +76,8 @@ export async function startService(
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('holdline serve did not start');
   const killOnExit = (): void => {
     child.kill('SIGKILL');
   };
@@ -85,5 +112,22 @@ export async function startService(
     }
     await sleep(50);
   }
-  return { url, stop };
+  return {
+    url,
+    pid,
+    residentBytes: () => residentBytes(pid),
+    cpuMs: () => processCpuMs(pid),
+    stop,
+  };
+}
+
+/** VmRSS of a process from /proc/<pid>/status (reported in kB, i.e. KiB), in bytes. */
+async function residentBytes(pid: number): Promise<number | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const kib = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status)?.[1];
+    return kib === undefined ? undefined : Number(kib) * 1024;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,0 +1,387 @@
+/**
+ * W5, depth: does draining slow down when the queue is deep? 20,000 messages drained with a
+ * no-op handler from a queue holding 10,000 and one holding 1,000,000, by holdline's
+ * in-process worker as W3 (bench/drain.ts) runs it, and by the raw-SQL limit. Target
+ * (issue 5): holdline at 1,000,000 ≥ 0.8× holdline at 10,000.
+ *
+ *   npx tsx bench/depth.ts [--smoke]
+ *
+ * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
+ */
+import { sql } from 'kysely';
+import pino from 'pino';
+import type { QueueWorker } from '../src/client/index.ts';
+import { createPool } from '../src/db/pool.ts';
+import { createQueue } from '../src/queue/index.ts';
+import { parseBenchArgs } from './harness/args.ts';
+import { nowMs } from './harness/clock.ts';
+import { checkpoint, withBenchDatabase } from './harness/database.ts';
+import type { BenchDatabase } from './harness/database.ts';
+import {
+  CONSUMER_LOOPS,
+  HOLDLINE_WORKER_SETTINGS,
+  LEASE_MAX,
+  createWorkerClient,
+  rawLeaseAndAck,
+  receiveLoops,
+  startWorker,
+} from './harness/drain-consumers.ts';
+import type { Drain } from './harness/drain-consumers.ts';
+import { measureInterleaved, summariseRates } from './harness/interleave.ts';
+import type { RateSummary } from './harness/interleave.ts';
+import { describeMachine, machineFacts } from './harness/machine.ts';
+import { CREATE_RAW_QUEUE_TABLE, RAW_QUEUE_TABLE } from './harness/peers.ts';
+import { waitForQuietMachine } from './harness/quiet.ts';
+import type { QuietCheck } from './harness/quiet.ts';
+import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
+import { median } from './harness/stats.ts';
+
+const BENCH = 'depth';
+const args = parseBenchArgs(process.argv.slice(2));
+
+/** Messages queued before each run: the shallow queue, then the deep one. */
+const SHALLOW = args.smoke ? 2_000 : 10_000;
+const DEEP = args.smoke ? 5_000 : 1_000_000;
+const DEPTHS = [SHALLOW, DEEP] as const;
+/** Messages each run drains (from the head of the queue, the oldest first). */
+const DRAIN_COUNT = args.smoke ? 500 : 20_000;
+const REPETITIONS = args.smoke ? 1 : 3;
+/** Rows per prefill statement: a million rows in 20 transactions. */
+const PREFILL_BATCH_SIZE = 50_000;
+/** The deep queue's drain rate at least this share of the shallow one's (issue 5). */
+const DEPTH_RATIO_TARGET = 0.8;
+const RUN_TIME_LIMIT_MS = 120_000;
+const QUIET_MIN_IDLE = 0.9;
+const QUIET_WINDOW_MS = args.smoke ? 50 : 1_000;
+const QUIET_TIMEOUT_MS = args.smoke ? 0 : 10_000;
+const QUEUE = 'bench';
+const PAD = 'x'.repeat(100);
+
+const logger = pino({ level: process.env.LOG_LEVEL ?? 'warn' }, pino.destination(2));
+
+interface System {
+  key: string;
+  label: string;
+  settings: Record<string, unknown>;
+  /** Empties this system's tables. */
+  reset: string;
+  table: string;
+  /** Messages still queued. */
+  remaining(bench: BenchDatabase): Promise<number>;
+  /** Inserts messages first … end − 1 in one statement. */
+  prefillBatch(bench: BenchDatabase, first: number, end: number): Promise<void>;
+  /** Prepared before the clock starts (pools, clients); `start` runs on the clock. */
+  prepare(bench: BenchDatabase): Promise<{ start(): Drain; close(): Promise<void> }>;
+}
+
+/**
+ * Ends a worker's drain once `DRAIN_COUNT` acks were accepted (its `processed` events): the
+ * worker holds more leases than that at the end, which stop() gives back.
+ */
+function acksCounted(worker: QueueWorker, stop: () => Promise<void>): Drain {
+  let processed = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const done = new Promise<void>((resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`not drained in time (${processed} acked)`)),
+      RUN_TIME_LIMIT_MS,
+    );
+    worker.on('processed', () => {
+      if (++processed === DRAIN_COUNT) resolve();
+    });
+  }).finally(() => clearTimeout(timer));
+  done.catch(() => undefined);
+  return {
+    get handled() {
+      return processed;
+    },
+    done,
+    stop,
+  };
+}
+
+const SYSTEMS: readonly System[] = [
+  {
+    key: 'raw',
+    label: `raw SQL: SKIP LOCKED lease of ${LEASE_MAX} + DELETE ack`,
+    settings: { loops: CONSUMER_LOOPS, leaseMax: LEASE_MAX },
+    reset: `TRUNCATE ${RAW_QUEUE_TABLE}`,
+    table: RAW_QUEUE_TABLE,
+    remaining: async (bench) => {
+      const { rows } = await sql<{ n: number }>`
+        SELECT count(*)::integer AS n FROM ${sql.table(RAW_QUEUE_TABLE)}
+      `.execute(bench.admin);
+      return rows[0]!.n;
+    },
+    prefillBatch: async (bench, first, end) => {
+      await sql`
+        INSERT INTO ${sql.table(RAW_QUEUE_TABLE)} (payload)
+        SELECT jsonb_build_object('n', g, 'pad', ${PAD}::text)
+        FROM generate_series(${first}::integer, ${end - 1}::integer) AS g
+      `.execute(bench.admin);
+    },
+    prepare: (bench) => {
+      const pool = createPool({
+        connectionString: bench.url,
+        max: CONSUMER_LOOPS,
+        applicationName: 'holdline-bench-consumer',
+      });
+      return Promise.resolve({
+        start: () => receiveLoops(DRAIN_COUNT, (max) => rawLeaseAndAck(pool, max)),
+        close: () => pool.end(),
+      });
+    },
+  },
+  {
+    key: 'holdline-worker',
+    label: `holdline in-process worker: consume(), concurrency ${HOLDLINE_WORKER_SETTINGS.concurrency}`,
+    settings: { api: 'createInProcessClient + consume', ...HOLDLINE_WORKER_SETTINGS },
+    reset: 'TRUNCATE holdline.messages, holdline.dequeue_counts',
+    table: 'holdline.messages',
+    remaining: async (bench) => {
+      const { rows } = await sql<{ n: number }>`
+        SELECT count(*)::integer AS n FROM holdline.messages WHERE queue = ${QUEUE}
+      `.execute(bench.admin);
+      return rows[0]!.n;
+    },
+    // Through holdline.send_batch, the function every send runs, so the rows are what sends
+    // make; only the payloads are built in SQL, 50,000 to a call.
+    prefillBatch: async (bench, first, end) => {
+      await sql`
+        SELECT count(*) FROM holdline.send_batch(${QUEUE}, ARRAY(
+          SELECT jsonb_build_object('n', g, 'pad', ${PAD}::text)
+          FROM generate_series(${first}::integer, ${end - 1}::integer) AS g))
+      `.execute(bench.admin);
+    },
+    prepare: async (bench) => {
+      const client = await createWorkerClient(bench.url, logger);
+      return {
+        start: () => {
+          const worker = startWorker(client, QUEUE, () => undefined);
+          return acksCounted(worker, () => worker.stop({ timeoutMs: 5_000 }));
+        },
+        close: () => client.close(),
+      };
+    },
+  },
+];
+
+/** One system at one depth: what measureInterleaved runs. */
+interface DepthRun {
+  key: string;
+  label: string;
+  system: System;
+  depth: number;
+}
+
+const RUNS: readonly DepthRun[] = DEPTHS.flatMap((depth) =>
+  SYSTEMS.map((system) => ({
+    key: `${system.key}@${depth}`,
+    label: `${system.label} at ${formatCount(depth)}`,
+    system,
+    depth,
+  })),
+);
+
+interface Measurement {
+  system: string;
+  depth: number;
+  repetition: number;
+  messages: number;
+  elapsedMs: number;
+  messagesPerSecond: number;
+  /** Prefill and VACUUM ANALYZE, before the clock. */
+  prefillMs: number;
+  quietBeforeStart: QuietCheck;
+}
+
+async function measure(
+  bench: BenchDatabase,
+  run: DepthRun,
+  repetition: number,
+): Promise<Measurement> {
+  const { system, depth } = run;
+  const prefillStartedAt = nowMs();
+  await sql.raw(system.reset).execute(bench.admin);
+  for (let first = 0; first < depth; first += PREFILL_BATCH_SIZE) {
+    await system.prefillBatch(bench, first, Math.min(depth, first + PREFILL_BATCH_SIZE));
+  }
+  await sql.raw(`VACUUM ANALYZE ${system.table}`).execute(bench.admin);
+  const prefillMs = nowMs() - prefillStartedAt;
+  await checkpoint(bench.admin);
+  const before = await system.remaining(bench);
+  if (before !== depth) throw new Error(`${run.key}: prefilled ${before}, not ${depth}`);
+
+  const prepared = await system.prepare(bench);
+  try {
+    const quietBeforeStart = await waitForQuietMachine({
+      minIdle: QUIET_MIN_IDLE,
+      windowMs: QUIET_WINDOW_MS,
+      timeoutMs: QUIET_TIMEOUT_MS,
+    });
+    const startedAt = nowMs();
+    const drain = prepared.start();
+    let elapsedMs: number;
+    try {
+      await drain.done;
+      elapsedMs = nowMs() - startedAt;
+    } finally {
+      await drain.stop();
+    }
+    // The worker may take a few more than DRAIN_COUNT before it stops; never fewer.
+    const left = await system.remaining(bench);
+    if (left > depth - DRAIN_COUNT) {
+      throw new Error(`${run.key}: ${left} left, expected at most ${depth - DRAIN_COUNT}`);
+    }
+    return {
+      system: system.key,
+      depth,
+      repetition,
+      messages: DRAIN_COUNT,
+      elapsedMs,
+      messagesPerSecond: (DRAIN_COUNT / elapsedMs) * 1000,
+      prefillMs,
+      quietBeforeStart,
+    };
+  } finally {
+    await prepared.close();
+  }
+}
+
+/** One system's drain rate at the deep queue over that at the shallow one. */
+interface DepthRatio {
+  system: string;
+  label: string;
+  /** Median at DEEP over median at SHALLOW. */
+  depthRatio: number;
+  /** Median over repetitions of (DEEP run / the same repetition's SHALLOW run). */
+  medianPairedDepthRatio: number;
+  target: number;
+  targetMet: boolean;
+}
+
+function depthRatios(measurements: readonly Measurement[]): DepthRatio[] {
+  return SYSTEMS.map((system) => {
+    const at = (depth: number): Measurement[] =>
+      measurements.filter((m) => m.system === system.key && m.depth === depth);
+    const shallow = at(SHALLOW);
+    const deep = at(DEEP);
+    const depthRatio =
+      median(deep.map((m) => m.messagesPerSecond)) /
+      median(shallow.map((m) => m.messagesPerSecond));
+    const paired = deep.map((m) => {
+      const pair = shallow.find((s) => s.repetition === m.repetition);
+      return pair === undefined ? Number.NaN : m.messagesPerSecond / pair.messagesPerSecond;
+    });
+    return {
+      system: system.key,
+      label: system.label,
+      depthRatio,
+      medianPairedDepthRatio: median(paired),
+      target: DEPTH_RATIO_TARGET,
+      targetMet: depthRatio >= DEPTH_RATIO_TARGET,
+    };
+  });
+}
+
+function table(
+  byDepth: ReadonlyMap<number, readonly RateSummary[]>,
+  ratios: readonly DepthRatio[],
+): string {
+  const rate = (s: RateSummary | undefined): string =>
+    s === undefined
+      ? '–'
+      : `${formatCount(s.medianPerSecond)} (${formatCount(s.minPerSecond)}–${formatCount(s.maxPerSecond)})`;
+  return markdownTable(
+    [
+      'system',
+      `msgs/s, ${formatCount(SHALLOW)} queued`,
+      `msgs/s, ${formatCount(DEEP)} queued`,
+      `× raw at ${formatCount(DEEP)}`,
+      `${formatCount(DEEP)} / ${formatCount(SHALLOW)}`,
+      `target ≥ ${DEPTH_RATIO_TARGET}`,
+    ],
+    ratios.map((ratio) => {
+      const at = (depth: number): RateSummary | undefined =>
+        byDepth.get(depth)?.find((s) => s.system === ratio.system);
+      return [
+        ratio.label,
+        rate(at(SHALLOW)),
+        rate(at(DEEP)),
+        `${formatFixed(at(DEEP)?.ratioToRaw ?? Number.NaN, 2)}×`,
+        `${formatFixed(ratio.depthRatio, 2)}×`,
+        ratio.targetMet ? 'met' : 'missed',
+      ];
+    }),
+  );
+}
+
+async function main(): Promise<void> {
+  await withBenchDatabase(async (bench) => {
+    const machine = await machineFacts(bench.admin);
+    printJsonLine({
+      bench: BENCH,
+      kind: 'machine',
+      ...machine,
+      depths: DEPTHS,
+      messages: DRAIN_COUNT,
+      repetitions: REPETITIONS,
+      smoke: args.smoke,
+      settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
+    });
+    await sql.raw(CREATE_RAW_QUEUE_TABLE).execute(bench.admin);
+    await createQueue(bench.admin, { name: QUEUE });
+
+    const measurements = await measureInterleaved({
+      systems: RUNS,
+      repetitions: REPETITIONS,
+      signal: bench.signal,
+      measure: (run, repetition) => measure(bench, run, repetition),
+      onMeasured: (m, run, repetition) => {
+        printJsonLine({ bench: BENCH, kind: 'measurement', ...m });
+        process.stderr.write(
+          `${repetition}/${REPETITIONS} ${run.key}: ${formatCount(m.messagesPerSecond)} msgs/s ` +
+            `(prefill ${formatCount(m.prefillMs)} ms)\n`,
+        );
+      },
+    });
+    if (measurements === undefined) {
+      process.stderr.write('interrupted: no results\n');
+      return;
+    }
+
+    const byDepth = new Map(
+      DEPTHS.map((depth) => {
+        const atDepth = measurements.filter((m) => m.depth === depth);
+        return [
+          depth,
+          summariseRates(SYSTEMS, atDepth, (m) => m.messagesPerSecond).map((s) => s.rate),
+        ];
+      }),
+    );
+    for (const [depth, summaries] of byDepth) {
+      for (const s of summaries) {
+        printJsonLine({
+          bench: BENCH,
+          kind: 'summary',
+          workload: `depth ${formatCount(depth)}`,
+          depth,
+          ...s,
+        });
+      }
+    }
+    const ratios = depthRatios(measurements);
+    for (const r of ratios) printJsonLine({ bench: BENCH, kind: 'summary', ...r });
+    const command = `npx tsx bench/depth.ts${args.smoke ? ' --smoke' : ''}`;
+    const quietRuns = measurements.filter((m) => m.quietBeforeStart.quiet).length;
+    process.stdout.write(
+      `\nDrain of ${formatCount(DRAIN_COUNT)} messages with a no-op handler from a queue holding ` +
+        `${formatCount(SHALLOW)} and one holding ${formatCount(DEEP)}, ${REPETITIONS} repetition(s) ` +
+        `interleaved; median (min–max) over repetitions; ${quietRuns} of ${measurements.length} ` +
+        `runs started on a machine ≥${QUIET_MIN_IDLE * 100}% idle.\n` +
+        `${describeMachine(machine)}\n\`${command}\`\n\n${table(byDepth, ratios)}\n`,
+    );
+  });
+}
+
+await main();
