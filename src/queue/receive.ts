@@ -37,10 +37,48 @@ export async function receive(db: Executor, params: ReceiveParams): Promise<Deli
     params.visibilityTimeoutSeconds == null
       ? null
       : validateInteger(params.visibilityTimeoutSeconds, 'visibilityTimeout', 1, LEASE_MAX_SECONDS);
+  // Timestamps come as epoch milliseconds (float8, which pg reads with parseFloat): parsing
+  // three timestamptz texts per row was a tenth of a draining consumer's CPU.
   const { rows } = await translated(() =>
-    sql<MessageRow>`
-      SELECT * FROM holdline.receive(${queue}, ${max}::integer, ${visibility}::integer, ${params.now ?? null}::timestamptz)
+    sql<ReceivedRow>`
+      SELECT m.id, m.queue, m.payload, m.headers, m.priority, m.attempts, m.lease_token,
+             m.dedup_key, m.group_key, m.origin_queue, m.last_error,
+             date_part('epoch', m.run_at) * 1000 AS run_at_ms,
+             date_part('epoch', m.lease_expires_at) * 1000 AS lease_expires_at_ms,
+             date_part('epoch', m.created_at) * 1000 AS created_at_ms,
+             date_part('epoch', m.dead_lettered_at) * 1000 AS dead_lettered_at_ms
+      FROM holdline.receive(${queue}, ${max}::integer, ${visibility}::integer, ${params.now ?? null}::timestamptz) AS m
     `.execute(db),
   );
-  return rows.map(toDelivery);
+  return rows.map((row) =>
+    toDelivery({
+      id: row.id,
+      queue: row.queue,
+      payload: row.payload,
+      headers: row.headers,
+      priority: row.priority,
+      run_at: new Date(row.run_at_ms),
+      attempts: row.attempts,
+      lease_token: row.lease_token,
+      lease_expires_at: new Date(row.lease_expires_at_ms),
+      dedup_key: row.dedup_key,
+      group_key: row.group_key,
+      origin_queue: row.origin_queue,
+      last_error: row.last_error,
+      // Set on a message received from a dead-letter queue.
+      dead_lettered_at: row.dead_lettered_at_ms === null ? null : new Date(row.dead_lettered_at_ms),
+      created_at: new Date(row.created_at_ms),
+    }),
+  );
 }
+
+/** A leased row as receive selects it. */
+type ReceivedRow = Omit<
+  MessageRow,
+  'run_at' | 'lease_expires_at' | 'dead_lettered_at' | 'created_at'
+> & {
+  run_at_ms: number;
+  lease_expires_at_ms: number;
+  created_at_ms: number;
+  dead_lettered_at_ms: number | null;
+};

@@ -199,6 +199,10 @@ describe('dead-lettering on nack', () => {
       lastError: 'failure 3',
       payload: { i: 0 },
     });
+    expect(fromDlq?.message.deadLetteredAt).toBeInstanceOf(Date);
+    expect(fromDlq!.message.deadLetteredAt!.getTime()).toBeGreaterThanOrEqual(
+      fromDlq!.message.createdAt.getTime(),
+    );
     await ack(t.db, { receipt: fromDlq!.receipt });
     expect(await deadLetter(message!.id)).toBeUndefined();
   });
