@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Executor } from '../queue/index.ts';
+import { VACUUM_DEAD_TUPLES_DEFAULT, vacuumMessagesIfBehind } from './vacuum.ts';
 
 /** How often the leader runs its passes, and standbys try to take over. */
 export const REAPER_INTERVAL_MS_DEFAULT = 1_000;
@@ -10,6 +11,8 @@ export const REAPER_INTERVAL_MS_DEFAULT = 1_000;
 export const REAPER_BATCH_SIZE_DEFAULT = 1_000;
 /** How often the slower housekeeping passes (retention, stale rows) run. */
 export const HOUSEKEEPING_INTERVAL_MS_DEFAULT = 60_000;
+/** How often the leader checks whether holdline.messages needs a vacuum (vacuum.ts). */
+export const VACUUM_CHECK_INTERVAL_MS_DEFAULT = 10_000;
 /** Advisory lock of the leader: namespace 'HLQU', key 1. */
 const LEADER_LOCK = [1212961868, 1] as const;
 /** Dequeue counts older than this no longer feed estimates and are deleted. */
@@ -27,6 +30,10 @@ export interface ReaperOptions {
   batchSize?: number;
   /** Default {@link HOUSEKEEPING_INTERVAL_MS_DEFAULT}. */
   housekeepingIntervalMs?: number;
+  /** Default {@link VACUUM_CHECK_INTERVAL_MS_DEFAULT}. */
+  vacuumCheckIntervalMs?: number;
+  /** Dead row versions that make the leader vacuum. Default {@link VACUUM_DEAD_TUPLES_DEFAULT}. */
+  vacuumDeadTuples?: number;
 }
 
 /** Expired leases of one queue handled in a pass, and where they went. */
@@ -40,12 +47,15 @@ export interface ReapedLeases {
 interface ReaperEvents {
   reaped: [ReapedLeases];
   leadership: [leader: boolean];
+  /** The leader vacuumed holdline.messages, which had `deadTuples` dead row versions. */
+  vacuumed: [deadTuples: number];
 }
 
 /**
  * Requeues expired leases (with the queue's backoff) and dead-letters exhausted messages;
  * every minute it also deletes messages past retention, waiting-consumer rows of backends
- * that are gone, and old dequeue counts. With several processes, exactly one leads at a
+ * that are gone, and old dequeue counts, and every ten seconds it vacuums holdline.messages
+ * if autovacuum has fallen behind (vacuum.ts), in the background of the passes. With several processes, exactly one leads at a
  * time: leadership is a session advisory lock on a dedicated connection, so it is released
  * the moment the leader's connection or process dies, and a standby takes over at its next
  * tick (within intervalMs). Two leaders for an instant would still be safe: the passes lock
@@ -58,9 +68,13 @@ export class Reaper extends EventEmitter<ReaperEvents> {
   private running: Promise<void> | undefined;
   private stopped = true;
   private lastHousekeeping = 0;
+  private lastVacuumCheck = 0;
+  private vacuuming: Promise<void> | undefined;
   private readonly intervalMs: number;
   private readonly batchSize: number;
   private readonly housekeepingIntervalMs: number;
+  private readonly vacuumCheckIntervalMs: number;
+  private readonly vacuumDeadTuples: number;
   private readonly logger: Logger;
 
   constructor(private readonly options: ReaperOptions) {
@@ -69,6 +83,8 @@ export class Reaper extends EventEmitter<ReaperEvents> {
     this.batchSize = options.batchSize ?? REAPER_BATCH_SIZE_DEFAULT;
     this.housekeepingIntervalMs =
       options.housekeepingIntervalMs ?? HOUSEKEEPING_INTERVAL_MS_DEFAULT;
+    this.vacuumCheckIntervalMs = options.vacuumCheckIntervalMs ?? VACUUM_CHECK_INTERVAL_MS_DEFAULT;
+    this.vacuumDeadTuples = options.vacuumDeadTuples ?? VACUUM_DEAD_TUPLES_DEFAULT;
     this.logger = options.logger.child({ component: 'reaper' });
   }
 
@@ -83,11 +99,12 @@ export class Reaper extends EventEmitter<ReaperEvents> {
     this.schedule(0);
   }
 
-  /** Stops the loop, waits for a pass in progress, and gives up leadership. */
+  /** Stops the loop, waits for a pass (and a vacuum) in progress, and gives up leadership. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.running;
+    await this.vacuuming;
     await this.resign();
   }
 
@@ -140,6 +157,18 @@ export class Reaper extends EventEmitter<ReaperEvents> {
     return { expiredMessages: Number(expired.numAffectedRows ?? 0n) };
   }
 
+  /** Vacuums holdline.messages when autovacuum has fallen behind; never throws. */
+  private async vacuumIfBehind(): Promise<void> {
+    try {
+      const check = await vacuumMessagesIfBehind(this.options.db, this.vacuumDeadTuples);
+      if (!check.vacuumed) return;
+      this.logger.info({ deadTuples: check.deadTuples }, 'holdline.messages vacuumed');
+      this.emit('vacuumed', check.deadTuples);
+    } catch (error) {
+      this.logger.error({ err: error }, 'vacuum of holdline.messages failed');
+    }
+  }
+
   private schedule(delayMs: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
@@ -165,6 +194,14 @@ export class Reaper extends EventEmitter<ReaperEvents> {
         const { expiredMessages } = await this.housekeep();
         if (expiredMessages > 0)
           this.logger.info({ messages: expiredMessages }, 'expired messages deleted');
+      }
+      if (
+        this.vacuuming === undefined &&
+        Date.now() - this.lastVacuumCheck >= this.vacuumCheckIntervalMs
+      ) {
+        this.lastVacuumCheck = Date.now();
+        // Not awaited: a vacuum takes seconds on a big table, and leases keep expiring.
+        this.vacuuming = this.vacuumIfBehind().finally(() => (this.vacuuming = undefined));
       }
     } catch (error) {
       this.logger.error({ err: error }, 'reaper pass failed');
