@@ -64,8 +64,11 @@ export async function* streamDeliveries(
     nudged = true;
     waking?.abort();
   };
+  // Only a full stream waits for a slot to free. One with slots free is waiting for messages,
+  // which a settlement does not bring: waking it would cost an empty receive per ack.
   const stopTracking = options.tracker.onSettled((receipt) => {
-    if (outstanding.delete(receipt)) nudge();
+    const wasFull = outstanding.size >= prefetch;
+    if (outstanding.delete(receipt) && wasFull) nudge();
   });
 
   let handle: WaitHandle | undefined;

@@ -150,6 +150,45 @@ describe.each(['sse', 'ws'] as const)('deliveries over %s', (transportName) => {
     }
   });
 
+  it('runs no receive for an ack while the stream has free slots (it waits for messages)', async () => {
+    const queue = `s-ack-no-receive-${transportName}`;
+    await createQueue(queue);
+    const sub = await transport().subscribe(DELIVERIES, {
+      queue,
+      prefetch: 10,
+      visibilityTimeout: 300,
+    });
+    const engine = api.engine;
+    const receiveOf = Object.getPrototypeOf(engine) as Pick<typeof engine, 'receive'>;
+    let receives = 0;
+    engine.receive = (params) => {
+      if (params.queue === queue) receives++;
+      return receiveOf.receive.call(engine, params);
+    };
+    try {
+      await sendMany(queue, 1);
+      const delivery = await nextDelivery(sub);
+      // Ack just after one of the stream's poll-interval looks, so the next is a second away:
+      // any receive in the following 300 ms would be one the ack caused.
+      const seen = receives;
+      const lookDeadline = Date.now() + 5_000;
+      while (receives === seen) {
+        if (Date.now() > lookDeadline) throw new Error('the stream made no poll-interval look');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      const before = receives;
+      expect(await ack([delivery.receipt])).toBe(1);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(receives).toBe(before);
+      // Still awake for messages: the next send arrives.
+      const [next] = await sendMany(queue, 1);
+      expect((await nextDelivery(sub)).message.id).toBe(next);
+    } finally {
+      engine.receive = receiveOf.receive;
+      await sub.close();
+    }
+  });
+
   it('releases unacked deliveries at once when the subscriber disconnects', async () => {
     const queue = `s-release-${transportName}`;
     await createQueue(queue);
