@@ -21,13 +21,8 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
   v_n integer;
-  v_max_bytes integer;
   v_has_dedup boolean;
-  v_null_payload bigint;
-  v_large_payload bigint;
-  v_bad_key boolean;
-  v_far_run_at boolean;
-  v_bad_headers boolean;
+  v_invalid boolean;
   v_ids bigint[];
 BEGIN
   IF jsonb_typeof(p_messages) IS DISTINCT FROM 'array' THEN
@@ -38,16 +33,14 @@ BEGIN
   -- The queue lock, shared, as send_batch takes it (see there): before the lookup below.
   PERFORM pg_advisory_xact_lock_shared(1212961868, hashtext(p_queue));
 
-  -- The queue and every input check in one pass over the batch.
-  SELECT q.max_payload_bytes,
-         bool_or(m.dedup_key IS NOT NULL),
-         min(m.ord) FILTER (WHERE m.payload IS NULL OR jsonb_typeof(m.payload) = 'null'),
-         min(m.ord) FILTER (WHERE octet_length(m.payload::text) > q.max_payload_bytes),
-         bool_or(length(m.group_key) NOT BETWEEN 1 AND 256),
-         bool_or(m.run_at > now() + interval '1 year'),
-         bool_or(jsonb_typeof(m.headers) <> 'object')
-    INTO v_max_bytes, v_has_dedup, v_null_payload, v_large_payload, v_bad_key, v_far_run_at,
-         v_bad_headers
+  -- The queue and every input check in one pass over the batch: send_batch's rules.
+  SELECT coalesce(bool_or(m.dedup_key IS NOT NULL), false),
+         coalesce(bool_or(m.payload IS NULL OR jsonb_typeof(m.payload) = 'null'
+                          OR octet_length(m.payload::text) > q.max_payload_bytes
+                          OR length(m.group_key) NOT BETWEEN 1 AND 256
+                          OR m.run_at > now() + interval '1 year'
+                          OR jsonb_typeof(m.headers) <> 'object'), false)
+    INTO v_has_dedup, v_invalid
   FROM holdline.queues q
   LEFT JOIN ROWS FROM (jsonb_to_recordset(p_messages)
                         AS (payload jsonb, run_at timestamptz, group_key text, dedup_key text,
@@ -55,34 +48,31 @@ BEGIN
          AS m(payload, run_at, group_key, dedup_key, headers, ord) ON true
   WHERE q.name = p_queue
   GROUP BY q.max_payload_bytes;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'queue "%" does not exist', p_queue USING ERRCODE = 'HL404';
-  END IF;
-  IF v_n = 0 THEN
-    RETURN ARRAY[]::bigint[];
-  END IF;
   IF v_has_dedup THEN
     RAISE EXCEPTION 'send_many does not deduplicate; send messages with a dedup_key through send_batch'
       USING ERRCODE = 'HL400';
   END IF;
-  IF v_null_payload IS NOT NULL THEN
-    RAISE EXCEPTION 'message % has no payload (SQL NULL and JSON null are refused)', v_null_payload
-      USING ERRCODE = 'HL400';
+  IF NOT FOUND OR v_invalid THEN
+    -- No such queue, or a message breaks a rule: send_batch raises the error that fits, with
+    -- the message's position (or sends, if the queue appeared since the lookup above).
+    SELECT array_agg(s.id ORDER BY s.ordinality) INTO v_ids
+    FROM (SELECT array_agg(m.payload ORDER BY m.ord) AS payloads,
+                 array_agg(m.run_at ORDER BY m.ord) AS run_ats,
+                 array_agg(m.priority ORDER BY m.ord) AS priorities,
+                 array_agg(m.group_key ORDER BY m.ord) AS group_keys,
+                 array_agg(m.headers ORDER BY m.ord) AS headers
+          FROM ROWS FROM (jsonb_to_recordset(p_messages)
+                          AS (payload jsonb, run_at timestamptz, priority integer,
+                              group_key text, headers jsonb)) WITH ORDINALITY
+               AS m(payload, run_at, priority, group_key, headers, ord)) AS a
+    CROSS JOIN LATERAL holdline.send_batch(p_queue, coalesce(a.payloads, ARRAY[]::jsonb[]),
+                                           a.run_ats, a.priorities, NULL, a.group_keys,
+                                           a.headers) WITH ORDINALITY AS s
+    GROUP BY ();
+    RETURN coalesce(v_ids, ARRAY[]::bigint[]);
   END IF;
-  IF v_large_payload IS NOT NULL THEN
-    RAISE EXCEPTION 'message % has a payload of % bytes; queue "%" accepts at most % bytes',
-      v_large_payload, octet_length((p_messages -> (v_large_payload::integer - 1) -> 'payload')::text),
-      p_queue, v_max_bytes
-      USING ERRCODE = 'HL413';
-  END IF;
-  IF v_bad_key THEN
-    RAISE EXCEPTION 'group keys must be 1 to 256 characters' USING ERRCODE = 'HL400';
-  END IF;
-  IF v_far_run_at THEN
-    RAISE EXCEPTION 'run_at must be at most one year ahead' USING ERRCODE = 'HL400';
-  END IF;
-  IF v_bad_headers THEN
-    RAISE EXCEPTION 'headers must be a JSON object' USING ERRCODE = 'HL400';
+  IF v_n = 0 THEN
+    RETURN ARRAY[]::bigint[];
   END IF;
 
   -- Ids drawn in input order, as in send_batch: a batch keeps its order.
