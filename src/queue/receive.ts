@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { MessageRow } from '../db/database.ts';
 import { translated } from './errors.ts';
 import type { Executor } from './executor.ts';
-import { toDelivery } from './message-row.ts';
+import { epochMs, toDelivery } from './message-row.ts';
 import type { Delivery } from './types.ts';
 import {
   LEASE_MAX_SECONDS,
@@ -37,17 +37,15 @@ export async function receive(db: Executor, params: ReceiveParams): Promise<Deli
     params.visibilityTimeoutSeconds == null
       ? null
       : validateInteger(params.visibilityTimeoutSeconds, 'visibilityTimeout', 1, LEASE_MAX_SECONDS);
-  // Timestamps come as whole epoch milliseconds (float8, which pg reads with parseFloat;
-  // floored exactly in numeric, as pg's own parse truncates): parsing three timestamptz
-  // texts per row was a tenth of a draining consumer's CPU.
+  // Timestamps as epoch milliseconds: see epochMs.
   const { rows } = await translated(() =>
     sql<ReceivedRow>`
       SELECT m.id, m.queue, m.payload, m.headers, m.priority, m.attempts, m.lease_token,
              m.dedup_key, m.group_key, m.origin_queue, m.last_error,
-             floor(extract(epoch FROM m.run_at) * 1000)::float8 AS run_at_ms,
-             floor(extract(epoch FROM m.lease_expires_at) * 1000)::float8 AS lease_expires_at_ms,
-             floor(extract(epoch FROM m.created_at) * 1000)::float8 AS created_at_ms,
-             floor(extract(epoch FROM m.dead_lettered_at) * 1000)::float8 AS dead_lettered_at_ms
+             ${epochMs(sql.ref('m.run_at'))} AS run_at_ms,
+             ${epochMs(sql.ref('m.lease_expires_at'))} AS lease_expires_at_ms,
+             ${epochMs(sql.ref('m.created_at'))} AS created_at_ms,
+             ${epochMs(sql.ref('m.dead_lettered_at'))} AS dead_lettered_at_ms
       FROM holdline.receive(${queue}, ${max}::integer, ${visibility}::integer, ${params.now ?? null}::timestamptz) AS m
     `.execute(db),
   );

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { MessageRow } from '../db/database.ts';
 import { translated } from './errors.ts';
 import type { Executor } from './executor.ts';
-import { toMessage } from './message-row.ts';
+import { epochMs, toMessage } from './message-row.ts';
 import type { Message, SendInput } from './types.ts';
 import {
   validateBatch,
@@ -11,13 +11,8 @@ import {
   validateTopic,
 } from './validation.ts';
 
-/**
- * The transaction's timestamp as whole epoch milliseconds: a float8, which pg reads with
- * parseFloat, where a timestamptz text costs a hand-written date parser per value. Floored
- * in numeric, exactly, as pg's own parse truncates to the millisecond (a float8 product
- * could land a hair below a whole millisecond).
- */
-const EPOCH_MS_OF_NOW = sql<number>`floor(extract(epoch FROM now()) * 1000)::float8`;
+/** The transaction's timestamp, which the rows' created_at defaults to. */
+const EPOCH_MS_OF_NOW = epochMs(sql`now()`);
 
 /**
  * Enqueues messages into one queue in a single statement, atomically: all or none. With a
