@@ -12,21 +12,20 @@ import { measureInterleaved, summariseRates } from './harness/interleave.ts';
 import type { RateSummary } from './harness/interleave.ts';
 import PgBoss from 'pg-boss';
 import { createDatabase, createPool } from '../src/db/pool.ts';
-import { createQueue, sendBatch } from '../src/queue/index.ts';
+import { sendBatch } from '../src/queue/index.ts';
 import { parseBenchArgs } from './harness/args.ts';
 import { withBenchDatabase } from './harness/database.ts';
 import type { BenchDatabase } from './harness/database.ts';
 import { describeMachine, machineFacts } from './harness/machine.ts';
 import {
-  CREATE_RAW_QUEUE_TABLE,
   GRAPHILE_RESET,
   PG_BOSS_RESET,
   RAW_INSERT_BATCH,
   RAW_QUEUE_TABLE,
   graphileWorkerUtils,
-  installGraphileWorker,
-  installPgBoss,
+  installAllSystems,
   peerVersion,
+  peerVersions,
   pgBossOptions,
 } from './harness/peers.ts';
 import { runProducers } from './harness/producers.ts';
@@ -301,16 +300,10 @@ async function main(): Promise<void> {
       messages: MESSAGES,
       repetitions: REPETITIONS,
       smoke: args.smoke,
-      peers: {
-        'pg-boss': peerVersion('pg-boss'),
-        'graphile-worker': peerVersion('graphile-worker'),
-      },
+      peers: peerVersions(),
       settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
     });
-    await sql.raw(CREATE_RAW_QUEUE_TABLE).execute(bench.admin);
-    await createQueue(bench.admin, { name: QUEUE });
-    await installPgBoss(bench.url, QUEUE);
-    await installGraphileWorker(bench.url);
+    await installAllSystems(bench, QUEUE);
 
     const measurements = await measureInterleaved({
       systems: SYSTEMS,

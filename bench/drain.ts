@@ -18,7 +18,7 @@ import PgBoss from 'pg-boss';
 import pino from 'pino';
 import { createClient } from '../src/client/index.ts';
 import { createDatabase, createPool } from '../src/db/pool.ts';
-import { QueueEngine, createQueue, sendBatch } from '../src/queue/index.ts';
+import { QueueEngine, sendBatch } from '../src/queue/index.ts';
 import { parseBenchArgs } from './harness/args.ts';
 import { nowMs, sleep } from './harness/clock.ts';
 import { checkpoint, withBenchDatabase } from './harness/database.ts';
@@ -36,7 +36,6 @@ import {
 import type { Drain } from './harness/drain-consumers.ts';
 import { describeMachine, machineFacts } from './harness/machine.ts';
 import {
-  CREATE_RAW_QUEUE_TABLE,
   GRAPHILE_PENDING,
   GRAPHILE_RESET,
   GRAPHILE_RUN_SETTINGS,
@@ -46,9 +45,9 @@ import {
   RAW_QUEUE_TABLE,
   graphileRunOptions,
   graphileWorkerUtils,
-  installGraphileWorker,
-  installPgBoss,
+  installAllSystems,
   peerVersion,
+  peerVersions,
   pgBossOptions,
 } from './harness/peers.ts';
 import { waitForQuietMachine } from './harness/quiet.ts';
@@ -447,16 +446,10 @@ async function main(): Promise<void> {
       messages: MESSAGES,
       repetitions: REPETITIONS,
       smoke: args.smoke,
-      peers: {
-        'pg-boss': peerVersion('pg-boss'),
-        'graphile-worker': peerVersion('graphile-worker'),
-      },
+      peers: peerVersions(),
       settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
     });
-    await sql.raw(CREATE_RAW_QUEUE_TABLE).execute(bench.admin);
-    await createQueue(bench.admin, { name: QUEUE });
-    await installPgBoss(bench.url, QUEUE);
-    await installGraphileWorker(bench.url);
+    await installAllSystems(bench, QUEUE);
 
     const measurements = await measureInterleaved({
       systems: SYSTEMS,

@@ -17,7 +17,6 @@ import PgBoss from 'pg-boss';
 import pino from 'pino';
 import { WAIT_SECONDS_DEFAULT } from '../src/client/index.ts';
 import { createPool } from '../src/db/pool.ts';
-import { createQueue } from '../src/queue/index.ts';
 import { parseBenchArgs } from './harness/args.ts';
 import { waitUntil } from './harness/clock.ts';
 import { startConsumer, waitingConsumerCount } from './harness/consumer.ts';
@@ -37,7 +36,6 @@ import { describeMachine, machineFacts } from './harness/machine.ts';
 import { holdlineProducer, runPacedProducer } from './harness/paced-producer.ts';
 import type { PacedRunResult, TimedProducer } from './harness/paced-producer.ts';
 import {
-  CREATE_RAW_QUEUE_TABLE,
   GRAPHILE_RESET,
   PG_BOSS_RESET,
   RAW_ACK_BATCH,
@@ -47,9 +45,9 @@ import {
   RAW_QUEUE_TABLE,
   graphileRunOptions,
   graphileWorkerUtils,
-  installGraphileWorker,
-  installPgBoss,
+  installAllSystems,
   peerVersion,
+  peerVersions,
   pgBossOptions,
 } from './harness/peers.ts';
 import type { GraphileRunSettings } from './harness/peers.ts';
@@ -543,16 +541,10 @@ async function main(): Promise<void> {
       producerConnections: PRODUCER_CONNECTIONS,
       repetitions: REPETITIONS,
       smoke: args.smoke,
-      peers: {
-        'pg-boss': peerVersion('pg-boss'),
-        'graphile-worker': peerVersion('graphile-worker'),
-      },
+      peers: peerVersions(),
       settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
     });
-    await sql.raw(CREATE_RAW_QUEUE_TABLE).execute(bench.admin);
-    await createQueue(bench.admin, { name: QUEUE });
-    await installPgBoss(bench.url, QUEUE);
-    await installGraphileWorker(bench.url);
+    await installAllSystems(bench, QUEUE);
 
     const measurements = await measureInterleaved({
       systems: SYSTEMS,

@@ -7,13 +7,32 @@
 import { createRequire } from 'node:module';
 import { Logger, makeWorkerUtils, runMigrations } from 'graphile-worker';
 import type { RunnerOptions, WorkerUtils } from 'graphile-worker';
+import { sql } from 'kysely';
 import PgBoss from 'pg-boss';
+import { createQueue } from '../../src/queue/index.ts';
+import type { BenchDatabase } from './database.ts';
 
 const require = createRequire(import.meta.url);
 
 /** The installed version of a peer, read from its package.json. */
 export function peerVersion(name: 'pg-boss' | 'graphile-worker'): string {
   return (require(`${name}/package.json`) as { version: string }).version;
+}
+
+/** Both peers' installed versions, for the JSON lines. */
+export function peerVersions(): Record<'pg-boss' | 'graphile-worker', string> {
+  return { 'pg-boss': peerVersion('pg-boss'), 'graphile-worker': peerVersion('graphile-worker') };
+}
+
+/**
+ * Sets up every system of a comparison in the bench database: the raw queue table, the
+ * holdline queue `queue`, pg-boss's schema with its queue `queue`, graphile-worker's schema.
+ */
+export async function installAllSystems(bench: BenchDatabase, queue: string): Promise<void> {
+  await sql.raw(CREATE_RAW_QUEUE_TABLE).execute(bench.admin);
+  await createQueue(bench.admin, { name: queue });
+  await installPgBoss(bench.url, queue);
+  await installGraphileWorker(bench.url);
 }
 
 /**
