@@ -87,6 +87,32 @@ describe('fencing by receipt', () => {
     expect(await messageRow(t.db, fresh.message.id)).toBeUndefined();
   });
 
+  it('fences each message of a batch on its own although the batch shares one lease token', async () => {
+    const queue = 'lease-batch-token';
+    await makeQueueWithMessages(t.db, queue, 3, { visibilityTimeoutSeconds: 30 });
+    const batch = await receive(t.db, { queue, max: 3 });
+    expect(batch).toHaveLength(3);
+    const tokens = new Set(batch.map((d) => decodeReceipt(d.receipt).leaseToken));
+    expect(tokens.size).toBe(1);
+
+    // A receipt names its message: acking the first leaves the other two leased.
+    await ack(t.db, { receipt: batch[0]!.receipt });
+    expect(await queueStats(t.db, { queue })).toMatchObject({ total: 2, leased: 2 });
+
+    // The second message goes back and is received again, which draws a new token: the
+    // batch's receipt for it is now stale, the third message's receipt is not.
+    await nack(t.db, { receipt: batch[1]!.receipt, delaySeconds: 0 });
+    const [fresh] = await receive(t.db, { queue });
+    expect(fresh?.message.id).toBe(batch[1]!.message.id);
+    expect(decodeReceipt(fresh!.receipt).leaseToken).not.toBe([...tokens][0]);
+    await expect(ack(t.db, { receipt: batch[1]!.receipt })).rejects.toMatchObject(LEASE_LOST);
+    await ack(t.db, { receipt: batch[2]!.receipt });
+    expect(await messageRow(t.db, fresh!.message.id)).toMatchObject({
+      lease_token: decodeReceipt(fresh!.receipt).leaseToken,
+    });
+    expect(await messageRow(t.db, batch[2]!.message.id)).toBeUndefined();
+  });
+
   it('refuses a receipt whose lease was reaped before anyone re-took it', async () => {
     const queue = 'lease-reaped';
     await makeQueueWithMessages(t.db, queue, 1);
