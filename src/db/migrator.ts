@@ -3,10 +3,11 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { Migrator, sql } from 'kysely';
 import type { Kysely, Migration, MigrationProvider, MigrationResultSet } from 'kysely';
+import { PACKAGE_ROOT } from '../package-files.ts';
 import type { Database } from './database.ts';
 
 /** The folder of numbered .sql migrations shipped with the package. */
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
+export const MIGRATIONS_DIR = fileURLToPath(new URL('migrations/', PACKAGE_ROOT));
 
 const MIGRATION_FILE = /^\d{4}_[a-z0-9_]+\.sql$/;
 

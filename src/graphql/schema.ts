@@ -13,6 +13,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
+import { PACKAGE_ROOT } from '../package-files.ts';
 import type { QueueEngine } from '../queue/index.ts';
 import { StreamRegistry } from './abortable-iterator.ts';
 import { AuthGate, authenticationPlugin } from './authentication.ts';
@@ -39,8 +40,8 @@ import { DateTimeScalar, JSONScalar } from './scalars.ts';
 /** Where the API is served, for HTTP (queries, mutations, SSE) and WebSocket alike. */
 export const GRAPHQL_PATH = '/graphql';
 
-/** The schema file (schema-first: the SDL is the contract), at the repository root. */
-export const SCHEMA_FILE = new URL('../../schema.graphql', import.meta.url);
+/** The schema file (schema-first: the SDL is the contract), at the package's root. */
+export const SCHEMA_FILE = new URL('schema.graphql', PACKAGE_ROOT);
 
 /** What GraphiQL shows on first open: one of each kind of operation, ready to run. */
 export const GRAPHIQL_EXAMPLE = `# Holdline: a transactional message queue in PostgreSQL.

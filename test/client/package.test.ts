@@ -5,6 +5,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase } from '../helpers/database.ts';
+import { startServiceProcess } from '../helpers/service-process.ts';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -108,6 +110,29 @@ await worker.stop({ timeoutMs: 1000 });
     expect(result).toEqual({ ok: true, output: '' });
   });
 
+  it('runs the CLI and the service from the build, finding migrations/ and the schema', async () => {
+    const t = await createTestDatabase();
+    const builtCli = path.join(ROOT, 'dist/src/cli.js');
+    try {
+      // The test database is migrated already: `migrate` reads migrations/ to find nothing due.
+      const { stdout } = await run(process.execPath, [builtCli, 'migrate'], {
+        env: { ...process.env, DATABASE_URL: t.url },
+      });
+      expect(stdout.trim()).toBe('schema up to date');
+      // The service reads schema.graphql as it starts; /readyz is 200 when no migration is due.
+      const service = await startServiceProcess(t.url, {}, [builtCli]);
+      try {
+        const ready = await fetch(`${service.url}/readyz`);
+        expect(ready.status).toBe(200);
+      } finally {
+        service.child.kill('SIGTERM');
+        await service.exited;
+      }
+    } finally {
+      await t.drop();
+    }
+  });
+
   it('ships the built entry point, its types, the CLI and the migrations', async () => {
     const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
       cwd: ROOT,
@@ -119,6 +144,7 @@ await worker.stop({ timeoutMs: 1000 });
         'dist/src/index.js',
         'dist/src/index.d.ts',
         'dist/src/client/worker.js',
+        'dist/src/cli.js',
         'bin/holdline.js',
         'migrations/0001_create_schema.sql',
       ]),

@@ -3,9 +3,17 @@ import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-const BIN = fileURLToPath(new URL('../../bin/holdline.js', import.meta.url));
+/**
+ * The CLI's sources, run through tsx: what bin/holdline.js runs when the build is stale. The
+ * tests run the sources, not the build, so they test the code as it is now, and so that no
+ * service starts from dist/ while the package test rebuilds it (test/client/package.test.ts,
+ * which also runs the built CLI).
+ */
+const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+/** Node's arguments that run the `holdline` command from its sources; append the command's. */
+export const CLI_NODE_ARGS: readonly string[] = ['--import', 'tsx', CLI];
 
-/** The real `holdline serve` entry point running as a child process. */
+/** The real `holdline serve` running as a child process. */
 export interface ServiceProcess {
   child: ChildProcess;
   /** http://127.0.0.1:port */
@@ -17,14 +25,15 @@ export interface ServiceProcess {
 }
 
 /**
- * Spawns `bin/holdline.js serve` on `databaseUrl` with PORT=0 and waits for its
+ * Spawns `holdline serve` (src/cli.ts, or what `nodeArgs` name) on `databaseUrl` with PORT=0 and waits for its
  * 'holdline listening' log line, which carries the URL. Rejects if it exits first.
  */
 export async function startServiceProcess(
   databaseUrl: string,
   env: Record<string, string> = {},
+  nodeArgs: readonly string[] = CLI_NODE_ARGS,
 ): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, [BIN, 'serve'], {
+  const child = spawn(process.execPath, [...nodeArgs, 'serve'], {
     env: {
       ...process.env,
       DATABASE_URL: databaseUrl,

@@ -1,13 +1,10 @@
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 import { graphqlRequest } from '../helpers/graphql-http.ts';
-import { startServiceProcess } from '../helpers/service-process.ts';
+import { CLI_NODE_ARGS, startServiceProcess } from '../helpers/service-process.ts';
 import type { ServiceProcess } from '../helpers/service-process.ts';
-
-const BIN = fileURLToPath(new URL('../../bin/holdline.js', import.meta.url));
 
 let t: TestDatabase;
 const running: ServiceProcess[] = [];
@@ -29,7 +26,7 @@ interface Run {
 /** Runs `holdline <args>` against the test database. */
 function holdline(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const child = spawn(process.execPath, [...CLI_NODE_ARGS, ...args], {
       env: { ...process.env, DATABASE_URL: t.url, HOST: '127.0.0.1', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -1,13 +1,12 @@
 import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateToLatest } from '../../src/db/migrator.ts';
 import { createQueue } from '../../src/queue/index.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
+import { CLI_NODE_ARGS } from '../helpers/service-process.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/holdline.js', import.meta.url));
 const run = promisify(execFile);
 
 let t: TestDatabase;
@@ -24,7 +23,7 @@ async function holdline(
   ...args: string[]
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
+    const { stdout, stderr } = await run(process.execPath, [...CLI_NODE_ARGS, ...args], {
       env: { ...process.env, DATABASE_URL: t.url },
     });
     return { code: 0, stdout, stderr };
