@@ -4,7 +4,8 @@
  * transaction, straight to PostgreSQL, as a producer service next to the database would);
  * the service started by the harness delivers them to a GraphQL `deliveries` subscription
  * over WebSocket, acked over HTTP. Each minute: throughput, p99 commit→handler latency,
- * the size of holdline.messages and its indexes, its dead tuples, and the service's RSS.
+ * the size of holdline.messages and its indexes, its dead tuples, and the service's RSS (its
+ * peak: read every second).
  * Targets (issue 5): throughput and p99 flat within 20% from minute 1 to the last minute,
  * table size within 2× of minute 1, RSS below 200 MiB.
  *
@@ -28,7 +29,7 @@ import { describeMachine, machineFacts } from './harness/machine.ts';
 import { holdlineProducer, runPacedProducer } from './harness/paced-producer.ts';
 import type { PacedRunResult, SendTimed } from './harness/paced-producer.ts';
 import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
-import { BENCH_SERVICE_ENV, startService } from './harness/service.ts';
+import { BENCH_SERVICE_ENV, ResidentPeakSampler, startService } from './harness/service.ts';
 import type { BenchService } from './harness/service.ts';
 import { median } from './harness/stats.ts';
 import { startSubscriptionConsumer } from './harness/subscription-consumer.ts';
@@ -62,6 +63,8 @@ const THROUGHPUT_DRIFT_MAX = 0.2;
 const P99_RISE_MAX = 0.2;
 const TABLE_GROWTH_MAX = 2;
 const RSS_MAX_BYTES = 200 * 2 ** 20;
+/** How often the service's RSS is read; a window reports its largest reading. */
+const RSS_SAMPLE_INTERVAL_MS = 1_000;
 
 if (!Number.isInteger(WINDOWS)) {
   process.stderr.write(`--minutes must be a whole number, got ${WINDOWS}\n`);
@@ -114,7 +117,8 @@ interface WindowMeasurement extends DeliveryLatencySummary {
   /** Messages first handled in the window, per second. */
   handledPerSecond: number;
   table: TableStats;
-  /** VmRSS of the service process at the window's end; null where /proc is missing. */
+  /** Largest VmRSS of the service process in the window (read every second); null where
+   * /proc is missing. */
   serviceRssBytes: number | null;
   /** CPU the service process used in the window per message handled; null without /proc. */
   serviceCpuMsPerMessage: number | null;
@@ -178,7 +182,7 @@ function table(windows: readonly WindowMeasurement[]): string {
       'indexes MiB',
       'dead tuples',
       'autovacuums',
-      'service RSS MiB',
+      'service RSS peak MiB',
       'service CPU ms/msg',
     ],
     windows.map((w) => [
@@ -227,38 +231,44 @@ async function soak(
   const windows: WindowMeasurement[] = [];
   let committedBefore = 0;
   let cpuBefore = await service.cpuMs();
-  for (let window = 1; window <= WINDOWS && !bench.signal.aborted; window++) {
-    const fromMs = startedAt + (window - 1) * WINDOW_MS;
-    const toMs = startedAt + window * WINDOW_MS;
-    await sleep(toMs - nowMs(), bench.signal);
-    if (bench.signal.aborted) break;
-    const sent = committed - committedBefore;
-    committedBefore = committed;
-    const delivered = latencies.summariseHandledBetween(fromMs, toMs);
-    const rss = await service.residentBytes();
-    const cpu = await service.cpuMs();
-    const serviceCpuMs = cpu === undefined || cpuBefore === undefined ? undefined : cpu - cpuBefore;
-    cpuBefore = cpu;
-    const measurement: WindowMeasurement = {
-      window,
-      fromSeconds: (fromMs - startedAt) / 1000,
-      toSeconds: (toMs - startedAt) / 1000,
-      sent,
-      ...delivered,
-      handledPerSecond: (delivered.handled / WINDOW_MS) * 1000,
-      table: await tableStats(bench),
-      serviceRssBytes: rss ?? null,
-      serviceCpuMsPerMessage:
-        serviceCpuMs === undefined ? null : serviceCpuMs / Math.max(1, delivered.handled),
-    };
-    windows.push(measurement);
-    printJsonLine({ bench: BENCH, kind: 'measurement', ...measurement });
-    process.stderr.write(
-      `${window}/${WINDOWS}: ${formatCount(measurement.handledPerSecond)} msgs/s, ` +
-        `p99 ${formatFixed(delivered.commitToHandlerMs.p99, 2)} ms, ` +
-        `table ${formatFixed(measurement.table.totalBytes / 2 ** 20, 1)} MiB, ` +
-        `RSS ${rss === undefined ? 'n/a' : formatFixed(rss / 2 ** 20, 1)} MiB\n`,
-    );
+  const rssPeaks = new ResidentPeakSampler(service, RSS_SAMPLE_INTERVAL_MS);
+  try {
+    for (let window = 1; window <= WINDOWS && !bench.signal.aborted; window++) {
+      const fromMs = startedAt + (window - 1) * WINDOW_MS;
+      const toMs = startedAt + window * WINDOW_MS;
+      await sleep(toMs - nowMs(), bench.signal);
+      if (bench.signal.aborted) break;
+      const sent = committed - committedBefore;
+      committedBefore = committed;
+      const delivered = latencies.summariseHandledBetween(fromMs, toMs);
+      const rss = await rssPeaks.takePeak();
+      const cpu = await service.cpuMs();
+      const serviceCpuMs =
+        cpu === undefined || cpuBefore === undefined ? undefined : cpu - cpuBefore;
+      cpuBefore = cpu;
+      const measurement: WindowMeasurement = {
+        window,
+        fromSeconds: (fromMs - startedAt) / 1000,
+        toSeconds: (toMs - startedAt) / 1000,
+        sent,
+        ...delivered,
+        handledPerSecond: (delivered.handled / WINDOW_MS) * 1000,
+        table: await tableStats(bench),
+        serviceRssBytes: rss ?? null,
+        serviceCpuMsPerMessage:
+          serviceCpuMs === undefined ? null : serviceCpuMs / Math.max(1, delivered.handled),
+      };
+      windows.push(measurement);
+      printJsonLine({ bench: BENCH, kind: 'measurement', ...measurement });
+      process.stderr.write(
+        `${window}/${WINDOWS}: ${formatCount(measurement.handledPerSecond)} msgs/s, ` +
+          `p99 ${formatFixed(delivered.commitToHandlerMs.p99, 2)} ms, ` +
+          `table ${formatFixed(measurement.table.totalBytes / 2 ** 20, 1)} MiB, ` +
+          `RSS peak ${rss === undefined ? 'n/a' : formatFixed(rss / 2 ** 20, 1)} MiB\n`,
+      );
+    }
+  } finally {
+    rssPeaks.stop();
   }
   return { windows, producer: await producing };
 }

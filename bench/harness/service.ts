@@ -131,3 +131,37 @@ async function residentBytes(pid: number): Promise<number | undefined> {
     return undefined;
   }
 }
+
+/**
+ * Reads a service's RSS every `intervalMs` and keeps the largest reading, so that a window's
+ * figure is its peak rather than one reading at its end: V8's heap swings by tens of MiB
+ * between major collections, and a single reading lands anywhere in that swing.
+ */
+export class ResidentPeakSampler {
+  private peak: number | undefined;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly service: Pick<BenchService, 'residentBytes'>,
+    intervalMs: number,
+  ) {
+    this.timer = setInterval(() => void this.sample(), intervalMs);
+  }
+
+  /** The largest reading since the last call (a final reading included); then starts over. */
+  async takePeak(): Promise<number | undefined> {
+    await this.sample();
+    const peak = this.peak;
+    this.peak = undefined;
+    return peak;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private async sample(): Promise<void> {
+    const bytes = await this.service.residentBytes();
+    if (bytes !== undefined) this.peak = Math.max(this.peak ?? 0, bytes);
+  }
+}
