@@ -13,6 +13,7 @@ import { QueueError, allQueueStats, listQueues, queueStats, send } from './queue
 import type { Executor } from './queue/index.ts';
 import { ConfigError, loadConfig } from './server/config.ts';
 import { resolveDatabase } from './server/database.ts';
+import { limitHeapGrowth } from './server/heap.ts';
 import { createLogger } from './server/logger.ts';
 import { migrate, serve, stopOnSignals } from './server/main.ts';
 
@@ -29,6 +30,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'Serve GraphQL on http://HOST:PORT/graphql with /healthz, /readyz and /metrics.',
     async run() {
       const config = loadConfig();
+      limitHeapGrowth(config.heapGrowthPercent);
       const service = await serve();
       stopOnSignals(service, config, createLogger(config));
     },

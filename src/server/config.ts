@@ -45,6 +45,9 @@ export interface Config {
   allowedOrigins: string[];
   /** How long SIGTERM waits for in-flight work before closing anyway. */
   shutdownTimeoutMs: number;
+  /** How far the heap may grow past its live size between major collections, in percent;
+   * 0: V8's own choice (see src/server/heap.ts). */
+  heapGrowthPercent: number;
 }
 
 /** Thrown for an invalid variable; the message names it and says what is expected. */
@@ -53,6 +56,9 @@ export class ConfigError extends Error {
 }
 
 type Env = Record<string, string | undefined>;
+
+/** HEAP_GROWTH_PERCENT's default: see src/server/heap.ts and README, "Operating it". */
+export const HEAP_GROWTH_PERCENT_DEFAULT = 50;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -116,6 +122,7 @@ export function loadConfig(env: Env = process.env): Config {
     ),
     allowedOrigins: origins(env, 'CORS_ORIGINS'),
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    heapGrowthPercent: integer(env, 'HEAP_GROWTH_PERCENT', HEAP_GROWTH_PERCENT_DEFAULT, 0, 1_000),
   };
 }
 

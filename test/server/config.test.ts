@@ -16,7 +16,13 @@ describe('loadConfig', () => {
       pollIntervalMs: 1000,
       reaperEnabled: true,
       shutdownTimeoutMs: 10_000,
+      heapGrowthPercent: 50,
     });
+  });
+
+  it("takes HEAP_GROWTH_PERCENT=0 as V8's own heap growth", () => {
+    expect(loadConfig({ HEAP_GROWTH_PERCENT: '0' }).heapGrowthPercent).toBe(0);
+    expect(loadConfig({ HEAP_GROWTH_PERCENT: '25' }).heapGrowthPercent).toBe(25);
   });
 
   it('uses DATABASE_URL for LISTEN unless LISTEN_DATABASE_URL is set', () => {
@@ -39,6 +45,7 @@ describe('loadConfig', () => {
     ['DATABASE_URL', 'mysql://x@y/z', 'DATABASE_URL must be a postgres:// URL'],
     ['DATABASE_URL', 'not a url', 'DATABASE_URL must be a postgres:// URL'],
     ['POOL_MAX', '0', 'POOL_MAX must be an integer from 1'],
+    ['HEAP_GROWTH_PERCENT', '-5', 'HEAP_GROWTH_PERCENT must be an integer from 0'],
   ])('rejects %s=%s with a message naming the variable', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(message);
