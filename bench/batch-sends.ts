@@ -8,7 +8,7 @@
  * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
  */
 import { sql } from 'kysely';
-import { measureInterleaved, summariseRates } from './harness/interleave.ts';
+import { summariseRates } from './harness/interleave.ts';
 import type { RateSummary } from './harness/interleave.ts';
 import PgBoss from 'pg-boss';
 import { createDatabase, createPool } from '../src/db/pool.ts';
@@ -16,7 +16,7 @@ import { sendBatch } from '../src/queue/index.ts';
 import { parseBenchArgs } from './harness/args.ts';
 import { withBenchDatabase } from './harness/database.ts';
 import type { BenchDatabase } from './harness/database.ts';
-import { describeMachine, machineFacts } from './harness/machine.ts';
+import { runComparison } from './harness/comparison.ts';
 import {
   GRAPHILE_RESET,
   PG_BOSS_RESET,
@@ -32,7 +32,7 @@ import { runProducers } from './harness/producers.ts';
 import type { Producer, ProducerRunResult } from './harness/producers.ts';
 import { waitForQuietMachine } from './harness/quiet.ts';
 import type { QuietCheck } from './harness/quiet.ts';
-import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
+import { formatCount, formatFixed, markdownTable } from './harness/report.ts';
 import { median } from './harness/stats.ts';
 
 const BENCH = 'batch-sends';
@@ -290,50 +290,36 @@ function table(summaries: readonly Summary[]): string {
 
 async function main(): Promise<void> {
   await withBenchDatabase(async (bench) => {
-    const machine = await machineFacts(bench.admin);
-    printJsonLine({
-      bench: BENCH,
-      kind: 'machine',
-      ...machine,
-      producers: PRODUCERS,
-      batchSize: BATCH_SIZE,
-      messages: MESSAGES,
-      repetitions: REPETITIONS,
-      smoke: args.smoke,
-      peers: peerVersions(),
-      settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
-    });
     await installAllSystems(bench, QUEUE);
 
-    const measurements = await measureInterleaved({
+    const measurements = await runComparison({
+      name: BENCH,
+      script: 'batch-sends.ts',
+      smoke: args.smoke,
+      database: bench,
+      parameters: {
+        producers: PRODUCERS,
+        batchSize: BATCH_SIZE,
+        messages: MESSAGES,
+        repetitions: REPETITIONS,
+        smoke: args.smoke,
+        peers: peerVersions(),
+        settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
+      },
       systems: SYSTEMS,
       repetitions: REPETITIONS,
-      signal: bench.signal,
-      measure: (system, repetition) => measure(bench, system, repetition),
-      onMeasured: (m, system, repetition) => {
-        printJsonLine({ bench: BENCH, kind: 'measurement', producers: PRODUCERS, ...m });
-        process.stderr.write(
-          `${repetition}/${REPETITIONS} ${system.key}: ${formatCount(m.messagesPerSecond)} msgs/s\n`,
-        );
-      },
-    });
-    if (measurements === undefined) {
-      process.stderr.write('interrupted: no results\n');
-      return;
-    }
-
-    const summaries = summarise(measurements);
-    for (const s of summaries) printJsonLine({ bench: BENCH, kind: 'summary', ...s });
-    const command = `npx tsx bench/batch-sends.ts${args.smoke ? ' --smoke' : ''}`;
-    const quietRuns = measurements.filter((m) => m.quietBeforeStart.quiet).length;
-    process.stdout.write(
-      `\n${PRODUCERS} producers, batches of ${BATCH_SIZE}, ${formatCount(MESSAGES)} messages ` +
+      measure,
+      measurementFields: { producers: PRODUCERS },
+      progress: (m) => `${formatCount(m.messagesPerSecond)} msgs/s`,
+      summarise,
+      caption: ({ measurements, quietRuns }) =>
+        `${PRODUCERS} producers, batches of ${BATCH_SIZE}, ${formatCount(MESSAGES)} messages ` +
         `per run, ${REPETITIONS} repetition(s) interleaved; median and min–max over ` +
         `repetitions; ${quietRuns} of ${measurements.length} runs started on a machine ` +
-        `≥${QUIET_MIN_IDLE * 100}% idle.\n` +
-        `${describeMachine(machine)}\n\`${command}\`\n\n${table(summaries)}\n`,
-    );
-    if (measurements.some((m) => m.timedOut)) {
+        `≥${QUIET_MIN_IDLE * 100}% idle.`,
+      table,
+    });
+    if (measurements?.some((m) => m.timedOut)) {
       process.stderr.write(`some runs hit the ${RUN_TIME_LIMIT_MS} ms limit (timedOut)\n`);
       process.exitCode = 1;
     }

@@ -27,13 +27,13 @@ import {
   startWorker,
 } from './harness/drain-consumers.ts';
 import type { Drain } from './harness/drain-consumers.ts';
-import { measureInterleaved, summariseRates } from './harness/interleave.ts';
+import { summariseRates } from './harness/interleave.ts';
 import type { RateSummary } from './harness/interleave.ts';
-import { describeMachine, machineFacts } from './harness/machine.ts';
+import { runComparison } from './harness/comparison.ts';
 import { CREATE_RAW_QUEUE_TABLE, RAW_QUEUE_TABLE } from './harness/peers.ts';
 import { waitForQuietMachine } from './harness/quiet.ts';
 import type { QuietCheck } from './harness/quiet.ts';
-import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
+import { formatCount, formatFixed, markdownTable } from './harness/report.ts';
 import { median } from './harness/stats.ts';
 
 const BENCH = 'depth';
@@ -167,7 +167,7 @@ const SYSTEMS: readonly System[] = [
   },
 ];
 
-/** One system at one depth: what measureInterleaved runs. */
+/** One system at one depth: what runComparison runs. */
 interface DepthRun {
   key: string;
   label: string;
@@ -285,10 +285,26 @@ function depthRatios(measurements: readonly Measurement[]): DepthRatio[] {
   });
 }
 
-function table(
-  byDepth: ReadonlyMap<number, readonly RateSummary[]>,
-  ratios: readonly DepthRatio[],
-): string {
+/** One system's drain rate at one queue depth: a workload of its own in the overview. */
+type DepthRateSummary = RateSummary & { workload: string; depth: number };
+
+/** The summary lines: every system's rate at each depth, then its deep-over-shallow ratio. */
+type Summary = DepthRateSummary | DepthRatio;
+
+function summarise(measurements: readonly Measurement[]): Summary[] {
+  const rates = DEPTHS.flatMap((depth) =>
+    summariseRates(
+      SYSTEMS,
+      measurements.filter((m) => m.depth === depth),
+      (m) => m.messagesPerSecond,
+    ).map(({ rate }) => ({ workload: `depth ${formatCount(depth)}`, depth, ...rate })),
+  );
+  return [...rates, ...depthRatios(measurements)];
+}
+
+function table(summaries: readonly Summary[]): string {
+  const rates = summaries.filter((s): s is DepthRateSummary => 'depth' in s);
+  const ratios = summaries.filter((s): s is DepthRatio => 'depthRatio' in s);
   const rate = (s: RateSummary | undefined): string =>
     s === undefined
       ? '–'
@@ -304,7 +320,7 @@ function table(
     ],
     ratios.map((ratio) => {
       const at = (depth: number): RateSummary | undefined =>
-        byDepth.get(depth)?.find((s) => s.system === ratio.system);
+        rates.find((s) => s.depth === depth && s.system === ratio.system);
       return [
         ratio.label,
         rate(at(SHALLOW)),
@@ -319,69 +335,34 @@ function table(
 
 async function main(): Promise<void> {
   await withBenchDatabase(async (bench) => {
-    const machine = await machineFacts(bench.admin);
-    printJsonLine({
-      bench: BENCH,
-      kind: 'machine',
-      ...machine,
-      depths: DEPTHS,
-      messages: DRAIN_COUNT,
-      repetitions: REPETITIONS,
-      smoke: args.smoke,
-      settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
-    });
     await sql.raw(CREATE_RAW_QUEUE_TABLE).execute(bench.admin);
     await createQueue(bench.admin, { name: QUEUE });
 
-    const measurements = await measureInterleaved({
+    await runComparison({
+      name: BENCH,
+      script: 'depth.ts',
+      smoke: args.smoke,
+      database: bench,
+      parameters: {
+        depths: DEPTHS,
+        messages: DRAIN_COUNT,
+        repetitions: REPETITIONS,
+        smoke: args.smoke,
+        settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
+      },
       systems: RUNS,
       repetitions: REPETITIONS,
-      signal: bench.signal,
-      measure: (run, repetition) => measure(bench, run, repetition),
-      onMeasured: (m, run, repetition) => {
-        printJsonLine({ bench: BENCH, kind: 'measurement', ...m });
-        process.stderr.write(
-          `${repetition}/${REPETITIONS} ${run.key}: ${formatCount(m.messagesPerSecond)} msgs/s ` +
-            `(prefill ${formatCount(m.prefillMs)} ms)\n`,
-        );
-      },
-    });
-    if (measurements === undefined) {
-      process.stderr.write('interrupted: no results\n');
-      return;
-    }
-
-    const byDepth = new Map(
-      DEPTHS.map((depth) => {
-        const atDepth = measurements.filter((m) => m.depth === depth);
-        return [
-          depth,
-          summariseRates(SYSTEMS, atDepth, (m) => m.messagesPerSecond).map((s) => s.rate),
-        ];
-      }),
-    );
-    for (const [depth, summaries] of byDepth) {
-      for (const s of summaries) {
-        printJsonLine({
-          bench: BENCH,
-          kind: 'summary',
-          workload: `depth ${formatCount(depth)}`,
-          depth,
-          ...s,
-        });
-      }
-    }
-    const ratios = depthRatios(measurements);
-    for (const r of ratios) printJsonLine({ bench: BENCH, kind: 'summary', ...r });
-    const command = `npx tsx bench/depth.ts${args.smoke ? ' --smoke' : ''}`;
-    const quietRuns = measurements.filter((m) => m.quietBeforeStart.quiet).length;
-    process.stdout.write(
-      `\nDrain of ${formatCount(DRAIN_COUNT)} messages with a no-op handler from a queue holding ` +
+      measure,
+      progress: (m) =>
+        `${formatCount(m.messagesPerSecond)} msgs/s (prefill ${formatCount(m.prefillMs)} ms)`,
+      summarise,
+      caption: ({ measurements, quietRuns }) =>
+        `Drain of ${formatCount(DRAIN_COUNT)} messages with a no-op handler from a queue holding ` +
         `${formatCount(SHALLOW)} and one holding ${formatCount(DEEP)}, ${REPETITIONS} repetition(s) ` +
         `interleaved; median (min–max) over repetitions; ${quietRuns} of ${measurements.length} ` +
-        `runs started on a machine ≥${QUIET_MIN_IDLE * 100}% idle.\n` +
-        `${describeMachine(machine)}\n\`${command}\`\n\n${table(byDepth, ratios)}\n`,
-    );
+        `runs started on a machine ≥${QUIET_MIN_IDLE * 100}% idle.`,
+      table,
+    });
   });
 }
 

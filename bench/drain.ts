@@ -10,7 +10,7 @@
  * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
  */
 import { run } from 'graphile-worker';
-import { measureInterleaved, summariseRates } from './harness/interleave.ts';
+import { summariseRates } from './harness/interleave.ts';
 import type { RateSummary } from './harness/interleave.ts';
 import type pg from 'pg';
 import { sql } from 'kysely';
@@ -34,7 +34,7 @@ import {
   startWorker,
 } from './harness/drain-consumers.ts';
 import type { Drain } from './harness/drain-consumers.ts';
-import { describeMachine, machineFacts } from './harness/machine.ts';
+import { runComparison } from './harness/comparison.ts';
 import {
   GRAPHILE_PENDING,
   GRAPHILE_RESET,
@@ -53,7 +53,7 @@ import {
 import { waitForQuietMachine } from './harness/quiet.ts';
 import { BENCH_SERVICE_ENV, startService } from './harness/service.ts';
 import type { QuietCheck } from './harness/quiet.ts';
-import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
+import { formatCount, formatFixed, markdownTable } from './harness/report.ts';
 
 const BENCH = 'drain';
 const args = parseBenchArgs(process.argv.slice(2));
@@ -438,47 +438,32 @@ function table(summaries: readonly RateSummary[]): string {
 
 async function main(): Promise<void> {
   await withBenchDatabase(async (bench) => {
-    const machine = await machineFacts(bench.admin);
-    printJsonLine({
-      bench: BENCH,
-      kind: 'machine',
-      ...machine,
-      messages: MESSAGES,
-      repetitions: REPETITIONS,
-      smoke: args.smoke,
-      peers: peerVersions(),
-      settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
-    });
     await installAllSystems(bench, QUEUE);
 
-    const measurements = await measureInterleaved({
+    await runComparison({
+      name: BENCH,
+      script: 'drain.ts',
+      smoke: args.smoke,
+      database: bench,
+      parameters: {
+        messages: MESSAGES,
+        repetitions: REPETITIONS,
+        smoke: args.smoke,
+        peers: peerVersions(),
+        settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
+      },
       systems: SYSTEMS,
       repetitions: REPETITIONS,
-      signal: bench.signal,
-      measure: (system, repetition) => measure(bench, system, repetition),
-      onMeasured: (m, system, repetition) => {
-        printJsonLine({ bench: BENCH, kind: 'measurement', ...m });
-        process.stderr.write(
-          `${repetition}/${REPETITIONS} ${system.key}: ${formatCount(m.messagesPerSecond)} msgs/s\n`,
-        );
-      },
-    });
-    if (measurements === undefined) {
-      process.stderr.write('interrupted: no results\n');
-      return;
-    }
-
-    const summaries = summarise(measurements);
-    for (const s of summaries) printJsonLine({ bench: BENCH, kind: 'summary', ...s });
-    const command = `npx tsx bench/drain.ts${args.smoke ? ' --smoke' : ''}`;
-    const quietRuns = measurements.filter((m) => m.quietBeforeStart.quiet).length;
-    process.stdout.write(
-      `\nDrain of ${formatCount(MESSAGES)} pre-filled messages with a no-op handler, ` +
+      measure,
+      progress: (m) => `${formatCount(m.messagesPerSecond)} msgs/s`,
+      summarise,
+      caption: ({ measurements, quietRuns }) =>
+        `Drain of ${formatCount(MESSAGES)} pre-filled messages with a no-op handler, ` +
         `${REPETITIONS} repetition(s) interleaved; median and min–max over repetitions; ` +
         `${quietRuns} of ${measurements.length} runs started on a machine ` +
-        `≥${QUIET_MIN_IDLE * 100}% idle.\n` +
-        `${describeMachine(machine)}\n\`${command}\`\n\n${table(summaries)}\n`,
-    );
+        `≥${QUIET_MIN_IDLE * 100}% idle.`,
+      table,
+    });
   });
 }
 

@@ -31,8 +31,7 @@ import {
   startWorker,
 } from './harness/drain-consumers.ts';
 import type { HoldlineWorkerSettings } from './harness/drain-consumers.ts';
-import { measureInterleaved } from './harness/interleave.ts';
-import { describeMachine, machineFacts } from './harness/machine.ts';
+import { runComparison } from './harness/comparison.ts';
 import { holdlineProducer, runPacedProducer } from './harness/paced-producer.ts';
 import type { PacedRunResult, TimedProducer } from './harness/paced-producer.ts';
 import {
@@ -53,7 +52,7 @@ import {
 import type { GraphileRunSettings } from './harness/peers.ts';
 import { waitForQuietMachine } from './harness/quiet.ts';
 import type { QuietCheck } from './harness/quiet.ts';
-import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
+import { formatCount, formatFixed, markdownTable } from './harness/report.ts';
 import { BENCH_SERVICE_ENV, startService } from './harness/service.ts';
 import { median } from './harness/stats.ts';
 import { startSubscriptionConsumer } from './harness/subscription-consumer.ts';
@@ -530,51 +529,37 @@ function table(summaries: readonly Summary[]): string {
 
 async function main(): Promise<void> {
   await withBenchDatabase(async (bench) => {
-    const machine = await machineFacts(bench.admin);
-    printJsonLine({
-      bench: BENCH,
-      kind: 'machine',
-      ...machine,
-      ratePerSecond: RATE_PER_SECOND,
-      durationSeconds: DURATION_SECONDS,
-      warmupMessages: WARMUP_MESSAGES,
-      producerConnections: PRODUCER_CONNECTIONS,
-      repetitions: REPETITIONS,
-      smoke: args.smoke,
-      peers: peerVersions(),
-      settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
-    });
     await installAllSystems(bench, QUEUE);
 
-    const measurements = await measureInterleaved({
+    await runComparison({
+      name: BENCH,
+      script: 'latency.ts',
+      smoke: args.smoke,
+      database: bench,
+      parameters: {
+        ratePerSecond: RATE_PER_SECOND,
+        durationSeconds: DURATION_SECONDS,
+        warmupMessages: WARMUP_MESSAGES,
+        producerConnections: PRODUCER_CONNECTIONS,
+        repetitions: REPETITIONS,
+        smoke: args.smoke,
+        peers: peerVersions(),
+        settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
+      },
       systems: SYSTEMS,
       repetitions: REPETITIONS,
-      signal: bench.signal,
-      measure: (system, repetition) => measure(bench, system, repetition),
-      onMeasured: (m, system, repetition) => {
-        printJsonLine({ bench: BENCH, kind: 'measurement', ...m });
-        process.stderr.write(
-          `${repetition}/${REPETITIONS} ${system.key}: p50 ${formatFixed(m.commitToHandlerMs.p50, 2)} ms, ` +
-            `p99 ${formatFixed(m.commitToHandlerMs.p99, 2)} ms\n`,
-        );
-      },
-    });
-    if (measurements === undefined) {
-      process.stderr.write('interrupted: no results\n');
-      return;
-    }
-
-    const summaries = summarise(measurements);
-    for (const s of summaries) printJsonLine({ bench: BENCH, kind: 'summary', ...s });
-    const command = `npx tsx bench/latency.ts${args.smoke ? ' --smoke' : ''}`;
-    const quietRuns = measurements.filter((m) => m.quietBeforeStart.quiet).length;
-    process.stdout.write(
-      `\nCommit→handler latency at ${formatCount(RATE_PER_SECOND)} msgs/s for ${DURATION_SECONDS} s ` +
+      measure,
+      progress: (m) =>
+        `p50 ${formatFixed(m.commitToHandlerMs.p50, 2)} ms, ` +
+        `p99 ${formatFixed(m.commitToHandlerMs.p99, 2)} ms`,
+      summarise,
+      caption: ({ measurements, quietRuns }) =>
+        `Commit→handler latency at ${formatCount(RATE_PER_SECOND)} msgs/s for ${DURATION_SECONDS} s ` +
         `(one message per transaction, consumer idle-waiting), ${REPETITIONS} repetition(s) ` +
         `interleaved; medians over repetitions, max of all; ${quietRuns} of ${measurements.length} ` +
-        `runs started on a machine ≥${QUIET_MIN_IDLE * 100}% idle.\n` +
-        `${describeMachine(machine)}\n\`${command}\`\n\n${table(summaries)}\n`,
-    );
+        `runs started on a machine ≥${QUIET_MIN_IDLE * 100}% idle.`,
+      table,
+    });
   });
 }
 

@@ -9,7 +9,7 @@
  * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
  */
 import { sql } from 'kysely';
-import { measureInterleaved, summariseRates } from './harness/interleave.ts';
+import { summariseRates } from './harness/interleave.ts';
 import type { RateSummary } from './harness/interleave.ts';
 import type { Kysely } from 'kysely';
 import type pg from 'pg';
@@ -23,12 +23,12 @@ import { withBenchDatabase } from './harness/database.ts';
 import type { BenchDatabase } from './harness/database.ts';
 import { backendCpu, backendCpuDeltaMs, clientCpuMs } from './harness/cpu.ts';
 import type { BackendCpu } from './harness/cpu.ts';
-import { describeMachine, machineFacts } from './harness/machine.ts';
+import { runComparison } from './harness/comparison.ts';
 import { runProducers } from './harness/producers.ts';
 import { machineCpu, otherCpuShare, waitForQuietMachine } from './harness/quiet.ts';
 import type { MachineCpu, QuietCheck } from './harness/quiet.ts';
 import type { Producer, ProducerRunResult } from './harness/producers.ts';
-import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
+import { formatCount, formatFixed, markdownTable } from './harness/report.ts';
 import { median } from './harness/stats.ts';
 
 const BENCH = 'single-sends';
@@ -369,58 +369,47 @@ function table(summaries: readonly Summary[]): string {
 
 async function main(): Promise<void> {
   await withBenchDatabase(async (bench) => {
-    const machine = await machineFacts(bench.admin);
-    printJsonLine({
-      bench: BENCH,
-      kind: 'machine',
-      ...machine,
-      producers: PRODUCERS,
-      sends: SENDS,
-      repetitions: REPETITIONS,
-      smoke: args.smoke,
-    });
     await sql.raw(CREATE_RAW_TABLE).execute(bench.admin);
     await createQueue(bench.admin, { name: QUEUE });
     await createQueue(bench.admin, { name: OTHER_QUEUE });
 
-    const measurements = await measureInterleaved({
+    const measurements = await runComparison({
+      name: BENCH,
+      script: 'single-sends.ts',
+      smoke: args.smoke,
+      database: bench,
+      parameters: {
+        producers: PRODUCERS,
+        sends: SENDS,
+        repetitions: REPETITIONS,
+        smoke: args.smoke,
+      },
       systems: SYSTEMS,
       repetitions: REPETITIONS,
-      signal: bench.signal,
-      measure: (system, repetition) => measure(bench, system, repetition),
-      onMeasured: (m, system, repetition) => {
-        printJsonLine({ bench: BENCH, kind: 'measurement', producers: PRODUCERS, ...m });
-        process.stderr.write(
-          `${repetition}/${REPETITIONS} ${system.key}: ${formatCount(m.sendsPerSecond)} sends/s\n`,
+      measure,
+      measurementFields: { producers: PRODUCERS },
+      progress: (m) => `${formatCount(m.sendsPerSecond)} sends/s`,
+      summarise,
+      caption: ({ measurements, quietRuns }) => {
+        const otherShares = measurements.flatMap((m) =>
+          m.otherCpuShare === null ? [] : [m.otherCpuShare],
+        );
+        const otherLoad =
+          otherShares.length === 0
+            ? ''
+            : ` CPU used by anything else during a run: median ` +
+              `${formatFixed(median(otherShares) * 100, 0)}%, ` +
+              `max ${formatFixed(Math.max(...otherShares) * 100, 0)}%.`;
+        return (
+          `${PRODUCERS} producers, ${formatCount(SENDS)} single sends per run, ` +
+          `${REPETITIONS} repetition(s) interleaved; median and min–max over repetitions; ` +
+          `${quietRuns} of ${measurements.length} runs started on a machine ` +
+          `≥${QUIET_MIN_IDLE * 100}% idle.${otherLoad}`
         );
       },
+      table,
     });
-    if (measurements === undefined) {
-      process.stderr.write('interrupted: no results\n');
-      return;
-    }
-
-    const summaries = summarise(measurements);
-    for (const s of summaries) printJsonLine({ bench: BENCH, kind: 'summary', ...s });
-    const command = `npx tsx bench/single-sends.ts${args.smoke ? ' --smoke' : ''}`;
-    const quietRuns = measurements.filter((m) => m.quietBeforeStart.quiet).length;
-    const otherShares = measurements.flatMap((m) =>
-      m.otherCpuShare === null ? [] : [m.otherCpuShare],
-    );
-    const otherLoad =
-      otherShares.length === 0
-        ? ''
-        : ` CPU used by anything else during a run: median ` +
-          `${formatFixed(median(otherShares) * 100, 0)}%, ` +
-          `max ${formatFixed(Math.max(...otherShares) * 100, 0)}%.`;
-    process.stdout.write(
-      `\n${PRODUCERS} producers, ${formatCount(SENDS)} single sends per run, ` +
-        `${REPETITIONS} repetition(s) interleaved; median and min–max over repetitions; ` +
-        `${quietRuns} of ${measurements.length} runs started on a machine ` +
-        `≥${QUIET_MIN_IDLE * 100}% idle.${otherLoad}\n` +
-        `${describeMachine(machine)}\n\`${command}\`\n\n${table(summaries)}\n`,
-    );
-    if (measurements.some((m) => m.timedOut)) {
+    if (measurements?.some((m) => m.timedOut)) {
       process.stderr.write(`some runs hit the ${RUN_TIME_LIMIT_MS} ms limit (timedOut)\n`);
       process.exitCode = 1;
     }
