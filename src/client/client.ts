@@ -1,3 +1,4 @@
+import { linkAbortSignals } from '../abort-signals.ts';
 import type { QueueConfig, QueueStats, SendInput } from '../queue/index.ts';
 import { HoldlineError, toHoldlineErrorCode } from './errors.ts';
 import { retryOptions, sendIdempotency, withRetries } from './retry.ts';
@@ -379,7 +380,7 @@ class HttpClient implements HoldlineClient {
   ): Promise<T> {
     const timeoutMs = this.timeoutMs + extraTimeoutMs;
     const timeout = AbortSignal.timeout(timeoutMs);
-    const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
+    const linked = signal === undefined ? undefined : linkAbortSignals([signal, timeout]);
     let status: number;
     let text: string;
     try {
@@ -387,7 +388,7 @@ class HttpClient implements HoldlineClient {
         method: 'POST',
         headers: this.headers,
         body: JSON.stringify({ query, variables }),
-        signal: combined,
+        signal: linked?.signal ?? timeout,
       });
       status = response.status;
       text = await response.text();
@@ -401,6 +402,8 @@ class HttpClient implements HoldlineClient {
         );
       }
       throw networkError(this.endpoint, error);
+    } finally {
+      linked?.dispose();
     }
     let body: GraphQLBody | undefined;
     try {

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { linkAbortSignals } from '../abort-signals.ts';
 import { LIST_MESSAGES_FIRST_MAX, QueueError } from '../queue/index.ts';
 import type { Delivery, QueueEngine, WaitHandle } from '../queue/index.ts';
 import { pause } from './abortable-iterator.ts';
@@ -110,9 +111,13 @@ export async function* streamDeliveries(
         const untilCheck = outstanding.size > 0 ? lastCheck + pollMs - Date.now() : pollMs;
         if (!nudged && untilCheck > 0) {
           waking = new AbortController();
-          const waitSignal = AbortSignal.any([signal, waking.signal]);
-          if (handle !== undefined) await handle.next(untilCheck, waitSignal);
-          else await pause(untilCheck, waitSignal);
+          const wait = linkAbortSignals([signal, waking.signal]);
+          try {
+            if (handle !== undefined) await handle.next(untilCheck, wait.signal);
+            else await pause(untilCheck, wait.signal);
+          } finally {
+            wait.dispose();
+          }
           waking = undefined;
         }
         if (outstanding.size > 0 && Date.now() - lastCheck >= pollMs) {

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { linkAbortSignals } from '../abort-signals.ts';
 import type { Listener } from '../db/listener.ts';
 import { ack, ackBatch } from './ack.ts';
 import { listMessages } from './browse.ts';
@@ -198,11 +199,12 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
 
     const started = Date.now();
     const deadline = started + waitSeconds * 1000;
-    const signal =
-      params.signal === undefined
-        ? this.closing.signal
-        : AbortSignal.any([params.signal, this.closing.signal]);
     const handle = await this.wakeups.startWaiting(params.queue);
+    const linked =
+      params.signal === undefined
+        ? undefined
+        : linkAbortSignals([params.signal, this.closing.signal]);
+    const signal = linked?.signal ?? this.closing.signal;
     let deliveries: Delivery[] = [];
     try {
       for (;;) {
@@ -218,6 +220,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
         if (signal.aborted) return deliveries;
       }
     } finally {
+      linked?.dispose();
       handle.release();
       this.emit('waited', params.queue, (Date.now() - started) / 1000, deliveries.length > 0);
     }
