@@ -17,23 +17,16 @@ export interface LinkedAbortSignal {
  */
 export function linkAbortSignals(sources: readonly AbortSignal[]): LinkedAbortSignal {
   const controller = new AbortController();
-  const attached: AbortSignal[] = [];
+  // Removing a listener that was never added is a no-op, so every source can be visited.
   const dispose = (): void => {
-    for (const source of attached) source.removeEventListener('abort', onAbort);
-    attached.length = 0;
+    for (const source of sources) source.removeEventListener('abort', onAbort);
   };
   function onAbort(this: AbortSignal): void {
     dispose();
     controller.abort(this.reason);
   }
-  for (const source of sources) {
-    if (source.aborted) {
-      dispose();
-      controller.abort(source.reason);
-      break;
-    }
-    source.addEventListener('abort', onAbort);
-    attached.push(source);
-  }
+  const aborted = sources.find((source) => source.aborted);
+  if (aborted !== undefined) controller.abort(aborted.reason);
+  else for (const source of sources) source.addEventListener('abort', onAbort);
   return { signal: controller.signal, dispose };
 }
