@@ -301,8 +301,6 @@ async function main(): Promise<void> {
         producers: PRODUCERS,
         batchSize: BATCH_SIZE,
         messages: MESSAGES,
-        repetitions: REPETITIONS,
-        smoke: args.smoke,
         peers: peerVersions(),
         settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
       },

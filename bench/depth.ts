@@ -346,8 +346,6 @@ async function main(): Promise<void> {
       parameters: {
         depths: DEPTHS,
         messages: DRAIN_COUNT,
-        repetitions: REPETITIONS,
-        smoke: args.smoke,
         settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
       },
       systems: RUNS,

@@ -447,8 +447,6 @@ async function main(): Promise<void> {
       database: bench,
       parameters: {
         messages: MESSAGES,
-        repetitions: REPETITIONS,
-        smoke: args.smoke,
         peers: peerVersions(),
         settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
       },

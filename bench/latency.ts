@@ -541,8 +541,6 @@ async function main(): Promise<void> {
         durationSeconds: DURATION_SECONDS,
         warmupMessages: WARMUP_MESSAGES,
         producerConnections: PRODUCER_CONNECTIONS,
-        repetitions: REPETITIONS,
-        smoke: args.smoke,
         peers: peerVersions(),
         settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
       },

@@ -381,8 +381,6 @@ async function main(): Promise<void> {
       parameters: {
         producers: PRODUCERS,
         sends: SENDS,
-        repetitions: REPETITIONS,
-        smoke: args.smoke,
       },
       systems: SYSTEMS,
       repetitions: REPETITIONS,

@@ -32,7 +32,10 @@ export interface Comparison<
   smoke: boolean;
   /** The bench database, set up; its signal stops the comparison. */
   database: BenchDatabase;
-  /** The workload's sizes and settings: the machine line carries them after the machine. */
+  /**
+   * The workload's sizes and settings: the machine line carries them after the machine,
+   * followed by `repetitions` and `smoke`.
+   */
   parameters: Record<string, unknown>;
   systems: readonly S[];
   repetitions: number;
@@ -65,7 +68,14 @@ export async function runComparison<
 >(comparison: Comparison<S, M, Summary>): Promise<M[] | undefined> {
   const { name, database, repetitions } = comparison;
   const machine = await machineFacts(database.admin);
-  printJsonLine({ bench: name, kind: 'machine', ...machine, ...comparison.parameters });
+  printJsonLine({
+    bench: name,
+    kind: 'machine',
+    ...machine,
+    ...comparison.parameters,
+    repetitions,
+    smoke: comparison.smoke,
+  });
 
   const measurements = await measureInterleaved({
     systems: comparison.systems,
