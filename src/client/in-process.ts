@@ -30,6 +30,12 @@ export interface InProcessClientOptions {
   listenConnectionString?: string;
   /** Size of the pool made from connectionString. Default 10. */
   poolMax?: number;
+  /**
+   * Run the engine's hot statements (send, receive, ack, nack, extend) as named prepared
+   * statements on the pool's connections: parsed and planned once per connection. Default
+   * true; false when the pool goes through PgBouncer in transaction mode before 1.21.
+   */
+  preparedStatements?: boolean;
   /** How often idle long polls look again without a wake-up, in ms. Default 1000. */
   pollIntervalMs?: number;
   /**
@@ -90,7 +96,7 @@ export async function createInProcessClient(
       max: options.poolMax,
       applicationName: 'holdline-client',
     });
-  const db = createDatabase(pool);
+  const db = createDatabase(pool, { preparedStatements: options.preparedStatements });
   const listener = new Listener({
     connectionString: listenConnectionString,
     channel: WAKEUP_CHANNEL,

@@ -20,6 +20,8 @@ export const SQLSTATE = {
   connectionDoesNotExist: '08003',
   connectionFailure: '08006',
   tooManyConnections: '53300',
+  featureNotSupported: '0A000',
+  invalidSqlStatementName: '26000',
 } as const;
 
 /**

@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Database } from './database.ts';
+import { preparingPool } from './prepared-statements.ts';
 
 /** Options for {@link createPool}. */
 export interface PoolOptions {
@@ -27,8 +28,8 @@ export const CONNECTION_TIMEOUT_MS_DEFAULT = 10_000;
 
 /**
  * A pg pool for the query path. It keeps no session state (no LISTEN, no session advisory
- * locks, no server-side prepared statements), so it may sit behind PgBouncer in
- * transaction mode. Idle connections that error (a terminated backend) are dropped by pg
+ * locks) other than the engine's prepared statements, which {@link createDatabase} can leave
+ * out, so it may sit behind PgBouncer in transaction mode. Idle connections that error (a terminated backend) are dropped by pg
  * and replaced on next use; the error is swallowed here so it cannot crash the process.
  */
 export function createPool(options: PoolOptions): pg.Pool {
@@ -54,7 +55,20 @@ export function createPool(options: PoolOptions): pg.Pool {
   return pool;
 }
 
+/** Options for {@link createDatabase}. */
+export interface DatabaseOptions {
+  /**
+   * Run the engine's hot statements as named prepared statements (src/db/prepared-statements.ts).
+   * Default true; false behind PgBouncer in transaction mode before 1.21, which cannot keep a
+   * prepared statement between transactions.
+   */
+  preparedStatements?: boolean;
+}
+
 /** Wraps a pool in a Kysely instance. Destroying the Kysely instance ends the pool. */
-export function createDatabase(pool: pg.Pool): Kysely<Database> {
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+export function createDatabase(pool: pg.Pool, options: DatabaseOptions = {}): Kysely<Database> {
+  const prepared = options.preparedStatements ?? true;
+  return new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: prepared ? preparingPool(pool) : pool }),
+  });
 }

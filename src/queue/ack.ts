@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { QueueError, translated } from './errors.ts';
+import { executePrepared } from './executor.ts';
 import type { Executor } from './executor.ts';
 import { decodeReceipt } from './receipts.ts';
 import { validateBatch } from './validation.ts';
@@ -12,11 +13,14 @@ import { validateBatch } from './validation.ts';
 export async function ack(db: Executor, params: { receipt: string }): Promise<AckedMessage> {
   const { messageId, leaseToken } = decodeReceipt(params.receipt);
   const { rows } = await translated(() =>
-    sql<AckedMessage>`
-      DELETE FROM holdline.messages
-      WHERE id = ${messageId}::bigint AND lease_token = ${leaseToken}::uuid
-      RETURNING queue, extract(epoch FROM clock_timestamp() - created_at)::double precision AS "ageSeconds"
-    `.execute(db),
+    executePrepared(
+      db,
+      sql<AckedMessage>`
+        DELETE FROM holdline.messages
+        WHERE id = ${messageId}::bigint AND lease_token = ${leaseToken}::uuid
+        RETURNING queue, extract(epoch FROM clock_timestamp() - created_at)::double precision AS "ageSeconds"
+      `,
+    ),
   );
   const acked = rows[0];
   if (acked === undefined) throw leaseLost();
@@ -43,14 +47,17 @@ export async function ackBatch(
   validateBatch(params.receipts, 'receipts');
   const decoded = params.receipts.map(decodeReceipt);
   const { rows } = await translated(() =>
-    sql<AckedMessage>`
-      DELETE FROM holdline.messages m
-      USING unnest(${decoded.map((r) => r.messageId)}::bigint[], ${decoded.map((r) => r.leaseToken)}::uuid[])
-            AS r(id, lease_token)
-      WHERE m.id = r.id AND m.lease_token = r.lease_token
-      RETURNING m.queue,
-                extract(epoch FROM clock_timestamp() - m.created_at)::double precision AS "ageSeconds"
-    `.execute(db),
+    executePrepared(
+      db,
+      sql<AckedMessage>`
+        DELETE FROM holdline.messages m
+        USING unnest(${decoded.map((r) => r.messageId)}::bigint[], ${decoded.map((r) => r.leaseToken)}::uuid[])
+              AS r(id, lease_token)
+        WHERE m.id = r.id AND m.lease_token = r.lease_token
+        RETURNING m.queue,
+                  extract(epoch FROM clock_timestamp() - m.created_at)::double precision AS "ageSeconds"
+      `,
+    ),
   );
   return rows;
 }

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { MessageRow } from '../db/database.ts';
 import { translated } from './errors.ts';
+import { executePrepared } from './executor.ts';
 import type { Executor } from './executor.ts';
 import { leaseLost } from './ack.ts';
 import { toDelivery } from './message-row.ts';
@@ -20,12 +21,15 @@ export async function extendLease(
   const { messageId, leaseToken } = decodeReceipt(params.receipt);
   const seconds = validateInteger(params.seconds, 'seconds', 1, LEASE_MAX_SECONDS);
   const { rows } = await translated(() =>
-    sql<MessageRow>`
-      UPDATE holdline.messages
-      SET lease_expires_at = coalesce(${params.now ?? null}::timestamptz, now()) + make_interval(secs => ${seconds})
-      WHERE id = ${messageId}::bigint AND lease_token = ${leaseToken}::uuid
-      RETURNING *
-    `.execute(db),
+    executePrepared(
+      db,
+      sql<MessageRow>`
+        UPDATE holdline.messages
+        SET lease_expires_at = coalesce(${params.now ?? null}::timestamptz, now()) + make_interval(secs => ${seconds})
+        WHERE id = ${messageId}::bigint AND lease_token = ${leaseToken}::uuid
+        RETURNING *
+      `,
+    ),
   );
   const row = rows[0];
   if (row === undefined) throw leaseLost();

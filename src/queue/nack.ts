@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { translated } from './errors.ts';
+import { executePrepared } from './executor.ts';
 import type { Executor } from './executor.ts';
 import { leaseLost } from './ack.ts';
 import { decodeReceipt } from './receipts.ts';
@@ -26,10 +27,13 @@ export async function nack(
   // An error text is a diagnostic, not data: keep it, but bounded.
   const error = params.error == null ? null : params.error.slice(0, ERROR_TEXT_MAX_LENGTH);
   const { rows } = await translated(() =>
-    sql<NackedMessage>`
-      SELECT * FROM holdline.nack(${messageId}::bigint, ${leaseToken}::uuid, ${delay}::double precision,
-                                  ${error}::text, ${params.now ?? null}::timestamptz)
-    `.execute(db),
+    executePrepared(
+      db,
+      sql<NackedMessage>`
+        SELECT * FROM holdline.nack(${messageId}::bigint, ${leaseToken}::uuid, ${delay}::double precision,
+                                    ${error}::text, ${params.now ?? null}::timestamptz)
+      `,
+    ),
   );
   const nacked = rows[0];
   if (nacked === undefined) throw leaseLost();

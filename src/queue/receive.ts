@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { MessageRow } from '../db/database.ts';
 import { translated } from './errors.ts';
+import { executePrepared } from './executor.ts';
 import type { Executor } from './executor.ts';
 import { epochMs, toDelivery } from './message-row.ts';
 import type { Delivery } from './types.ts';
@@ -39,15 +40,18 @@ export async function receive(db: Executor, params: ReceiveParams): Promise<Deli
       : validateInteger(params.visibilityTimeoutSeconds, 'visibilityTimeout', 1, LEASE_MAX_SECONDS);
   // Timestamps as epoch milliseconds: see epochMs.
   const { rows } = await translated(() =>
-    sql<ReceivedRow>`
-      SELECT m.id, m.queue, m.payload, m.headers, m.priority, m.attempts, m.lease_token,
-             m.dedup_key, m.group_key, m.origin_queue, m.last_error,
-             ${epochMs(sql.ref('m.run_at'))} AS run_at_ms,
-             ${epochMs(sql.ref('m.lease_expires_at'))} AS lease_expires_at_ms,
-             ${epochMs(sql.ref('m.created_at'))} AS created_at_ms,
-             ${epochMs(sql.ref('m.dead_lettered_at'))} AS dead_lettered_at_ms
-      FROM holdline.receive(${queue}, ${max}::integer, ${visibility}::integer, ${params.now ?? null}::timestamptz) AS m
-    `.execute(db),
+    executePrepared(
+      db,
+      sql<ReceivedRow>`
+        SELECT m.id, m.queue, m.payload, m.headers, m.priority, m.attempts, m.lease_token,
+               m.dedup_key, m.group_key, m.origin_queue, m.last_error,
+               ${epochMs(sql.ref('m.run_at'))} AS run_at_ms,
+               ${epochMs(sql.ref('m.lease_expires_at'))} AS lease_expires_at_ms,
+               ${epochMs(sql.ref('m.created_at'))} AS created_at_ms,
+               ${epochMs(sql.ref('m.dead_lettered_at'))} AS dead_lettered_at_ms
+        FROM holdline.receive(${queue}, ${max}::integer, ${visibility}::integer, ${params.now ?? null}::timestamptz) AS m
+      `,
+    ),
   );
   return rows.map((row) =>
     toDelivery({

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { MessageRow } from '../db/database.ts';
 import { translated } from './errors.ts';
+import { executePrepared } from './executor.ts';
 import type { Executor } from './executor.ts';
 import { epochMs, toMessage } from './message-row.ts';
 import type { Message, SendInput } from './types.ts';
@@ -47,10 +48,13 @@ export async function sendBatch(
   );
   const { rows } = await translated(() =>
     // now() is the transaction's timestamp, which the rows' created_at defaults to.
-    sql<{ ids: string[]; created_at_ms: number }>`
-      SELECT holdline.send_many(${queue}, ${json}::jsonb) AS ids,
-             ${EPOCH_MS_OF_NOW} AS created_at_ms
-    `.execute(db),
+    executePrepared(
+      db,
+      sql<{ ids: string[]; created_at_ms: number }>`
+        SELECT holdline.send_many(${queue}, ${json}::jsonb) AS ids,
+               ${EPOCH_MS_OF_NOW} AS created_at_ms
+      `,
+    ),
   );
   const { ids } = rows[0]!;
   const createdAt = new Date(rows[0]!.created_at_ms);
@@ -142,12 +146,15 @@ export async function send(
   const headersJson = message.headers == null ? null : JSON.stringify(message.headers);
   const { rows } = await translated(() =>
     // now() is the transaction's timestamp, which the row's created_at defaults to.
-    sql<{ id: string; created_at_ms: number }>`
-      SELECT holdline.send_at(
-        ${queue}, ${payloadJson}::jsonb, ${runAt}::timestamptz, ${message.priority ?? null}::integer,
-        NULL, ${message.groupKey ?? null}::text, ${headersJson}::jsonb) AS id,
-        ${EPOCH_MS_OF_NOW} AS created_at_ms
-    `.execute(db),
+    executePrepared(
+      db,
+      sql<{ id: string; created_at_ms: number }>`
+        SELECT holdline.send_at(
+          ${queue}, ${payloadJson}::jsonb, ${runAt}::timestamptz, ${message.priority ?? null}::integer,
+          NULL, ${message.groupKey ?? null}::text, ${headersJson}::jsonb) AS id,
+          ${EPOCH_MS_OF_NOW} AS created_at_ms
+      `,
+    ),
   );
   const { id } = rows[0]!;
   const createdAt = new Date(rows[0]!.created_at_ms);

@@ -37,7 +37,7 @@ export function createApp(options: {
 }): App {
   const { config, logger } = options;
   const pool = createPool({ connectionString: options.databaseUrl, max: config.poolMax });
-  const db = createDatabase(pool);
+  const db = createDatabase(pool, { preparedStatements: config.preparedStatements });
   const listener = new Listener({
     connectionString: options.listenDatabaseUrl,
     channel: WAKEUP_CHANNEL,

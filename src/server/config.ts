@@ -16,6 +16,8 @@ export interface Config {
   embeddedDataDir: string;
   embeddedPort: number;
   poolMax: number;
+  /** Run the engine's hot statements as named prepared statements (src/db/prepared-statements.ts). */
+  preparedStatements: boolean;
   pollIntervalMs: number;
   reaperEnabled: boolean;
   reaperIntervalMs: number;
@@ -102,6 +104,7 @@ export function loadConfig(env: Env = process.env): Config {
     embeddedDataDir: text(env, 'EMBEDDED_DATA_DIR', '.holdline-data'),
     embeddedPort: integer(env, 'EMBEDDED_POSTGRES_PORT', 5433, 1, 65_535),
     poolMax: integer(env, 'POOL_MAX', 10, 1, 1_000),
+    preparedStatements: boolean(env, 'PREPARED_STATEMENTS', true),
     pollIntervalMs: integer(env, 'POLL_INTERVAL_MS', 1_000, 10, 60_000),
     reaperEnabled: boolean(env, 'REAPER_ENABLED', true),
     reaperIntervalMs: integer(env, 'REAPER_INTERVAL_MS', 1_000, 10, 60_000),

@@ -13,6 +13,7 @@ describe('loadConfig', () => {
       embeddedDataDir: '.holdline-data',
       embeddedPort: 5433,
       poolMax: 10,
+      preparedStatements: true,
       pollIntervalMs: 1000,
       reaperEnabled: true,
       shutdownTimeoutMs: 10_000,
@@ -23,6 +24,10 @@ describe('loadConfig', () => {
   it("takes HEAP_GROWTH_PERCENT=0 as V8's own heap growth", () => {
     expect(loadConfig({ HEAP_GROWTH_PERCENT: '0' }).heapGrowthPercent).toBe(0);
     expect(loadConfig({ HEAP_GROWTH_PERCENT: '25' }).heapGrowthPercent).toBe(25);
+  });
+
+  it('turns prepared statements off with PREPARED_STATEMENTS=false (PgBouncer < 1.21)', () => {
+    expect(loadConfig({ PREPARED_STATEMENTS: 'false' }).preparedStatements).toBe(false);
   });
 
   it('uses DATABASE_URL for LISTEN unless LISTEN_DATABASE_URL is set', () => {
@@ -45,6 +50,7 @@ describe('loadConfig', () => {
     ['DATABASE_URL', 'mysql://x@y/z', 'DATABASE_URL must be a postgres:// URL'],
     ['DATABASE_URL', 'not a url', 'DATABASE_URL must be a postgres:// URL'],
     ['POOL_MAX', '0', 'POOL_MAX must be an integer from 1'],
+    ['PREPARED_STATEMENTS', 'sometimes', 'PREPARED_STATEMENTS must be true or false'],
     ['HEAP_GROWTH_PERCENT', '-5', 'HEAP_GROWTH_PERCENT must be an integer from 0'],
   ])('rejects %s=%s with a message naming the variable', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
