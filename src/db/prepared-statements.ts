@@ -93,20 +93,17 @@ class PreparingClient implements PostgresPoolClient {
     return this.#run<R>(textOrCursor, parameters);
   }
 
-  async #run<R>(text: string, parameters: readonly unknown[]): Promise<PostgresQueryResult<R>> {
+  #run<R>(text: string, parameters: readonly unknown[]): Promise<PostgresQueryResult<R>> {
     const values = parameters as unknown[];
     const name = statementNames.get(text);
-    try {
-      const result = await this.#client.query(
-        name === undefined ? { text, values } : { name, text, values },
-      );
-      return result as unknown as PostgresQueryResult<R>;
-    } catch (error) {
-      if (name !== undefined && STALE_STATEMENT_CODES.has(sqlState(error) ?? '')) {
-        this.#stale = true;
-      }
-      throw error;
+    if (name === undefined) {
+      return this.#client.query(text, values) as unknown as Promise<PostgresQueryResult<R>>;
     }
+    const result = this.#client.query({ name, text, values }).catch((error: unknown) => {
+      if (STALE_STATEMENT_CODES.has(sqlState(error) ?? '')) this.#stale = true;
+      throw error;
+    });
+    return result as unknown as Promise<PostgresQueryResult<R>>;
   }
 
   release(destroy?: boolean): void {

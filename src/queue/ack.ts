@@ -1,9 +1,21 @@
-import { sql } from 'kysely';
-import { QueueError, translated } from './errors.ts';
-import { executePrepared } from './executor.ts';
+import { QueueError } from './errors.ts';
+import { HotStatement } from './executor.ts';
 import type { Executor } from './executor.ts';
 import { decodeReceipt } from './receipts.ts';
 import { validateBatch } from './validation.ts';
+
+// "ageSeconds": from created_at (the start of the sending transaction) to the ack.
+const ACK = new HotStatement<AckedMessage>(`
+  DELETE FROM holdline.messages
+  WHERE id = $1::bigint AND lease_token = $2::uuid
+  RETURNING queue, extract(epoch FROM clock_timestamp() - created_at)::double precision AS "ageSeconds"`);
+
+const ACK_BATCH = new HotStatement<AckedMessage>(`
+  DELETE FROM holdline.messages m
+  USING unnest($1::bigint[], $2::uuid[]) AS r(id, lease_token)
+  WHERE m.id = r.id AND m.lease_token = r.lease_token
+  RETURNING m.queue,
+            extract(epoch FROM clock_timestamp() - m.created_at)::double precision AS "ageSeconds"`);
 
 /**
  * Acknowledges a delivery: the message is done and deleted. Fenced by the receipt's lease
@@ -12,16 +24,7 @@ import { validateBatch } from './validation.ts';
  */
 export async function ack(db: Executor, params: { receipt: string }): Promise<AckedMessage> {
   const { messageId, leaseToken } = decodeReceipt(params.receipt);
-  const { rows } = await translated(() =>
-    executePrepared(
-      db,
-      sql<AckedMessage>`
-        DELETE FROM holdline.messages
-        WHERE id = ${messageId}::bigint AND lease_token = ${leaseToken}::uuid
-        RETURNING queue, extract(epoch FROM clock_timestamp() - created_at)::double precision AS "ageSeconds"
-      `,
-    ),
-  );
+  const { rows } = await ACK.run(db, [messageId, leaseToken]);
   const acked = rows[0];
   if (acked === undefined) throw leaseLost();
   return acked;
@@ -46,19 +49,10 @@ export async function ackBatch(
 ): Promise<AckedMessage[]> {
   validateBatch(params.receipts, 'receipts');
   const decoded = params.receipts.map(decodeReceipt);
-  const { rows } = await translated(() =>
-    executePrepared(
-      db,
-      sql<AckedMessage>`
-        DELETE FROM holdline.messages m
-        USING unnest(${decoded.map((r) => r.messageId)}::bigint[], ${decoded.map((r) => r.leaseToken)}::uuid[])
-              AS r(id, lease_token)
-        WHERE m.id = r.id AND m.lease_token = r.lease_token
-        RETURNING m.queue,
-                  extract(epoch FROM clock_timestamp() - m.created_at)::double precision AS "ageSeconds"
-      `,
-    ),
-  );
+  const { rows } = await ACK_BATCH.run(db, [
+    decoded.map((r) => r.messageId),
+    decoded.map((r) => r.leaseToken),
+  ]);
   return rows;
 }
 

@@ -1,6 +1,8 @@
-import type { Kysely, QueryResult, RawBuilder, Transaction } from 'kysely';
+import { CompiledQuery } from 'kysely';
+import type { Kysely, QueryResult, Transaction } from 'kysely';
 import type { Database } from '../db/database.ts';
 import { markPrepared } from '../db/prepared-statements.ts';
+import { translateDatabaseError } from './errors.ts';
 
 /**
  * What every engine operation runs on: the pool-backed Kysely instance, or a caller's
@@ -24,13 +26,26 @@ export async function inTransaction<T>(
 }
 
 /**
- * Runs one of the engine's hot statements (a send, receive, ack, nack or lease extension):
- * like `query.execute(db)`, and prepared on the connection where the pool allows it (see
- * src/db/prepared-statements.ts). The text must not vary with the input: lists go in as
- * array parameters.
+ * One of the engine's hot statements (a send, receive, ack, nack or lease extension): its SQL
+ * text fixed once, with $n placeholders, run with each call's parameters. Fixed text skips
+ * kysely's compiler on every call (a tenth of the engine's CPU per single send) and lets
+ * the statement be prepared on connections whose pool allows it (see
+ * src/db/prepared-statements.ts). Lists go in as array parameters, so the text never varies.
  */
-export function executePrepared<R>(db: Executor, query: RawBuilder<R>): Promise<QueryResult<R>> {
-  const compiled = query.compile(db);
-  markPrepared(compiled.sql);
-  return db.executeQuery(compiled);
+export class HotStatement<R> {
+  readonly #text: string;
+
+  constructor(text: string) {
+    this.#text = text;
+    markPrepared(text);
+  }
+
+  /** Runs the statement on `db` (a caller's Transaction too); failures come translated. */
+  run(db: Executor, parameters: readonly unknown[]): Promise<QueryResult<R>> {
+    return db.executeQuery<R>(CompiledQuery.raw(this.#text, [...parameters])).catch(rethrow);
+  }
+}
+
+function rethrow(error: unknown): never {
+  throw translateDatabaseError(error);
 }

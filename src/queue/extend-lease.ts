@@ -1,13 +1,17 @@
-import { sql } from 'kysely';
 import type { MessageRow } from '../db/database.ts';
-import { translated } from './errors.ts';
-import { executePrepared } from './executor.ts';
+import { HotStatement } from './executor.ts';
 import type { Executor } from './executor.ts';
 import { leaseLost } from './ack.ts';
 import { toDelivery } from './message-row.ts';
 import { decodeReceipt } from './receipts.ts';
 import type { Delivery } from './types.ts';
 import { LEASE_MAX_SECONDS, validateInteger } from './validation.ts';
+
+const EXTEND_LEASE = new HotStatement<MessageRow>(`
+  UPDATE holdline.messages
+  SET lease_expires_at = coalesce($1::timestamptz, now()) + make_interval(secs => $2)
+  WHERE id = $3::bigint AND lease_token = $4::uuid
+  RETURNING *`);
 
 /**
  * Sets a delivery's lease to end `seconds` from now (as SQS ChangeMessageVisibility: from
@@ -20,17 +24,7 @@ export async function extendLease(
 ): Promise<Delivery> {
   const { messageId, leaseToken } = decodeReceipt(params.receipt);
   const seconds = validateInteger(params.seconds, 'seconds', 1, LEASE_MAX_SECONDS);
-  const { rows } = await translated(() =>
-    executePrepared(
-      db,
-      sql<MessageRow>`
-        UPDATE holdline.messages
-        SET lease_expires_at = coalesce(${params.now ?? null}::timestamptz, now()) + make_interval(secs => ${seconds})
-        WHERE id = ${messageId}::bigint AND lease_token = ${leaseToken}::uuid
-        RETURNING *
-      `,
-    ),
-  );
+  const { rows } = await EXTEND_LEASE.run(db, [params.now ?? null, seconds, messageId, leaseToken]);
   const row = rows[0];
   if (row === undefined) throw leaseLost();
   return toDelivery(row);

@@ -1,7 +1,5 @@
-import { sql } from 'kysely';
 import type { MessageRow } from '../db/database.ts';
-import { translated } from './errors.ts';
-import { executePrepared } from './executor.ts';
+import { HotStatement } from './executor.ts';
 import type { Executor } from './executor.ts';
 import { epochMs, toDelivery } from './message-row.ts';
 import type { Delivery } from './types.ts';
@@ -11,6 +9,16 @@ import {
   validateInteger,
   validateQueueName,
 } from './validation.ts';
+
+// Timestamps as epoch milliseconds: see epochMs.
+const RECEIVE = new HotStatement<ReceivedRow>(`
+  SELECT m.id, m.queue, m.payload, m.headers, m.priority, m.attempts, m.lease_token,
+         m.dedup_key, m.group_key, m.origin_queue, m.last_error,
+         ${epochMs('m.run_at')} AS run_at_ms,
+         ${epochMs('m.lease_expires_at')} AS lease_expires_at_ms,
+         ${epochMs('m.created_at')} AS created_at_ms,
+         ${epochMs('m.dead_lettered_at')} AS dead_lettered_at_ms
+  FROM holdline.receive($1, $2::integer, $3::integer, $4::timestamptz) AS m`);
 
 /** Parameters of {@link receive}. */
 export interface ReceiveParams {
@@ -38,21 +46,7 @@ export async function receive(db: Executor, params: ReceiveParams): Promise<Deli
     params.visibilityTimeoutSeconds == null
       ? null
       : validateInteger(params.visibilityTimeoutSeconds, 'visibilityTimeout', 1, LEASE_MAX_SECONDS);
-  // Timestamps as epoch milliseconds: see epochMs.
-  const { rows } = await translated(() =>
-    executePrepared(
-      db,
-      sql<ReceivedRow>`
-        SELECT m.id, m.queue, m.payload, m.headers, m.priority, m.attempts, m.lease_token,
-               m.dedup_key, m.group_key, m.origin_queue, m.last_error,
-               ${epochMs(sql.ref('m.run_at'))} AS run_at_ms,
-               ${epochMs(sql.ref('m.lease_expires_at'))} AS lease_expires_at_ms,
-               ${epochMs(sql.ref('m.created_at'))} AS created_at_ms,
-               ${epochMs(sql.ref('m.dead_lettered_at'))} AS dead_lettered_at_ms
-        FROM holdline.receive(${queue}, ${max}::integer, ${visibility}::integer, ${params.now ?? null}::timestamptz) AS m
-      `,
-    ),
-  );
+  const { rows } = await RECEIVE.run(db, [queue, max, visibility, params.now ?? null]);
   return rows.map((row) =>
     toDelivery({
       id: row.id,

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { MessageRow } from '../db/database.ts';
 import { translated } from './errors.ts';
-import { executePrepared } from './executor.ts';
+import { HotStatement } from './executor.ts';
 import type { Executor } from './executor.ts';
 import { epochMs, toMessage } from './message-row.ts';
 import type { Message, SendInput } from './types.ts';
@@ -12,8 +12,14 @@ import {
   validateTopic,
 } from './validation.ts';
 
-/** The transaction's timestamp, which the rows' created_at defaults to. */
-const EPOCH_MS_OF_NOW = epochMs(sql`now()`);
+// now() is the transaction's timestamp, which the rows' created_at defaults to.
+const SEND_MANY = new HotStatement<{ ids: string[]; created_at_ms: number }>(`
+  SELECT holdline.send_many($1, $2::jsonb) AS ids, ${epochMs('now()')} AS created_at_ms`);
+
+const SEND_AT = new HotStatement<{ id: string; created_at_ms: number }>(`
+  SELECT holdline.send_at($1, $2::jsonb, $3::timestamptz, $4::integer, NULL, $5::text,
+                          $6::jsonb) AS id,
+         ${epochMs('now()')} AS created_at_ms`);
 
 /**
  * Enqueues messages into one queue in a single statement, atomically: all or none. With a
@@ -46,16 +52,7 @@ export async function sendBatch(
       headers: m.headers,
     })),
   );
-  const { rows } = await translated(() =>
-    // now() is the transaction's timestamp, which the rows' created_at defaults to.
-    executePrepared(
-      db,
-      sql<{ ids: string[]; created_at_ms: number }>`
-        SELECT holdline.send_many(${queue}, ${json}::jsonb) AS ids,
-               ${EPOCH_MS_OF_NOW} AS created_at_ms
-      `,
-    ),
-  );
+  const { rows } = await SEND_MANY.run(db, [queue, json]);
   const { ids } = rows[0]!;
   const createdAt = new Date(rows[0]!.created_at_ms);
   // As stored: what JSON makes of each input (toJSON, dropped undefined).
@@ -144,18 +141,14 @@ export async function send(
   const runAt = validateSendInput(message);
   const payloadJson = JSON.stringify(message.payload);
   const headersJson = message.headers == null ? null : JSON.stringify(message.headers);
-  const { rows } = await translated(() =>
-    // now() is the transaction's timestamp, which the row's created_at defaults to.
-    executePrepared(
-      db,
-      sql<{ id: string; created_at_ms: number }>`
-        SELECT holdline.send_at(
-          ${queue}, ${payloadJson}::jsonb, ${runAt}::timestamptz, ${message.priority ?? null}::integer,
-          NULL, ${message.groupKey ?? null}::text, ${headersJson}::jsonb) AS id,
-          ${EPOCH_MS_OF_NOW} AS created_at_ms
-      `,
-    ),
-  );
+  const { rows } = await SEND_AT.run(db, [
+    queue,
+    payloadJson,
+    runAt,
+    message.priority ?? null,
+    message.groupKey ?? null,
+    headersJson,
+  ]);
   const { id } = rows[0]!;
   const createdAt = new Date(rows[0]!.created_at_ms);
   // As stored: what JSON makes of the input (toJSON, dropped undefined).
