@@ -29,8 +29,9 @@ export const CONNECTION_TIMEOUT_MS_DEFAULT = 10_000;
 /**
  * A pg pool for the query path. It keeps no session state (no LISTEN, no session advisory
  * locks) other than the engine's prepared statements, which {@link createDatabase} can leave
- * out, so it may sit behind PgBouncer in transaction mode. Idle connections that error (a terminated backend) are dropped by pg
- * and replaced on next use; the error is swallowed here so it cannot crash the process.
+ * out, so it may sit behind PgBouncer in transaction mode. Idle connections that error (a
+ * terminated backend) are dropped by pg and replaced on next use; the error is swallowed
+ * here so it cannot crash the process.
  */
 export function createPool(options: PoolOptions): pg.Pool {
   const pool = new pg.Pool({
