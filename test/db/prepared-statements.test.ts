@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createInProcessClient } from '../../src/client/index.ts';
 import type { Database } from '../../src/db/database.ts';
 import { createDatabase, createPool } from '../../src/db/pool.ts';
 import {
@@ -148,4 +149,33 @@ describe('prepared statements', () => {
     }
     expect(payloads).toEqual([{ step: 'prepares' }, { step: 'after' }]);
   });
+
+  it.each([
+    [true, 'prepares'],
+    [false, 'prepares nothing'],
+  ])(
+    'createInProcessClient({ preparedStatements: %s }) %s on the pool it is given',
+    async (preparedStatements) => {
+      const pool = new pg.Pool({ connectionString: t.url, max: 1 });
+      const client = await createInProcessClient({
+        pool,
+        listenConnectionString: t.url,
+        reaper: false,
+        preparedStatements,
+      });
+      try {
+        await client.send('prepared', { payload: { step: 'client' } });
+        const [delivery] = await client.receive('prepared');
+        expect(await client.ack(delivery!.receipt)).toBe(true);
+        const { rows } = await pool.query<{ n: number }>(
+          'SELECT count(*)::integer AS n FROM pg_prepared_statements',
+        );
+        if (preparedStatements) expect(rows[0]!.n).toBeGreaterThanOrEqual(3);
+        else expect(rows[0]!.n).toBe(0);
+      } finally {
+        await client.close();
+        await pool.end();
+      }
+    },
+  );
 });
