@@ -1,4 +1,5 @@
 import type { PostgresCursor, PostgresPool, PostgresPoolClient, PostgresQueryResult } from 'kysely';
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { SQLSTATE, sqlState } from './pg-errors.ts';
 
@@ -32,7 +33,10 @@ const statementNames = new Map<string, string>();
  */
 export function markPrepared(text: string): void {
   if (statementNames.has(text) || statementNames.size >= MAX_PREPARED_TEXTS) return;
-  statementNames.set(text, `holdline_${statementNames.size + 1}`);
+  // Named by content, so two copies of this module sharing one pg pool (two installed
+  // versions of the package) cannot give one name to two different texts.
+  const digest = createHash('sha256').update(text).digest('hex').slice(0, 24);
+  statementNames.set(text, `holdline_${digest}`);
 }
 
 /**
