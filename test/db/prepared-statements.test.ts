@@ -179,4 +179,45 @@ describe('prepared statements', () => {
       }
     },
   );
+
+  it('replaces a connection whose prepared statement changed result type under it', async () => {
+    const { rows } = await sql<{ definition: string }>`
+      SELECT pg_get_functiondef('holdline.send_at(text, jsonb, timestamptz, integer, text, text, jsonb)'::regprocedure) AS definition
+    `.execute(t.db);
+    const original = rows[0]!.definition;
+    try {
+      await withOneConnection({ preparedStatements: true }, async (db) => {
+        await send(db, { queue: 'prepared', message: { payload: { step: 'before' } } });
+        const before = await backendPid(db);
+        // What a migration that changes send_at's result does to a running service.
+        await sql
+          .raw(
+            `DROP FUNCTION holdline.send_at(text, jsonb, timestamptz, integer, text, text, jsonb);
+             ${original.replace('RETURNS bigint', 'RETURNS numeric')}`,
+          )
+          .execute(t.db);
+
+        await expect(
+          send(db, { queue: 'prepared', message: { payload: { step: 'lost' } } }),
+        ).rejects.toThrow(/cached plan must not change result type/);
+        await send(db, { queue: 'prepared', message: { payload: { step: 'after' } } });
+        expect(await backendPid(db)).not.toBe(before);
+      });
+    } finally {
+      await sql
+        .raw(
+          `DROP FUNCTION IF EXISTS holdline.send_at(text, jsonb, timestamptz, integer, text, text, jsonb);
+           ${original}`,
+        )
+        .execute(t.db);
+    }
+    const payloads: unknown[] = [];
+    for (;;) {
+      const [delivery] = await receive(t.db, { queue: 'prepared' });
+      if (delivery === undefined) break;
+      payloads.push(delivery.message.payload);
+      await ack(t.db, { receipt: delivery.receipt });
+    }
+    expect(payloads).toEqual([{ step: 'before' }, { step: 'after' }]);
+  });
 });
