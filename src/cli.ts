@@ -14,7 +14,6 @@ import type { Executor } from './queue/index.ts';
 import { ConfigError, loadConfig } from './server/config.ts';
 import { resolveDatabase } from './server/database.ts';
 import { limitHeapGrowth } from './server/heap.ts';
-import { createLogger } from './server/logger.ts';
 import { migrate, serve, stopOnSignals } from './server/main.ts';
 
 interface Command {
@@ -31,8 +30,8 @@ const COMMANDS: Record<string, Command> = {
     async run() {
       const config = loadConfig();
       limitHeapGrowth(config.heapGrowthPercent);
-      const service = await serve();
-      stopOnSignals(service, config, createLogger(config));
+      const service = await serve(config);
+      stopOnSignals(service, config, service.logger);
     },
   },
   migrate: {

@@ -13,17 +13,17 @@ import { createLogger } from './logger.ts';
 export interface RunningService {
   app: App;
   database: DatabaseTarget;
+  /** The service's logger, made from its configuration. */
+  logger: Logger;
   stop(): Promise<void>;
 }
 
 /**
- * Starts the service: configuration from the environment, the database (DATABASE_URL or an
- * embedded PostgreSQL), pending migrations unless MIGRATE_ON_START=false, then the app.
+ * Starts the service with `config` (default: read from the environment): the database
+ * (DATABASE_URL or an embedded PostgreSQL), pending migrations unless MIGRATE_ON_START=false,
+ * then the app.
  */
-export async function serve(
-  env: Record<string, string | undefined> = process.env,
-): Promise<RunningService> {
-  const config = loadConfig(env);
+export async function serve(config: Config = loadConfig()): Promise<RunningService> {
   const logger = createLogger(config);
   const database = await resolveDatabase(config, logger);
   try {
@@ -42,6 +42,7 @@ export async function serve(
     return {
       app,
       database,
+      logger,
       async stop() {
         await app.stop();
         await database.release();
