@@ -61,11 +61,20 @@ export function translateDatabaseError(error: unknown): unknown {
   return error;
 }
 
-/** Runs a database call and rethrows its failure translated (see translateDatabaseError). */
-export async function translated<T>(run: () => Promise<T>): Promise<T> {
+/**
+ * Runs a database call and rethrows its failure translated (see translateDatabaseError).
+ * Not an async function, so that it adds no await to the hot statements (HotStatement)
+ * that run through it.
+ */
+export function translated<T>(run: () => Promise<T>): Promise<T> {
   try {
-    return await run();
+    return run().catch(rethrowTranslated);
   } catch (error) {
-    throw translateDatabaseError(error);
+    // run() threw before returning its promise: reject the same way.
+    return Promise.resolve().then(() => rethrowTranslated(error));
   }
+}
+
+function rethrowTranslated(error: unknown): never {
+  throw translateDatabaseError(error);
 }

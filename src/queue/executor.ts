@@ -2,7 +2,7 @@ import { CompiledQuery } from 'kysely';
 import type { Kysely, QueryResult, Transaction } from 'kysely';
 import type { Database } from '../db/database.ts';
 import { markPrepared } from '../db/prepared-statements.ts';
-import { translateDatabaseError } from './errors.ts';
+import { translated } from './errors.ts';
 
 /**
  * What every engine operation runs on: the pool-backed Kysely instance, or a caller's
@@ -42,10 +42,6 @@ export class HotStatement<R> {
 
   /** Runs the statement on `db` (a caller's Transaction too); failures come translated. */
   run(db: Executor, parameters: unknown[]): Promise<QueryResult<R>> {
-    return db.executeQuery<R>(CompiledQuery.raw(this.#text, parameters)).catch(rethrow);
+    return translated(() => db.executeQuery<R>(CompiledQuery.raw(this.#text, parameters)));
   }
-}
-
-function rethrow(error: unknown): never {
-  throw translateDatabaseError(error);
 }
