@@ -294,7 +294,6 @@ async function main(): Promise<void> {
 
     const measurements = await runComparison({
       name: BENCH,
-      script: 'batch-sends.ts',
       smoke: args.smoke,
       database: bench,
       parameters: {

@@ -340,7 +340,6 @@ async function main(): Promise<void> {
 
     await runComparison({
       name: BENCH,
-      script: 'depth.ts',
       smoke: args.smoke,
       database: bench,
       parameters: {

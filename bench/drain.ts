@@ -442,7 +442,6 @@ async function main(): Promise<void> {
 
     await runComparison({
       name: BENCH,
-      script: 'drain.ts',
       smoke: args.smoke,
       database: bench,
       parameters: {

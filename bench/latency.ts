@@ -533,7 +533,6 @@ async function main(): Promise<void> {
 
     await runComparison({
       name: BENCH,
-      script: 'latency.ts',
       smoke: args.smoke,
       database: bench,
       parameters: {

@@ -375,7 +375,6 @@ async function main(): Promise<void> {
 
     const measurements = await runComparison({
       name: BENCH,
-      script: 'single-sends.ts',
       smoke: args.smoke,
       database: bench,
       parameters: {

@@ -24,10 +24,11 @@ export interface Comparison<
   M extends QuietMeasurement,
   Summary extends object,
 > {
-  /** The bench's name: `bench` in every JSON line. */
+  /**
+   * The bench's name: `bench` in every JSON line, and the script's file name in bench/
+   * without `.ts`, for the command line printed above the table.
+   */
   name: string;
-  /** The script's file name in bench/, for the command line printed above the table. */
-  script: string;
   /** Whether this is a smoke run; the printed command line then carries --smoke. */
   smoke: boolean;
   /** The bench database, set up; its signal stops the comparison. */
@@ -96,7 +97,7 @@ export async function runComparison<
 
   const summaries = comparison.summarise(measurements);
   for (const s of summaries) printJsonLine({ bench: name, kind: 'summary', ...s });
-  const command = `npx tsx bench/${comparison.script}${comparison.smoke ? ' --smoke' : ''}`;
+  const command = `npx tsx bench/${name}.ts${comparison.smoke ? ' --smoke' : ''}`;
   const quietRuns = measurements.filter((m) => m.quietBeforeStart.quiet).length;
   process.stdout.write(
     `\n${comparison.caption({ measurements, quietRuns })}\n` +
