@@ -59,6 +59,17 @@ async function backendPid(db: Kysely<Database>): Promise<number> {
   return rows[0]!.pid;
 }
 
+/** Receives and acks everything in the test queue; the payloads, in delivery order. */
+async function ackAll(): Promise<unknown[]> {
+  const payloads: unknown[] = [];
+  for (;;) {
+    const [delivery] = await receive(t.db, { queue: 'prepared' });
+    if (delivery === undefined) return payloads;
+    payloads.push(delivery.message.payload);
+    await ack(t.db, { receipt: delivery.receipt });
+  }
+}
+
 /** Sends, receives and settles one message each way the engine can. */
 async function runHotStatements(db: Kysely<Database>): Promise<void> {
   await send(db, { queue: 'prepared', message: { payload: { step: 'send' } } });
@@ -120,9 +131,7 @@ describe('prepared statements', () => {
     } finally {
       await callers.destroy();
     }
-    const [delivery] = await receive(t.db, { queue: 'prepared' });
-    expect(delivery?.message.payload).toEqual({ step: 'in trx' });
-    await ack(t.db, { receipt: delivery!.receipt });
+    expect(await ackAll()).toEqual([{ step: 'in trx' }]);
   });
 
   it('replaces a connection whose prepared statements were dropped under it', async () => {
@@ -141,14 +150,7 @@ describe('prepared statements', () => {
       expect(await backendPid(db)).not.toBe(before);
       expect((await preparedStatements(db)).length).toBe(1);
     });
-    const payloads: unknown[] = [];
-    for (;;) {
-      const [delivery] = await receive(t.db, { queue: 'prepared' });
-      if (delivery === undefined) break;
-      payloads.push(delivery.message.payload);
-      await ack(t.db, { receipt: delivery.receipt });
-    }
-    expect(payloads).toEqual([{ step: 'prepares' }, { step: 'after' }]);
+    expect(await ackAll()).toEqual([{ step: 'prepares' }, { step: 'after' }]);
   });
 
   it.each([
@@ -211,13 +213,6 @@ describe('prepared statements', () => {
         )
         .execute(t.db);
     }
-    const payloads: unknown[] = [];
-    for (;;) {
-      const [delivery] = await receive(t.db, { queue: 'prepared' });
-      if (delivery === undefined) break;
-      payloads.push(delivery.message.payload);
-      await ack(t.db, { receipt: delivery.receipt });
-    }
-    expect(payloads).toEqual([{ step: 'before' }, { step: 'after' }]);
+    expect(await ackAll()).toEqual([{ step: 'before' }, { step: 'after' }]);
   });
 });
