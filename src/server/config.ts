@@ -16,7 +16,10 @@ export interface Config {
   embeddedDataDir: string;
   embeddedPort: number;
   poolMax: number;
-  /** Run the engine's hot statements as named prepared statements (src/db/prepared-statements.ts). */
+  /**
+   * Run the engine's hot statements as named prepared statements; false behind PgBouncer in
+   * transaction mode before 1.21 (src/db/prepared-statements.ts).
+   */
   preparedStatements: boolean;
   pollIntervalMs: number;
   reaperEnabled: boolean;
@@ -47,8 +50,10 @@ export interface Config {
   allowedOrigins: string[];
   /** How long SIGTERM waits for in-flight work before closing anyway. */
   shutdownTimeoutMs: number;
-  /** How far the heap may grow past its live size between major collections, in percent;
-   * 0: V8's own choice (see src/server/heap.ts). */
+  /**
+   * How far the heap may grow past its live size between major collections, in percent;
+   * 0: V8's own choice (see src/server/heap.ts).
+   */
   heapGrowthPercent: number;
 }
 
