@@ -2,7 +2,8 @@
  * Single sends: how many one-message transactions per second 8 producers commit, holdline
  * against a plain INSERT, with and without wake-ups. The issue behind it: the wake-up must
  * not tax producers (DESIGN.md, "Wake-up"), so holdline's single sends keep at least 80% of
- * the plain INSERT's throughput when no consumer of the queue is idle-waiting.
+ * the plain INSERT's throughput when no consumer of the queue is idle-waiting, and (f), the
+ * same send with the wake-up cut out of it, shows what the wake-up itself costs.
  *
  *   npx tsx bench/single-sends.ts [--smoke]
  *
@@ -111,6 +112,44 @@ function holdlineProducer(_pool: pg.Pool, db: Kysely<Database>): Producer {
     );
 }
 
+/**
+ * The wake-up part of holdline.send_at: the queue lock, taken shared, and the probe of
+ * holdline.waiting_consumers that decides whether to NOTIFY (migrations/0004). The lock also
+ * keeps a send from racing deleteQueue, so cutting both overstates the wake-up's cost.
+ */
+const SEND_AT_WAKE_UP_PARTS: readonly RegExp[] = [
+  /^[ \t]*PERFORM pg_advisory_xact_lock_shared\([^;]*\);\n/m,
+  /^[ \t]*IF EXISTS \(SELECT FROM holdline\.waiting_consumers[^;]*;\s*END IF;\n/m,
+];
+
+/**
+ * (f)'s companion: replaces holdline.send_at in the bench database by its installed definition
+ * with the wake-up parts cut out, and puts the original back when stopped. Cut from what is
+ * installed, so (f) follows send_at's body as migrations change it; fails the bench when a
+ * part is no longer found rather than measure something else. The producers' warm-up ran the
+ * original: each session's first timed send compiles the copy (once, well under 1 ms).
+ */
+async function withoutWakeUp(bench: BenchDatabase): Promise<Companion> {
+  const { rows } = await sql<{ definition: string }>`
+    SELECT pg_get_functiondef(
+      'holdline.send_at(text, jsonb, timestamptz, integer, text, text, jsonb)'::regprocedure
+    ) AS definition
+  `.execute(bench.admin);
+  const original = rows[0]!.definition;
+  let cut = original;
+  for (const part of SEND_AT_WAKE_UP_PARTS) {
+    if (!part.test(cut)) throw new Error(`holdline.send_at no longer matches ${String(part)}`);
+    cut = cut.replace(part, '');
+  }
+  await sql.raw(cut).execute(bench.admin);
+  return {
+    notifications: null,
+    stop: async () => {
+      await sql.raw(original).execute(bench.admin);
+    },
+  };
+}
+
 const noCompanion = (): Promise<Companion> =>
   Promise.resolve({ notifications: null, stop: () => Promise.resolve() });
 
@@ -200,7 +239,18 @@ const SYSTEMS: readonly System[] = [
         inPlaceTimeoutMs: CONSUMER_IN_PLACE_TIMEOUT_MS,
       }),
   },
+  {
+    key: 'holdline-without-wake-up',
+    label: '(f) holdline send, wake-up cut out of send_at (bench only)',
+    table: 'holdline.messages',
+    drains: false,
+    producer: holdlineProducer,
+    companion: withoutWakeUp,
+  },
 ];
+
+/** The system (c) is set against to show what the wake-up costs. */
+const WITHOUT_WAKE_UP = 'holdline-without-wake-up';
 
 /** One measured run of one system. */
 interface Measurement extends ProducerRunResult {
@@ -316,6 +366,8 @@ async function measure(
 }
 
 type Summary = RateSummary & {
+  /** Median sends/s over (f)'s: what the wake-up costs; null for the raw systems. */
+  ratioToWithoutWakeUp: number | null;
   medianP50Ms: number;
   medianP99Ms: number;
   medianNotifications: number | null;
@@ -329,8 +381,16 @@ function summarise(measurements: readonly Measurement[]): Summary[] {
     const present = values.filter((v): v is number => v !== null);
     return present.length === 0 ? null : median(present);
   };
-  return summariseRates(SYSTEMS, measurements, (m) => m.sendsPerSecond).map(({ rate, runs }) => ({
+  const rates = summariseRates(SYSTEMS, measurements, (m) => m.sendsPerSecond);
+  const withoutWakeUp = rates.find(({ rate }) => rate.system === WITHOUT_WAKE_UP)?.rate;
+  const sendsThroughHoldline = (key: string): boolean =>
+    SYSTEMS.some((system) => system.key === key && system.table === 'holdline.messages');
+  return rates.map(({ rate, runs }) => ({
     ...rate,
+    ratioToWithoutWakeUp:
+      withoutWakeUp === undefined || !sendsThroughHoldline(rate.system)
+        ? null
+        : rate.medianPerSecond / withoutWakeUp.medianPerSecond,
     medianP50Ms: median(runs.map((m) => m.latencyMs.p50)),
     medianP99Ms: median(runs.map((m) => m.latencyMs.p99)),
     medianNotifications: medianOrNull(runs.map((m) => m.notifications)),
@@ -347,6 +407,7 @@ function table(summaries: readonly Summary[]): string {
       'sends/s (median)',
       'min–max',
       '× raw',
+      '× (f)',
       'p50 ms',
       'p99 ms',
       'CPU µs/send: Node',
@@ -358,6 +419,7 @@ function table(summaries: readonly Summary[]): string {
       formatCount(s.medianPerSecond),
       `${formatCount(s.minPerSecond)}–${formatCount(s.maxPerSecond)}`,
       `${formatFixed(s.ratioToRaw, 2)}×`,
+      s.ratioToWithoutWakeUp === null ? '–' : `${formatFixed(s.ratioToWithoutWakeUp, 2)}×`,
       formatFixed(s.medianP50Ms, 2),
       formatFixed(s.medianP99Ms, 2),
       formatCount(s.medianClientCpuUsPerSend),
