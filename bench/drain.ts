@@ -9,7 +9,6 @@
  *
  * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
  */
-import { run } from 'graphile-worker';
 import { summariseRates } from './harness/interleave.ts';
 import type { RateSummary } from './harness/interleave.ts';
 import type pg from 'pg';
@@ -43,8 +42,8 @@ import {
   PG_BOSS_RESET,
   RAW_INSERT_BATCH,
   RAW_QUEUE_TABLE,
-  graphileRunOptions,
   graphileWorkerUtils,
+  runGraphileWorker,
   installAllSystems,
   peerVersion,
   peerVersions,
@@ -352,7 +351,7 @@ const SYSTEMS: readonly System[] = [
       Promise.resolve({
         start: async () => {
           const seen = counter();
-          const runner = await run(graphileRunOptions(bench.url, QUEUE, () => seen.handle()));
+          const runner = await runGraphileWorker(bench.url, QUEUE, () => seen.handle());
           return libraryDrain(bench, GRAPHILE_PENDING, seen, () => runner.stop());
         },
         close: () => Promise.resolve(),

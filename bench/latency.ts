@@ -10,7 +10,6 @@
  *
  * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
  */
-import { run } from 'graphile-worker';
 import { sql } from 'kysely';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
@@ -42,8 +41,8 @@ import {
   RAW_LEASE,
   RAW_NOTIFY_CHANNEL,
   RAW_QUEUE_TABLE,
-  graphileRunOptions,
   graphileWorkerUtils,
+  runGraphileWorker,
   installAllSystems,
   peerVersion,
   peerVersions,
@@ -360,10 +359,7 @@ const SYSTEMS: readonly System[] = [
       };
     },
     startConsumer: async (bench, onPayload) => {
-      const runner = await run(
-        graphileRunOptions(bench.url, QUEUE, onPayload, GRAPHILE_LATENCY_SETTINGS),
-      );
-      return { stop: () => runner.stop() };
+      return runGraphileWorker(bench.url, QUEUE, onPayload, GRAPHILE_LATENCY_SETTINGS);
     },
   },
 ];

@@ -5,9 +5,10 @@
  * throughput; the settings are exported so the JSON lines can print them beside the results.
  */
 import { createRequire } from 'node:module';
-import { Logger, makeWorkerUtils, runMigrations } from 'graphile-worker';
-import type { RunnerOptions, WorkerUtils } from 'graphile-worker';
+import { Logger, makeWorkerUtils, run, runMigrations } from 'graphile-worker';
+import type { WorkerUtils } from 'graphile-worker';
 import { sql } from 'kysely';
+import pg from 'pg';
 import PgBoss from 'pg-boss';
 import { createQueue } from '../../src/queue/index.ts';
 import type { BenchDatabase } from './database.ts';
@@ -125,14 +126,59 @@ export const GRAPHILE_LOGGER = new Logger(() => (level, message) => {
   }
 });
 
-/** Installs graphile-worker's schema (its own migrations). */
-export async function installGraphileWorker(url: string): Promise<void> {
-  await runMigrations({ connectionString: url, logger: GRAPHILE_LOGGER });
+/**
+ * A pool for graphile-worker that the bench owns and ends. graphile-worker ends a pool it
+ * made itself without waiting, after taking its error listener off, so an idle connection
+ * still open when the bench drops its database (DROP DATABASE … WITH (FORCE)) raised an
+ * unhandled 'error' that killed the script after its table was printed. Given a pool,
+ * graphile-worker leaves it alone; the bench ends it before the database goes.
+ */
+function graphilePool(url: string, max: number): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max });
+  pool.on('error', (error) => process.stderr.write(`graphile-worker pool: ${error.message}\n`));
+  return pool;
 }
 
-/** graphile-worker's utilities (addJobs) over a pool of `maxPoolSize` connections. */
+/** Runs `work` with graphile-worker's options over a pool of its own, ended afterwards. */
+async function withGraphilePool<T>(
+  url: string,
+  max: number,
+  work: (pgPool: pg.Pool) => Promise<T>,
+): Promise<T> {
+  const pgPool = graphilePool(url, max);
+  try {
+    return await work(pgPool);
+  } catch (error) {
+    await pgPool.end();
+    throw error;
+  }
+}
+
+/** Installs graphile-worker's schema (its own migrations). */
+export async function installGraphileWorker(url: string): Promise<void> {
+  const pgPool = graphilePool(url, 1);
+  try {
+    await runMigrations({ pgPool, logger: GRAPHILE_LOGGER });
+  } finally {
+    await pgPool.end();
+  }
+}
+
+/**
+ * graphile-worker's utilities (addJobs) over a pool of `maxPoolSize` connections; release()
+ * also ends the pool.
+ */
 export function graphileWorkerUtils(url: string, maxPoolSize: number): Promise<WorkerUtils> {
-  return makeWorkerUtils({ connectionString: url, maxPoolSize, logger: GRAPHILE_LOGGER });
+  return withGraphilePool(url, maxPoolSize, async (pgPool) => {
+    const utils = await makeWorkerUtils({ pgPool, logger: GRAPHILE_LOGGER });
+    return {
+      ...utils,
+      release: async () => {
+        await utils.release();
+        await pgPool.end();
+      },
+    };
+  });
 }
 
 /** The runner settings a bench gives graphile-worker's run(). */
@@ -160,30 +206,46 @@ export const GRAPHILE_RUN_SETTINGS = {
   failJobBatchDelay: 0,
 } as const satisfies GraphileRunSettings;
 
-/** run() options for `settings` with one task named `task`, which calls `handler`. */
-export function graphileRunOptions(
+/** A graphile-worker runner started by {@link runGraphileWorker}. */
+export interface GraphileRunner {
+  /** Stops the runner, then ends its pool. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts graphile-worker's run() with `settings` and one task named `task`, which calls
+ * `handler`, over a pool of settings.maxPoolSize connections that stop() ends.
+ */
+export function runGraphileWorker(
   url: string,
   task: string,
   handler: (payload: unknown) => void,
   settings: GraphileRunSettings = GRAPHILE_RUN_SETTINGS,
-): RunnerOptions {
-  return {
-    connectionString: url,
-    concurrency: settings.concurrency,
-    maxPoolSize: settings.maxPoolSize,
-    noHandleSignals: true,
-    logger: GRAPHILE_LOGGER,
-    taskList: { [task]: (payload) => handler(payload) },
-    preset: {
-      worker: {
-        ...(settings.localQueueSize === undefined
-          ? {}
-          : { localQueue: { size: settings.localQueueSize } }),
-        completeJobBatchDelay: settings.completeJobBatchDelay,
-        failJobBatchDelay: settings.failJobBatchDelay,
+): Promise<GraphileRunner> {
+  return withGraphilePool(url, settings.maxPoolSize, async (pgPool) => {
+    const runner = await run({
+      pgPool,
+      concurrency: settings.concurrency,
+      noHandleSignals: true,
+      logger: GRAPHILE_LOGGER,
+      taskList: { [task]: (payload) => handler(payload) },
+      preset: {
+        worker: {
+          ...(settings.localQueueSize === undefined
+            ? {}
+            : { localQueue: { size: settings.localQueueSize } }),
+          completeJobBatchDelay: settings.completeJobBatchDelay,
+          failJobBatchDelay: settings.failJobBatchDelay,
+        },
       },
-    },
-  };
+    });
+    return {
+      stop: async () => {
+        await runner.stop();
+        await pgPool.end();
+      },
+    };
+  });
 }
 
 /** Empties graphile-worker's job tables between runs. */
