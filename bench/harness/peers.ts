@@ -135,7 +135,13 @@ export const GRAPHILE_LOGGER = new Logger(() => (level, message) => {
  */
 function graphilePool(url: string, max: number): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max });
-  pool.on('error', (error) => process.stderr.write(`graphile-worker pool: ${error.message}\n`));
+  const report = (error: Error): void => {
+    process.stderr.write(`graphile-worker pool: ${error.message}\n`);
+  };
+  // Idle clients report through the pool, checked-out ones through themselves; graphile-worker
+  // asks for both (https://err.red/wpeh) and warns on every start without them.
+  pool.on('error', report);
+  pool.on('connect', (client) => client.on('error', report));
   return pool;
 }
 
