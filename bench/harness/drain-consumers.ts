@@ -10,8 +10,14 @@ import { createInProcessClient } from '../../src/client/index.ts';
 import type { InProcessClient, MessageHandler, QueueWorker } from '../../src/client/index.ts';
 import { RAW_ACK_BATCH, RAW_LEASE } from './peers.ts';
 
-/** Leases per receive for the loops that call receive themselves (raw, holdline engine). */
-export const LEASE_MAX = 100;
+/**
+ * Most messages per lease for the loops that call receive themselves (raw, the holdline
+ * engine, the HTTP client): the contract's largest batch, so that each runs at its best.
+ * Measured against 100 (2026-11-27, 50,000 messages, 4 loops): raw drained 1.33× faster
+ * (level from 250 up), holdline over HTTP about 1.8× (a tenth of the requests, each no
+ * dearer per message).
+ */
+export const LEASE_MAX = 1000;
 /** Concurrent receive loops of raw and the holdline engine, each on its own connection. */
 export const CONSUMER_LOOPS = 4;
 
@@ -25,10 +31,15 @@ export interface HoldlineWorkerSettings {
   reaper: boolean;
 }
 
-/** The holdline worker's options: slots for a whole lease batch, acks coalesced by 100. */
+/**
+ * The holdline worker's options for throughput with short handlers (README, "Worker"): the
+ * largest concurrency and ack batch the contract allows, so one receive leases up to 1,000
+ * and their acks go in one call. Against concurrency 200 with acks by 100 (2026-11-27,
+ * 50,000 messages, 4 runs each): about 1.35× the drain rate.
+ */
 export const HOLDLINE_WORKER_SETTINGS = {
-  concurrency: 200,
-  ackBatchSize: 100,
+  concurrency: 1000,
+  ackBatchSize: 1000,
   ackDelayMs: 5,
   waitSeconds: 1,
   poolMax: 10,
