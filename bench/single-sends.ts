@@ -150,6 +150,9 @@ async function withoutWakeUp(bench: BenchDatabase): Promise<Companion> {
   };
 }
 
+/** The key of (f), which the holdline rows are set against to show what the wake-up costs. */
+const WITHOUT_WAKE_UP = 'holdline-without-wake-up';
+
 const noCompanion = (): Promise<Companion> =>
   Promise.resolve({ notifications: null, stop: () => Promise.resolve() });
 
@@ -240,7 +243,7 @@ const SYSTEMS: readonly System[] = [
       }),
   },
   {
-    key: 'holdline-without-wake-up',
+    key: WITHOUT_WAKE_UP,
     label: '(f) holdline send, wake-up cut out of send_at (bench only)',
     table: 'holdline.messages',
     drains: false,
@@ -248,9 +251,6 @@ const SYSTEMS: readonly System[] = [
     companion: withoutWakeUp,
   },
 ];
-
-/** The system (c) is set against to show what the wake-up costs. */
-const WITHOUT_WAKE_UP = 'holdline-without-wake-up';
 
 /** One measured run of one system. */
 interface Measurement extends ProducerRunResult {

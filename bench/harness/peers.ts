@@ -145,7 +145,10 @@ function graphilePool(url: string, max: number): pg.Pool {
   return pool;
 }
 
-/** Runs `work` with graphile-worker's options over a pool of its own, ended afterwards. */
+/**
+ * Hands `work` a pool for graphile-worker; the pool is ended when `work` fails, and otherwise
+ * belongs to what `work` returns, which must end it.
+ */
 async function withGraphilePool<T>(
   url: string,
   max: number,
