@@ -223,6 +223,11 @@ export function createGraphQLHandler(options: GraphQLHandlerOptions): GraphQLHan
     // Other paths belong to the HTTP server (health, metrics): a plain 404, not yoga's page.
     landingPage: false,
     batching: false,
+    // The HTTP server bounds every body before yoga sees it (a declared Content-Length is
+    // required and checked against MAX_BODY_BYTES; Node reads no more than it declares), and
+    // WebSocket messages have no HTTP body. Yoga's own limit streams each body through a
+    // TransformStream to count it: about a tenth of the service's CPU for a single send.
+    maxRequestBodySize: false,
     maskedErrors: { maskError: createMaskError(mapError) },
     logging: yogaLogger(logger),
     cors: corsOptions(allowedOrigins),

@@ -62,25 +62,11 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
           return;
         }
         case '/graphql': {
-          if (req.method === 'POST') {
-            // The body limit is enforced on the declared length; a body without one
-            // (chunked) cannot be bounded before yoga buffers it, so it is refused.
-            const length = Number(req.headers['content-length']);
-            if (req.headers['content-length'] === undefined) {
-              return json(
-                res,
-                411,
-                graphqlError('a Content-Length header is required', 'BAD_USER_INPUT'),
-              );
-            }
-            if (!Number.isFinite(length) || length > maxBodyBytes) {
-              req.resume();
-              return json(
-                res,
-                413,
-                graphqlError(`request body exceeds ${maxBodyBytes} bytes`, 'PAYLOAD_TOO_LARGE'),
-              );
-            }
+          const refusal = bodyRefusal(req, maxBodyBytes);
+          if (refusal !== undefined) {
+            // A declared body is read and dropped, so the connection can serve the next request.
+            if (refusal.status === 413) req.resume();
+            return json(res, refusal.status, graphqlError(refusal.message, refusal.code));
           }
           await routes.graphql(req, res, { requestId });
           return;
@@ -95,6 +81,30 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
       else res.end();
     });
   });
+}
+
+/**
+ * Why a /graphql request's body is refused before yoga reads it, if it is. This is the only
+ * bound on a body (yoga's own limit is off, src/graphql/schema.ts): the limit applies to the
+ * declared length, which Node never reads past; a body without one (chunked) cannot be
+ * bounded before yoga buffers it, and a POST must declare one, so both get 411. Any method.
+ */
+function bodyRefusal(
+  req: IncomingMessage,
+  maxBodyBytes: number,
+): { status: number; message: string; code: string } | undefined {
+  const declared = req.headers['content-length'];
+  if (declared === undefined) {
+    if (req.method !== 'POST' && req.headers['transfer-encoding'] === undefined) return undefined;
+    return { status: 411, message: 'a Content-Length header is required', code: 'BAD_USER_INPUT' };
+  }
+  const length = Number(declared);
+  if (Number.isFinite(length) && length <= maxBodyBytes) return undefined;
+  return {
+    status: 413,
+    message: `request body exceeds ${maxBodyBytes} bytes`,
+    code: 'PAYLOAD_TOO_LARGE',
+  };
 }
 
 function graphqlError(message: string, code: string): unknown {
