@@ -229,7 +229,8 @@ async function measure(
     } finally {
       await drain.stop();
     }
-    // The worker may take a few more than DRAIN_COUNT before it stops; never fewer.
+    // The worker acks up to its concurrency more than DRAIN_COUNT before it stops (the rest
+    // of its last lease); never fewer.
     const left = await system.remaining(bench);
     if (left > depth - DRAIN_COUNT) {
       throw new Error(`${run.key}: ${left} left, expected at most ${depth - DRAIN_COUNT}`);
