@@ -164,13 +164,11 @@ async function withGraphilePool<T>(
 }
 
 /** Installs graphile-worker's schema (its own migrations). */
-export async function installGraphileWorker(url: string): Promise<void> {
-  const pgPool = graphilePool(url, 1);
-  try {
+export function installGraphileWorker(url: string): Promise<void> {
+  return withGraphilePool(url, 1, async (pgPool) => {
     await runMigrations({ pgPool, logger: GRAPHILE_LOGGER });
-  } finally {
     await pgPool.end();
-  }
+  });
 }
 
 /**
