@@ -20,6 +20,8 @@ const ROOT = new URL('../../', import.meta.url);
 const DEFAULT_URL_EXPANSION = '${HOLDLINE_URL:-http://localhost:4000}';
 /** How long the SSE stream may take to print the delivery the second terminal sent. */
 const DELIVERY_TIMEOUT_MS = 10_000;
+/** The longest the SSE listener may run, whatever happens to this test. */
+const LISTENER_MAX_SECONDS = 60;
 /** Printed between the tour's shell blocks, to split one session's output by block. */
 const STEP_SEPARATOR = '@@readme-tour-step@@';
 
@@ -118,7 +120,7 @@ describe("the README's quick start and tour", () => {
     expect(second?.text).toContain(DEFAULT_URL_EXPANSION);
     const expectedStream = blocks.find((block) => block.role === 'listener-prints')?.text ?? '';
 
-    const stream = startBash(listen?.text ?? '', terminalEnv(service.url));
+    const stream = startBash(listen?.text ?? '', terminalEnv(service.url), LISTENER_MAX_SECONDS);
     try {
       // A fresh shell with nothing but HOLDLINE_URL: the block defines what it uses.
       const sent = await runBash(second?.text ?? '', terminalEnv(service.url));
@@ -128,7 +130,8 @@ describe("the README's quick start and tour", () => {
 
       const wanted = outputLines(expectedStream).length;
       const printed = await stream.waitFor(
-        (output) => outputLines(output).length >= wanted,
+        // Whole lines only: an event ends with a blank line.
+        (output) => outputLines(output).length >= wanted && output.endsWith('\n\n'),
         DELIVERY_TIMEOUT_MS,
       );
       expectPrints(printed, expectedStream, 'SSE stream');

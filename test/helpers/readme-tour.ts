@@ -99,9 +99,17 @@ export interface BackgroundBash {
   interrupt(): Promise<void>;
 }
 
-/** Starts `script` with `bash -c` in the background (as a reader leaves a command running). */
-export function startBash(script: string, env: Record<string, string>): BackgroundBash {
-  const child = spawn('bash', ['-c', script], {
+/**
+ * Starts `script` with `bash -c` in the background (as a reader leaves a command running),
+ * under coreutils' `timeout` so that it never outlives `maxSeconds` even if the test dies
+ * before interrupting it.
+ */
+export function startBash(
+  script: string,
+  env: Record<string, string>,
+  maxSeconds: number,
+): BackgroundBash {
+  const child = spawn('timeout', [String(maxSeconds), 'bash', '-c', script], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
