@@ -1,5 +1,5 @@
-import { sql } from 'kysely';
 import type { Executor } from './executor.ts';
+import { DequeueCountAddMany } from './sql/index.ts';
 
 /** How often counted deliveries are written to holdline.dequeue_counts. */
 export const DEQUEUE_FLUSH_INTERVAL_MS_DEFAULT = 5_000;
@@ -50,13 +50,7 @@ export class DequeueMeter {
     const counts = this.counts;
     this.counts = new Map();
     try {
-      await sql`
-        INSERT INTO holdline.dequeue_counts (queue, minute, deliveries)
-        SELECT q, date_trunc('minute', now()), n
-        FROM unnest(${[...counts.keys()]}::text[], ${[...counts.values()]}::bigint[]) AS c(q, n)
-        ON CONFLICT (queue, minute)
-        DO UPDATE SET deliveries = holdline.dequeue_counts.deliveries + excluded.deliveries
-      `.execute(this.db);
+      await DequeueCountAddMany.run(this.db, [[...counts.keys()], [...counts.values()]]);
     } catch (error) {
       for (const [queue, n] of counts) this.record(queue, n);
       this.onError(error);
