@@ -1,11 +1,11 @@
 import type { Executor } from './executor.ts';
 import { DequeueCountAddMany } from './sql/index.ts';
 
-/** How often counted deliveries are written to holdline.dequeue_counts. */
+/** How often counted deliveries are written to the dequeue counts (sql/dequeue-count.ts). */
 export const DEQUEUE_FLUSH_INTERVAL_MS_DEFAULT = 5_000;
 
 /**
- * Counts deliveries per queue in memory and adds them to holdline.dequeue_counts every few
+ * Counts deliveries per queue in memory and adds them to the dequeue counts (sql/dequeue-count.ts) every few
  * seconds, the source of estimated waits. Counting on the receive path would make every
  * receiver of a queue update one row; this costs one upsert per flush instead. Counts of a
  * crashed process since its last flush are lost: they only feed an estimate.

@@ -1,4 +1,4 @@
-import type { StatementClient } from '../db/statement.ts';
+import type { StatementClient } from './sql/index.ts';
 import { translated } from './errors.ts';
 import type { Executor } from './executor.ts';
 import {

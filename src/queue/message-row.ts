@@ -8,7 +8,7 @@ export function messageState(row: MessageRow, now: Date = new Date()): MessageSt
   return row.run_at.getTime() > now.getTime() ? 'DELAYED' : 'READY';
 }
 
-/** Maps a holdline.messages row to the API's Message. */
+/** Maps a message row (see MessageRow) to the API's Message. */
 export function toMessage(row: MessageRow, now?: Date): Message {
   return {
     id: String(row.id),

@@ -11,3 +11,4 @@ export * from './message.ts';
 export * from './queue.ts';
 export * from './topic-binding.ts';
 export * from './waiting-consumer.ts';
+export type { StatementClient } from '../../db/statement.ts';
