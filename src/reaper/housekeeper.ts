@@ -1,19 +1,11 @@
-import type { Logger } from 'pino';
-import type { QueueMaintenance } from '../queue/index.ts';
 import { PeriodicService } from './periodic-service.ts';
+import type { MaintenanceServiceOptions } from './periodic-service.ts';
 
 /** Dequeue counts older than this no longer feed estimates and are deleted. */
 const DEQUEUE_COUNTS_KEEP = '1 hour';
 
 /** Options for {@link Housekeeper}. */
-export interface HousekeeperOptions {
-  maintenance: QueueMaintenance;
-  logger: Logger;
-  /** How often the leader housekeeps, in ms. */
-  intervalMs: number;
-  /** Whether this process leads now: only the leader housekeeps. */
-  isLeader: () => boolean;
-}
+export type HousekeeperOptions = MaintenanceServiceOptions;
 
 /**
  * The slower passes of the leader: deletes messages past their queue's retention,

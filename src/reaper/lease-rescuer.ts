@@ -1,17 +1,11 @@
-import type { Logger } from 'pino';
-import type { QueueMaintenance, ReapedLeases } from '../queue/index.ts';
+import type { ReapedLeases } from '../queue/index.ts';
 import { PeriodicService } from './periodic-service.ts';
+import type { MaintenanceServiceOptions } from './periodic-service.ts';
 
 /** Options for {@link LeaseRescuer}. */
-export interface LeaseRescuerOptions {
-  maintenance: QueueMaintenance;
-  logger: Logger;
-  /** How often the leader looks for expired leases, in ms. */
-  intervalMs: number;
+export interface LeaseRescuerOptions extends MaintenanceServiceOptions {
   /** Expired leases handled per statement. */
   batchSize: number;
-  /** Whether this process leads now: only the leader's loop rescues. */
-  isLeader: () => boolean;
   /** Told of each queue's rescued leases. */
   onReaped: (reaped: ReapedLeases) => void;
 }

@@ -1,4 +1,15 @@
 import type { Logger } from 'pino';
+import type { QueueMaintenance } from '../queue/index.ts';
+
+/** What every maintenance service of the leader is built with. */
+export interface MaintenanceServiceOptions {
+  maintenance: QueueMaintenance;
+  logger: Logger;
+  /** Pause between runs, in ms. */
+  intervalMs: number;
+  /** Whether this process leads now: only the leader's services do their work. */
+  isLeader: () => boolean;
+}
 
 /**
  * The one lifecycle of the maintainer's services (River's Start/Stop): start() begins a loop

@@ -1,18 +1,11 @@
-import type { Logger } from 'pino';
-import type { QueueMaintenance } from '../queue/index.ts';
 import { PeriodicService } from './periodic-service.ts';
+import type { MaintenanceServiceOptions } from './periodic-service.ts';
 import { vacuumMessagesIfBehind } from './vacuum.ts';
 
 /** Options for {@link VacuumScheduler}. */
-export interface VacuumSchedulerOptions {
-  maintenance: QueueMaintenance;
-  logger: Logger;
-  /** How often the leader checks the messages table's dead row versions, in ms. */
-  intervalMs: number;
+export interface VacuumSchedulerOptions extends MaintenanceServiceOptions {
   /** Dead row versions that make the leader vacuum. */
   deadTuples: number;
-  /** Whether this process leads now: only the leader vacuums. */
-  isLeader: () => boolean;
   /** Told of each vacuum, with the dead row versions it found. */
   onVacuumed: (deadTuples: number) => void;
 }

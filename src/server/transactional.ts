@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import type { PostgresPoolClient } from 'kysely';
 import type pg from 'pg';
+import type { HoldlineClient } from '../client/holdline-client.ts';
 import type { Message } from '../client/types.ts';
 import type { Database } from '../db/database.ts';
 import { QueueEngine } from '../queue/index.ts';
@@ -17,18 +18,11 @@ import { fromEngineError, toContractMessage } from './engine-transport.ts';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type TransactionTarget = Kysely<any> | pg.ClientBase;
 
-/** Sends that join the caller's transaction; see {@link transactionSender}. */
-export interface TransactionSender {
-  /** Enqueues one message in the transaction. */
-  send<Payload = unknown>(queue: string, message: SendInput): Promise<Message<Payload>>;
-  /** Enqueues 1 to 1000 messages in the transaction. */
-  sendBatch<Payload = unknown>(
-    queue: string,
-    messages: readonly SendInput[],
-  ): Promise<Message<Payload>[]>;
-  /** Copies a message into every queue bound to a matching pattern, in the transaction. */
-  publish<Payload = unknown>(topic: string, message: SendInput): Promise<Message<Payload>[]>;
-}
+/**
+ * Sends that join the caller's transaction (see {@link transactionSender}): the client's
+ * three sends, committed with the caller's data or not at all.
+ */
+export type TransactionSender = Pick<HoldlineClient, 'send' | 'sendBatch' | 'publish'>;
 
 /** Kysely instances made over callers' pg clients, so each client is wrapped once. */
 const clientExecutors = new WeakMap<pg.ClientBase, Executor>();
