@@ -1,59 +1,73 @@
-// ESLint flat config: type-aware typescript-eslint, the module boundaries of DESIGN.md
-// (db ← queue ← {reaper, graphql} ← server ← cli; db ← auth ← {graphql, server, cli}), and
-// Prettier owning the formatting.
+// ESLint flat config: type-aware typescript-eslint, the module boundaries of DESIGN.md and
+// STYLE.md, and Prettier owning the formatting. Boundaries:
+//   db ← queue ← {reaper, auth, graphql} ← server ← cli;  contract.ts ← {queue, client}
+// - only the SQL homes (src/queue/sql/, src/auth/sql/) import the database layer's query
+//   pieces (src/db/statement.ts, src/db/prepared-statements.ts), and only their own module
+//   imports a home;
+// - other modules reach the engine through its facade, src/queue/index.ts; graphql, reaper
+//   and auth never import src/db (data only through the engine, or auth's SQL home);
+// - src/client (HTTP client + worker) imports no engine, no database layer, no pg, no kysely.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import importX from 'eslint-plugin-import-x';
 import prettier from 'eslint-config-prettier';
 
+const MODULES = [
+  './src/db',
+  './src/queue',
+  './src/reaper',
+  './src/auth',
+  './src/graphql',
+  './src/server',
+  './src/client',
+  './src/cli.ts',
+];
+
+/** Every module but `allowed`. */
+const allBut = (...allowed) => MODULES.filter((m) => !allowed.includes(m));
+
 /** Imports each module may not make: `target` may not import from `from`. */
 const boundaries = [
-  {
-    target: './src/db',
-    from: [
-      './src/auth',
-      './src/queue',
-      './src/reaper',
-      './src/graphql',
-      './src/server',
-      './src/client',
-      './src/cli.ts',
-    ],
-  },
-  {
-    target: './src/queue',
-    from: [
-      './src/auth',
-      './src/reaper',
-      './src/graphql',
-      './src/server',
-      './src/client',
-      './src/cli.ts',
-    ],
-  },
+  { target: './src/db', from: allBut('./src/db') },
+  // The contract's types import nothing, so the HTTP client that uses them loads nothing.
+  { target: './src/contract.ts', from: MODULES },
+  { target: './src/queue', from: allBut('./src/db', './src/queue') },
   {
     target: './src/reaper',
-    from: ['./src/auth', './src/graphql', './src/server', './src/client', './src/cli.ts'],
+    from: allBut('./src/queue', './src/reaper'),
   },
+  // Tokens and scopes sit on the database only (their own SQL home); the GraphQL layer
+  // enforces them.
+  { target: './src/auth', from: allBut('./src/db', './src/auth') },
   {
     target: './src/graphql',
     from: ['./src/db', './src/reaper', './src/server', './src/client', './src/cli.ts'],
   },
   { target: './src/server', from: ['./src/cli.ts'] },
-  // Tokens and scopes sit on the database only; the GraphQL layer enforces them.
-  {
-    target: './src/auth',
-    from: [
-      './src/queue',
-      './src/reaper',
-      './src/graphql',
-      './src/server',
-      './src/client',
-      './src/cli.ts',
-    ],
-  },
-  // The client embeds the engine (in-process mode) but never the service around it.
-  { target: './src/client', from: ['./src/graphql', './src/server', './src/cli.ts'] },
+  // The HTTP client and the worker: the contract's types and nothing of the service.
+  { target: './src/client', from: allBut('./src/client') },
+];
+
+/** Imports of inner files that only their own module may make. */
+const QUEUE_INNER = {
+  regex: '^(\\.\\./)+queue/(?!index\\.ts$)',
+  message: 'Import the engine through src/queue/index.ts.',
+};
+const DB_QUERY_PIECES = {
+  regex: '(^|/)db/(statement|prepared-statements)\\.ts$',
+  message: 'Only the SQL homes (src/queue/sql/, src/auth/sql/) build statements.',
+};
+const AUTH_SQL_HOME = {
+  regex: '(^|/)auth/sql/',
+  message: 'Only src/auth reads its SQL home; use src/auth/index.ts.',
+};
+
+/** no-restricted-imports with these patterns (and, for the client, no pg or kysely). */
+const restrict = (patterns, paths = []) => ['error', { patterns, paths }];
+
+const NO_DATABASE_DRIVER = [
+  { name: 'pg', message: 'src/client speaks HTTP only: no pg.' },
+  { name: 'kysely', message: 'src/client speaks HTTP only: no kysely.' },
 ];
 
 export default tseslint.config(
@@ -77,23 +91,27 @@ export default tseslint.config(
         { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
       ],
       'import-x/no-restricted-paths': ['error', { zones: boundaries }],
-      // Inner files of the engine are private: other modules go through src/queue/index.ts.
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              regex: '^(\\.\\./)+queue/(?!index\\.ts$)',
-              message: 'Import the engine through src/queue/index.ts.',
-            },
-          ],
-        },
-      ],
+      'no-restricted-imports': restrict([QUEUE_INNER, DB_QUERY_PIECES, AUTH_SQL_HOME]),
     },
   },
+  // Inside the engine its inner files are its own; the SQL home alone builds statements.
+  { files: ['src/queue/**'], rules: { 'no-restricted-imports': restrict([DB_QUERY_PIECES]) } },
   {
-    files: ['src/queue/**'],
+    files: ['src/auth/**'],
+    rules: { 'no-restricted-imports': restrict([QUEUE_INNER, DB_QUERY_PIECES]) },
+  },
+  {
+    files: ['src/queue/sql/**', 'src/auth/sql/**', 'src/db/**'],
     rules: { 'no-restricted-imports': 'off' },
+  },
+  {
+    files: ['src/client/**'],
+    rules: {
+      'no-restricted-imports': restrict(
+        [QUEUE_INNER, DB_QUERY_PIECES, AUTH_SQL_HOME],
+        NO_DATABASE_DRIVER,
+      ),
+    },
   },
   {
     files: ['test/**', 'bench/**'],

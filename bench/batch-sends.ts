@@ -12,7 +12,7 @@ import { summariseRates } from './harness/interleave.ts';
 import type { RateSummary } from './harness/interleave.ts';
 import PgBoss from 'pg-boss';
 import { createDatabase, createPool } from '../src/db/pool.ts';
-import { sendBatch } from '../src/queue/index.ts';
+import { sendBatch } from '../src/queue/operations.ts';
 import { parseBenchArgs } from './harness/args.ts';
 import { withBenchDatabase } from './harness/database.ts';
 import type { BenchDatabase } from './harness/database.ts';

@@ -12,7 +12,7 @@ import { sql } from 'kysely';
 import pino from 'pino';
 import type { QueueWorker } from '../src/client/index.ts';
 import { createPool } from '../src/db/pool.ts';
-import { createQueue } from '../src/queue/index.ts';
+import { createQueue } from '../src/queue/operations.ts';
 import { parseBenchArgs } from './harness/args.ts';
 import { nowMs } from './harness/clock.ts';
 import { checkpoint, withBenchDatabase } from './harness/database.ts';

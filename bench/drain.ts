@@ -17,7 +17,7 @@ import PgBoss from 'pg-boss';
 import pino from 'pino';
 import { createClient } from '../src/client/index.ts';
 import { createDatabase, createPool } from '../src/db/pool.ts';
-import { QueueEngine, sendBatch } from '../src/queue/index.ts';
+import { QueueEngine, sendBatch } from '../src/queue/operations.ts';
 import { parseBenchArgs } from './harness/args.ts';
 import { nowMs, sleep } from './harness/clock.ts';
 import { checkpoint, withBenchDatabase } from './harness/database.ts';

@@ -17,7 +17,7 @@ import type pg from 'pg';
 import pino from 'pino';
 import type { Database } from '../src/db/database.ts';
 import { createDatabase, createPool } from '../src/db/pool.ts';
-import { createQueue, send } from '../src/queue/index.ts';
+import { createQueue, send } from '../src/queue/operations.ts';
 import { parseBenchArgs } from './harness/args.ts';
 import { startConsumer, startNotificationProbe } from './harness/consumer.ts';
 import { withBenchDatabase } from './harness/database.ts';

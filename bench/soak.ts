@@ -17,7 +17,7 @@
  * See bench/README.md.
  */
 import { sql } from 'kysely';
-import { createQueue } from '../src/queue/index.ts';
+import { createQueue } from '../src/queue/operations.ts';
 import { parseBenchArgs } from './harness/args.ts';
 import { nowMs, sleep, waitUntil } from './harness/clock.ts';
 import { waitingConsumerCount } from './harness/consumer.ts';

@@ -8,13 +8,13 @@ import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import pino from 'pino';
 import { TokenError, createToken, listTokens, revokeToken } from './auth/index.ts';
-import { createDatabase, createPool } from './db/pool.ts';
-import { QueueError, allQueueStats, listQueues, queueStats, send } from './queue/index.ts';
-import type { Executor } from './queue/index.ts';
+import { QueueError } from './queue/index.ts';
 import { ConfigError, loadConfig } from './server/config.ts';
 import { resolveDatabase } from './server/database.ts';
 import { limitHeapGrowth } from './server/heap.ts';
 import { migrate, serve, stopOnSignals } from './server/main.ts';
+import { createRuntime } from './server/runtime.ts';
+import type { Runtime } from './server/runtime.ts';
 
 interface Command {
   usage: string;
@@ -38,7 +38,7 @@ const COMMANDS: Record<string, Command> = {
     usage: 'holdline migrate',
     summary: 'Apply pending migrations to DATABASE_URL (or the embedded database) and exit.',
     async run() {
-      await withDatabase(async (_db, url) => {
+      await withRuntime(async (_runtime, url) => {
         const applied = await migrate(url, pino({ level: 'silent' }));
         print(applied.length > 0 ? `applied: ${applied.join(', ')}` : 'schema up to date');
       });
@@ -64,16 +64,13 @@ const COMMANDS: Record<string, Command> = {
       } catch {
         throw new UsageError('<json> is not valid JSON');
       }
-      await withDatabase(async (db) => {
-        const message = await send(db, {
-          queue,
-          message: {
-            payload,
-            delaySeconds: optionalInteger(values.delay, '--delay'),
-            priority: optionalInteger(values.priority, '--priority'),
-            dedupKey: values['dedup-key'] as string | undefined,
-            groupKey: values['group-key'] as string | undefined,
-          },
+      await withRuntime(async ({ engine }) => {
+        const message = await engine.send(queue, {
+          payload,
+          delaySeconds: optionalInteger(values.delay, '--delay'),
+          priority: optionalInteger(values.priority, '--priority'),
+          dedupKey: values['dedup-key'] as string | undefined,
+          groupKey: values['group-key'] as string | undefined,
         });
         print(JSON.stringify(message, null, 2));
       });
@@ -84,12 +81,12 @@ const COMMANDS: Record<string, Command> = {
     summary: 'Print ready / delayed / leased / total counts per queue.',
     async run({ positionals }) {
       const [queue] = positionals;
-      await withDatabase(async (db) => {
+      await withRuntime(async ({ engine }) => {
         if (queue === undefined) {
-          console.table(await allQueueStats(db));
+          console.table(await engine.allQueueStats());
           return;
         }
-        const stats = await queueStats(db, { queue });
+        const stats = await engine.queueStats(queue);
         if (stats === undefined) {
           throw new QueueError('QUEUE_NOT_FOUND', `queue "${queue}" does not exist`);
         }
@@ -118,7 +115,7 @@ const COMMANDS: Record<string, Command> = {
       if (name === undefined || scopes === undefined || positionals.length > 0) {
         throw new UsageError('token create needs --name and --scopes');
       }
-      await withDatabase(async (db) => {
+      await withRuntime(async ({ db }) => {
         const { token, secret } = await createToken(db, { name, scopes });
         print(secret);
         process.stderr.write(
@@ -135,7 +132,7 @@ const COMMANDS: Record<string, Command> = {
       'used and revoked. Never secrets: they are not stored.',
     options: { all: { type: 'boolean' }, json: { type: 'boolean' } },
     async run({ values }) {
-      await withDatabase(async (db) => {
+      await withRuntime(async ({ db }) => {
         const tokens = await listTokens(db, { includeRevoked: values.all === true });
         if (values.json === true) {
           print(JSON.stringify(tokens, null, 2));
@@ -163,7 +160,7 @@ const COMMANDS: Record<string, Command> = {
       if (name === undefined || positionals.length > 1) {
         throw new UsageError('token revoke needs one <name>');
       }
-      await withDatabase(async (db) => {
+      await withRuntime(async ({ db }) => {
         if (!(await revokeToken(db, { name }))) {
           throw new TokenError('BAD_USER_INPUT', `no live token is named "${name}"`);
         }
@@ -175,8 +172,8 @@ const COMMANDS: Record<string, Command> = {
     usage: 'holdline queues',
     summary: 'List queues with their settings.',
     async run() {
-      await withDatabase(async (db) => {
-        const queues = await listQueues(db);
+      await withRuntime(async ({ engine }) => {
+        const queues = await engine.listQueues();
         console.table(queues.map((q) => ({ name: q.name, paused: q.paused, ...q.config })));
       });
     },
@@ -197,14 +194,21 @@ function optionalInteger(value: unknown, flag: string): number | undefined {
   return n;
 }
 
-async function withDatabase(run: (db: Executor, url: string) => Promise<void>): Promise<void> {
+/**
+ * Runs a command over the runtime (composition root) of DATABASE_URL or the embedded
+ * database: a pool of two, the engine; no LISTEN connection and no reaper, since a command
+ * neither waits nor stays.
+ */
+async function withRuntime(run: (runtime: Runtime, url: string) => Promise<void>): Promise<void> {
   const config = loadConfig();
-  const target = await resolveDatabase(config, pino({ level: 'silent' }));
-  const db = createDatabase(createPool({ connectionString: target.url, max: 2 }));
+  const logger = pino({ level: 'silent' });
+  const target = await resolveDatabase(config, logger);
+  const runtime = createRuntime({ logger, databaseUrl: target.url, poolMax: 2 });
   try {
-    await run(db, target.url);
+    await runtime.start();
+    await run(runtime, target.url);
   } finally {
-    await db.destroy();
+    await runtime.stop();
     await target.release();
   }
 }

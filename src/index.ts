@@ -8,6 +8,11 @@
  * The service itself is started with `npx holdline serve` (see README).
  */
 export * from './client/index.ts';
+export { EngineTransport } from './server/engine-transport.ts';
+export { createInProcessClient } from './server/in-process.ts';
+export type { InProcessClient, InProcessClientOptions } from './server/in-process.ts';
+export { publish, send, sendBatch, transactionSender } from './server/transactional.ts';
+export type { TransactionSender, TransactionTarget } from './server/transactional.ts';
 export { QueueEngine, QueueError } from './queue/index.ts';
 export type {
   Executor,

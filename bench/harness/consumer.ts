@@ -4,8 +4,8 @@ import type { Logger } from 'pino';
 import type { Database } from '../../src/db/database.ts';
 import { Listener } from '../../src/db/listener.ts';
 import { createDatabase, createPool } from '../../src/db/pool.ts';
-import { QueueEngine, WAKEUP_CHANNEL } from '../../src/queue/index.ts';
-import type { Delivery } from '../../src/queue/index.ts';
+import { QueueEngine, WAKEUP_CHANNEL } from '../../src/queue/operations.ts';
+import type { Delivery } from '../../src/queue/operations.ts';
 import { waitUntil } from './clock.ts';
 
 /** Options of {@link startConsumer}. */

@@ -6,8 +6,8 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { createInProcessClient } from '../../src/client/index.ts';
-import type { InProcessClient, MessageHandler, QueueWorker } from '../../src/client/index.ts';
+import { createInProcessClient } from '../../src/index.ts';
+import type { InProcessClient, MessageHandler, QueueWorker } from '../../src/index.ts';
 import { RAW_ACK_BATCH, RAW_LEASE } from './peers.ts';
 
 /**

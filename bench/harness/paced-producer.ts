@@ -7,7 +7,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../../src/db/database.ts';
 import { createDatabase, createPool } from '../../src/db/pool.ts';
-import { send } from '../../src/queue/index.ts';
+import { send } from '../../src/queue/operations.ts';
 import { nowMs, sleep } from './clock.ts';
 
 const PAD = 'x'.repeat(100);

@@ -10,7 +10,7 @@ import type { WorkerUtils } from 'graphile-worker';
 import { sql } from 'kysely';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
-import { createQueue } from '../../src/queue/index.ts';
+import { createQueue } from '../../src/queue/operations.ts';
 import type { BenchDatabase } from './database.ts';
 
 const require = createRequire(import.meta.url);

@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Database } from '../db/database.ts';
@@ -10,6 +9,7 @@ import {
   touchToken,
 } from './tokens.ts';
 import { ScopeSet, parseScopes } from './scopes.ts';
+import { ApiTokenGetLiveById } from './sql/api-token.ts';
 
 /** How long a token lookup is reused: the longest a revocation elsewhere goes unnoticed. */
 export const TOKEN_CACHE_MS_DEFAULT = 1_000;
@@ -30,13 +30,6 @@ export interface Principal {
   readonly secretHash: string;
 }
 
-/** Where a message is and who holds it, for checking a receipt against a token's scopes. */
-export interface MessageLease {
-  queue: string;
-  /** The current lease's token; null when the message is not leased. */
-  leaseToken: string | null;
-}
-
 /** Options of {@link AccessControl}. */
 export interface AccessControlOptions {
   db: Kysely<Database>;
@@ -51,7 +44,7 @@ interface CacheEntry {
 }
 
 /**
- * Authentication and the lookups authorization needs, for one service process.
+ * Authentication for one service process: token lookups, cached.
  *
  * A token lookup (hit or miss) is reused for `cacheMs` (1 s by default), so a busy token
  * costs one indexed query a second rather than one per request, and a revocation made by
@@ -112,20 +105,6 @@ export class AccessControl {
     this.cache.clear();
   }
 
-  /**
-   * Queue and lease token of each message id that exists, in one statement (primary key
-   * lookups), so that an ackBatch of 1,000 receipts costs one round trip to authorize.
-   */
-  async leasesOf(ids: readonly string[]): Promise<Map<string, MessageLease>> {
-    const leases = new Map<string, MessageLease>();
-    if (ids.length === 0) return leases;
-    const { rows } = await sql<{ id: string; queue: string; lease_token: string | null }>`
-      SELECT id, queue, lease_token FROM holdline.messages WHERE id = ANY(${ids}::bigint[])
-    `.execute(this.db);
-    for (const row of rows) leases.set(row.id, { queue: row.queue, leaseToken: row.lease_token });
-    return leases;
-  }
-
   private lookup(
     secretHash: string,
     load: () => Promise<Principal | undefined>,
@@ -156,12 +135,8 @@ export class AccessControl {
   }
 
   private async loadById(tokenId: string, secretHash: string): Promise<Principal | undefined> {
-    const token = await this.db
-      .selectFrom('holdline.api_tokens')
-      .select(['id', 'name', 'scopes'])
-      .where('id', '=', tokenId)
-      .where('revoked_at', 'is', null)
-      .executeTakeFirst();
+    const { rows } = await ApiTokenGetLiveById.run(this.db, [tokenId]);
+    const token = rows[0];
     return token === undefined ? undefined : this.principalOf(token, secretHash);
   }
 

@@ -5,7 +5,7 @@
  * layer enforces the checks, the server wires them.
  */
 export { AccessControl, LAST_USED_INTERVAL_MS, TOKEN_CACHE_MS_DEFAULT } from './access-control.ts';
-export type { AccessControlOptions, MessageLease, Principal } from './access-control.ts';
+export type { AccessControlOptions, Principal } from './access-control.ts';
 export { TokenError } from './errors.ts';
 export type { TokenErrorCode } from './errors.ts';
 export { RateLimiter } from './rate-limiter.ts';

@@ -1,10 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { sql } from 'kysely';
-import type { Kysely, Selectable } from 'kysely';
-import type { ApiTokensTable, Database } from '../db/database.ts';
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/database.ts';
 import { SQLSTATE, sqlState } from '../db/pg-errors.ts';
 import { TokenError } from './errors.ts';
 import { formatScope, parseScopes } from './scopes.ts';
+import {
+  ApiTokenGetLiveBySecretHash,
+  ApiTokenInsert,
+  ApiTokenList,
+  ApiTokenRevokeByName,
+  ApiTokenTouch,
+} from './sql/api-token.ts';
+import type { ApiTokenRow } from './sql/api-token.ts';
 
 /** What every secret starts with, so a leaked one is recognisable (secret scanners, logs). */
 export const SECRET_PREFIX = 'hl_';
@@ -38,7 +45,7 @@ export interface CreatedToken {
   secret: string;
 }
 
-/** SHA-256 of a secret, as stored in holdline.api_tokens.secret_hash. */
+/** SHA-256 of a secret, as stored in the tokens table's secret_hash. */
 export function hashSecret(secret: string): Buffer {
   return createHash('sha256').update(secret, 'utf8').digest();
 }
@@ -48,7 +55,7 @@ export function looksLikeSecret(secret: string): boolean {
   return SECRET_PATTERN.test(secret);
 }
 
-function toApiToken(row: Selectable<ApiTokensTable>): ApiToken {
+function toApiToken(row: ApiTokenRow): ApiToken {
   return {
     id: row.id,
     name: row.name,
@@ -78,12 +85,8 @@ export async function createToken(
   const scopes = parseScopes(params.scopes).map(formatScope);
   const secret = SECRET_PREFIX + randomBytes(SECRET_BYTES).toString('base64url');
   try {
-    const row = await db
-      .insertInto('holdline.api_tokens')
-      .values({ name: params.name, secret_hash: hashSecret(secret), scopes })
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    return { token: toApiToken(row), secret };
+    const { rows } = await ApiTokenInsert.run(db, [params.name, hashSecret(secret), scopes]);
+    return { token: toApiToken(rows[0]!), secret };
   } catch (error) {
     if (sqlState(error) === SQLSTATE.uniqueViolation) {
       throw new TokenError(
@@ -105,13 +108,8 @@ export async function revokeToken(
   db: Kysely<Database>,
   params: { name: string },
 ): Promise<boolean> {
-  const result = await db
-    .updateTable('holdline.api_tokens')
-    .set({ revoked_at: sql<Date>`now()` })
-    .where('name', '=', params.name)
-    .where('revoked_at', 'is', null)
-    .executeTakeFirst();
-  return result.numUpdatedRows > 0n;
+  const result = await ApiTokenRevokeByName.run(db, [params.name]);
+  return (result.numAffectedRows ?? 0n) > 0n;
 }
 
 /** Every token, live ones first, each group by name; revoked ones only when asked for. */
@@ -119,13 +117,7 @@ export async function listTokens(
   db: Kysely<Database>,
   params: { includeRevoked?: boolean } = {},
 ): Promise<ApiToken[]> {
-  let query = db.selectFrom('holdline.api_tokens').selectAll();
-  if (params.includeRevoked !== true) query = query.where('revoked_at', 'is', null);
-  const rows = await query
-    .orderBy((eb) => eb('revoked_at', 'is not', null))
-    .orderBy('name')
-    .orderBy('id')
-    .execute();
+  const { rows } = await ApiTokenList.run(db, [params.includeRevoked === true]);
   return rows.map(toApiToken);
 }
 
@@ -140,20 +132,12 @@ export async function findTokenBySecret(
   params: { secret: string },
 ): Promise<ApiToken | undefined> {
   if (!looksLikeSecret(params.secret)) return undefined;
-  const row = await db
-    .selectFrom('holdline.api_tokens')
-    .selectAll()
-    .where('secret_hash', '=', hashSecret(params.secret))
-    .where('revoked_at', 'is', null)
-    .executeTakeFirst();
+  const { rows } = await ApiTokenGetLiveBySecretHash.run(db, [hashSecret(params.secret)]);
+  const row = rows[0];
   return row === undefined ? undefined : toApiToken(row);
 }
 
 /** Sets a token's last_used_at to now. */
 export async function touchToken(db: Kysely<Database>, params: { id: string }): Promise<void> {
-  await db
-    .updateTable('holdline.api_tokens')
-    .set({ last_used_at: sql<Date>`now()` })
-    .where('id', '=', params.id)
-    .execute();
+  await ApiTokenTouch.run(db, [params.id]);
 }

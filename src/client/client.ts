@@ -1,11 +1,10 @@
 import { linkAbortSignals } from '../abort-signals.ts';
-import type { QueueConfig, QueueStats, SendInput } from '../queue/index.ts';
+import type { QueueConfig, QueueStats, SendInput } from '../contract.ts';
 import { HoldlineError, toHoldlineErrorCode } from './errors.ts';
 import { retryOptions, sendIdempotency, withRetries } from './retry.ts';
 import type { Idempotency, RetryOptions } from './retry.ts';
 import type {
   Delivery,
-  HoldlineClient,
   ListMessagesOptions,
   Message,
   MessageWithPosition,
@@ -13,6 +12,7 @@ import type {
   Queue,
   ReceiveOptions,
 } from './types.ts';
+import type { HoldlineClient } from './holdline-client.ts';
 import { QueueWorker, WorkerGroup } from './worker.ts';
 import type { ConsumeOptions, MessageHandler } from './worker.ts';
 

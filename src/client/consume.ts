@@ -1,7 +1,7 @@
 import { createClient } from './client.ts';
 import type { ClientOptions } from './client.ts';
 import { HoldlineError } from './errors.ts';
-import type { HoldlineClient } from './types.ts';
+import type { HoldlineClient } from './holdline-client.ts';
 import type { ConsumeOptions, MessageHandler, QueueWorker } from './worker.ts';
 
 /** Where {@link consume} gets its messages: a client you made, or a service URL. */

@@ -1,5 +1,3 @@
-import { QueueError } from '../queue/index.ts';
-
 /**
  * Every code a {@link HoldlineError} may carry: the contract's `extensions.code` values
  * (DESIGN.md), plus `UNAVAILABLE` (the service or its database could not be reached, or the
@@ -87,18 +85,6 @@ export function toHoldlineErrorCode(code: unknown): HoldlineErrorCode {
   return typeof code === 'string' && KNOWN_CODES.has(code)
     ? (code as HoldlineErrorCode)
     : 'INTERNAL_SERVER_ERROR';
-}
-
-/**
- * The engine's QueueError as a HoldlineError (same code and message, the original as
- * `cause`), so in-process and HTTP callers catch the same type. Anything else is returned
- * unchanged: an unexpected error is a bug to see, not a code to branch on.
- */
-export function fromEngineError(error: unknown): unknown {
-  if (error instanceof QueueError) {
-    return new HoldlineError(error.code, error.message, { cause: error });
-  }
-  return error;
 }
 
 /** True when `error` is a HoldlineError with code `code`. */

@@ -1,28 +1,24 @@
 /**
- * The TypeScript client of Holdline: an HTTP client (createClient), an in-process client
- * (createInProcessClient), a worker loop (consume / QueueWorker) that runs on either, and
- * sends that join the caller's transaction (send / sendBatch / publish).
+ * The HTTP client of Holdline (createClient) and the worker loop (consume / QueueWorker)
+ * that runs on any HoldlineClient. Imports no pg, no kysely and no engine: the in-process
+ * client and transactional sends live next to the composition root (src/server/) and are
+ * exported by the package entry (src/index.ts).
  */
 export { createClient, REQUEST_TIMEOUT_MS_DEFAULT } from './client.ts';
 export type { ClientOptions } from './client.ts';
 export { consume } from './consume.ts';
 export type { ConsumeSource } from './consume.ts';
-export { EngineTransport } from './engine-transport.ts';
 export { HoldlineError, isHoldlineError } from './errors.ts';
 export type { HoldlineErrorCode, HoldlineErrorOptions } from './errors.ts';
-export { createInProcessClient } from './in-process.ts';
-export type { InProcessClient, InProcessClientOptions } from './in-process.ts';
 export {
   RETRIES_DEFAULT,
   RETRY_INITIAL_DELAY_MS_DEFAULT,
   RETRY_MAX_DELAY_MS_DEFAULT,
 } from './retry.ts';
 export type { RetryOptions } from './retry.ts';
-export { publish, send, sendBatch, transactionSender } from './transactional.ts';
-export type { TransactionSender, TransactionTarget } from './transactional.ts';
+export type { HoldlineClient } from './holdline-client.ts';
 export type {
   Delivery,
-  HoldlineClient,
   ListMessagesOptions,
   Message,
   MessageState,

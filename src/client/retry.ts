@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { SendInput } from '../queue/index.ts';
+import type { SendInput } from '../contract.ts';
 import { HoldlineError } from './errors.ts';
 
 /** How a client retries failures that may succeed later (UNAVAILABLE, RATE_LIMITED). */

@@ -103,7 +103,7 @@ export interface DeadLettersView {
   created_at: Date;
 }
 
-/** A row of holdline.messages as the SQL functions return it. */
+/** A message row as the SQL functions return it. */
 export type MessageRow = {
   id: string;
   queue: string;

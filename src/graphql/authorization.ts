@@ -1,7 +1,8 @@
 import type { GraphQLError } from 'graphql';
 import { createGraphQLError } from 'graphql-yoga';
 import type { AccessControl, Principal, ScopeAction } from '../auth/index.ts';
-import { decodeReceipt, translateDatabaseError } from '../queue/index.ts';
+import { translateDatabaseError } from '../queue/index.ts';
+import type { AuthorizeQueues } from '../queue/index.ts';
 
 /** `extensions.code` of a request without a valid token (missing, wrong or revoked). */
 export const UNAUTHENTICATED_CODE = 'UNAUTHENTICATED';
@@ -73,29 +74,21 @@ export function authorizeAll(
 }
 
 /**
- * Throws FORBIDDEN when a receipt (for ack, ackBatch, nack, extendLease) belongs to a live
- * lease of a message in a queue the token may not `receive` from. A receipt whose lease is
- * gone (acked, reaped, re-leased, dead-lettered, never existed) is left to the engine, which
- * answers LEASE_LOST and changes nothing: so a worker whose message was dead-lettered under
- * it gets LEASE_LOST, as it would without authentication. A malformed receipt is the
- * engine's BAD_USER_INPUT. One lookup for the whole batch.
+ * The engine's authorization hook for receipts (ack, ackBatch, nack, extendLease), or
+ * undefined when the request may receive from every queue (the engine then runs its one
+ * statement, no transaction). The engine asks the hook with the queue of each delivery whose
+ * lease was live, read by the fenced statement itself, and rolls the change back when it
+ * throws: FORBIDDEN when a receipt belongs to a queue the token may not `receive` from. A
+ * receipt whose lease is gone (acked, reaped, re-leased, dead-lettered, never existed) never
+ * reaches the hook: the engine answers LEASE_LOST and changes nothing, so a worker whose
+ * message was dead-lettered under it gets LEASE_LOST, as it would without authentication. A
+ * malformed receipt is the engine's BAD_USER_INPUT.
  */
-export async function authorizeReceipts(
-  access: RequestAccess,
-  receipts: readonly string[],
-): Promise<void> {
-  if (access.kind === 'open' || access.principal.scopes.allowsEveryQueue('receive')) return;
-  const decoded = receipts.map((receipt) => decodeReceipt(receipt));
-  let leases: Awaited<ReturnType<AccessControl['leasesOf']>>;
-  try {
-    leases = await access.control.leasesOf([...new Set(decoded.map((r) => r.messageId))]);
-  } catch (error) {
-    throw translateDatabaseError(error);
+export function receiptAuthorizer(access: RequestAccess): AuthorizeQueues | undefined {
+  if (access.kind === 'open' || access.principal.scopes.allowsEveryQueue('receive')) {
+    return undefined;
   }
-  for (const { messageId, leaseToken } of decoded) {
-    const lease = leases.get(messageId);
-    if (lease?.leaseToken === leaseToken) authorize(access, 'receive', lease.queue);
-  }
+  return (queues) => authorizeAll(access, 'receive', queues);
 }
 
 /**

@@ -1,30 +1,17 @@
-import { QueueError } from './errors.ts';
-import { HotStatement } from './executor.ts';
+import { QueueError, translated } from './errors.ts';
 import type { Executor } from './executor.ts';
 import { decodeReceipt } from './receipts.ts';
+import { MessageAck, MessageAckMany } from './sql/index.ts';
 import { validateBatch } from './validation.ts';
 
-// "ageSeconds": from created_at (the start of the sending transaction) to the ack.
-const ACK = new HotStatement<AckedMessage>(`
-  DELETE FROM holdline.messages
-  WHERE id = $1::bigint AND lease_token = $2::uuid
-  RETURNING queue, extract(epoch FROM clock_timestamp() - created_at)::double precision AS "ageSeconds"`);
-
-const ACK_BATCH = new HotStatement<AckedMessage>(`
-  DELETE FROM holdline.messages m
-  USING unnest($1::bigint[], $2::uuid[]) AS r(id, lease_token)
-  WHERE m.id = r.id AND m.lease_token = r.lease_token
-  RETURNING m.queue,
-            extract(epoch FROM clock_timestamp() - m.created_at)::double precision AS "ageSeconds"`);
-
 /**
- * Acknowledges a delivery: the message is done and deleted. Fenced by the receipt's lease
- * token: when the lease was lost (reaped, or re-delivered to someone else) it changes
- * nothing and fails with LEASE_LOST, so it can never ack another consumer's delivery.
+ * Acknowledges a delivery: the message is done and deleted (holdline.ack). Fenced by the
+ * receipt's lease token: when the lease was lost (reaped, or re-delivered to someone else) it
+ * changes nothing and fails with LEASE_LOST, so it can never ack another consumer's delivery.
  */
 export async function ack(db: Executor, params: { receipt: string }): Promise<AckedMessage> {
   const { messageId, leaseToken } = decodeReceipt(params.receipt);
-  const { rows } = await ACK.run(db, [messageId, leaseToken]);
+  const { rows } = await translated(() => MessageAck.run(db, [messageId, leaseToken]));
   const acked = rows[0];
   if (acked === undefined) throw leaseLost();
   return acked;
@@ -38,10 +25,10 @@ export interface AckedMessage {
 }
 
 /**
- * Acknowledges many deliveries in one statement. Receipts whose lease was lost are left
- * alone; the result lists the messages acknowledged (per-item outcomes are data, not
- * errors). A malformed receipt fails the whole call with BAD_USER_INPUT before anything is
- * deleted.
+ * Acknowledges many deliveries in one statement (holdline.ack_batch). Receipts whose lease
+ * was lost are left alone; the result lists the messages acknowledged (per-item outcomes are
+ * data, not errors). A malformed receipt fails the whole call with BAD_USER_INPUT before
+ * anything is deleted.
  */
 export async function ackBatch(
   db: Executor,
@@ -49,10 +36,9 @@ export async function ackBatch(
 ): Promise<AckedMessage[]> {
   validateBatch(params.receipts, 'receipts');
   const decoded = params.receipts.map(decodeReceipt);
-  const { rows } = await ACK_BATCH.run(db, [
-    decoded.map((r) => r.messageId),
-    decoded.map((r) => r.leaseToken),
-  ]);
+  const { rows } = await translated(() =>
+    MessageAckMany.run(db, [decoded.map((r) => r.messageId), decoded.map((r) => r.leaseToken)]),
+  );
   return rows;
 }
 

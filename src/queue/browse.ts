@@ -1,8 +1,8 @@
-import { sql } from 'kysely';
 import { badInput, translated } from './errors.ts';
 import type { Executor } from './executor.ts';
 import { toMessage } from './message-row.ts';
 import { queueNotFound } from './queues.ts';
+import { MessageListPage, QueueGetByName } from './sql/index.ts';
 import type { Message, MessageState } from './types.ts';
 import { validateInteger, validateQueueName } from './validation.ts';
 
@@ -54,28 +54,10 @@ export async function listMessages(db: Executor, params: ListMessagesParams): Pr
   }
 
   return translated(async () => {
-    const exists = await db
-      .selectFrom('holdline.queues')
-      .select('name')
-      .where('name', '=', queue)
-      .executeTakeFirst();
-    if (exists === undefined) throw queueNotFound(queue);
-
-    let query = db
-      .selectFrom('holdline.messages')
-      .selectAll()
-      // The state filter and the state reported use the same clock, the statement's now().
-      .select(sql<Date>`now()`.as('observed_at'))
-      .where('queue', '=', queue);
-    if (state === 'LEASED') query = query.where('lease_token', 'is not', null);
-    if (state === 'READY') {
-      query = query.where('lease_token', 'is', null).where('run_at', '<=', sql<Date>`now()`);
-    }
-    if (state === 'DELAYED') {
-      query = query.where('lease_token', 'is', null).where('run_at', '>', sql<Date>`now()`);
-    }
-    if (after !== null) query = query.where('id', '>', sql<string>`${after}::bigint`);
-    const rows = await query.orderBy('id').limit(first).execute();
+    const { rows: queues } = await QueueGetByName.run(db, [queue]);
+    if (queues.length === 0) throw queueNotFound(queue);
+    // The state filter and the state reported use the same clock, the statement's now().
+    const { rows } = await MessageListPage.run(db, [queue, state, first, after]);
     return rows.map((row) => toMessage(row, row.observed_at));
   });
 }

@@ -1,11 +1,11 @@
-import { sql } from 'kysely';
 import type { Executor } from './executor.ts';
+import { DequeueCountAddMany } from './sql/index.ts';
 
-/** How often counted deliveries are written to holdline.dequeue_counts. */
+/** How often counted deliveries are written to the dequeue counts (sql/dequeue-count.ts). */
 export const DEQUEUE_FLUSH_INTERVAL_MS_DEFAULT = 5_000;
 
 /**
- * Counts deliveries per queue in memory and adds them to holdline.dequeue_counts every few
+ * Counts deliveries per queue in memory and adds them to the dequeue counts (sql/dequeue-count.ts) every few
  * seconds, the source of estimated waits. Counting on the receive path would make every
  * receiver of a queue update one row; this costs one upsert per flush instead. Counts of a
  * crashed process since its last flush are lost: they only feed an estimate.
@@ -50,13 +50,7 @@ export class DequeueMeter {
     const counts = this.counts;
     this.counts = new Map();
     try {
-      await sql`
-        INSERT INTO holdline.dequeue_counts (queue, minute, deliveries)
-        SELECT q, date_trunc('minute', now()), n
-        FROM unnest(${[...counts.keys()]}::text[], ${[...counts.values()]}::bigint[]) AS c(q, n)
-        ON CONFLICT (queue, minute)
-        DO UPDATE SET deliveries = holdline.dequeue_counts.deliveries + excluded.deliveries
-      `.execute(this.db);
+      await DequeueCountAddMany.run(this.db, [[...counts.keys()], [...counts.values()]]);
     } catch (error) {
       for (const [queue, n] of counts) this.record(queue, n);
       this.onError(error);

@@ -7,8 +7,9 @@ import { listMessages } from './browse.ts';
 import type { ListMessagesParams } from './browse.ts';
 import type { AckedMessage } from './ack.ts';
 import { DequeueMeter } from './dequeue-meter.ts';
-import { QueueError } from './errors.ts';
+import { QueueError, translated } from './errors.ts';
 import type { Executor } from './executor.ts';
+import { QueueMaintenance } from './maintenance.ts';
 import { extendLease } from './extend-lease.ts';
 import { nack } from './nack.ts';
 import type { NackedMessage } from './nack.ts';
@@ -25,6 +26,7 @@ import { receive } from './receive.ts';
 import type { ReceiveParams } from './receive.ts';
 import { redrive } from './redrive.ts';
 import { publish, send, sendBatch } from './send.ts';
+import { DatabasePing } from './sql/index.ts';
 import { allQueueStats, getMessage, queueStats } from './stats.ts';
 import { bindQueue, listBindings, unbindQueue } from './topics.ts';
 import type { Delivery, Message, Queue, QueueConfig, QueueStats, SendInput } from './types.ts';
@@ -69,6 +71,37 @@ export interface QueueEngineEvents {
 }
 
 /**
+ * Sends bound to one transaction: {@link QueueEngine.within} (the caller's), or the one
+ * {@link QueueEngine.transaction} opens. Each validates as the engine's own send does and
+ * fails with the same QueueErrors; messages commit with the transaction or not at all.
+ */
+export interface EngineTransaction {
+  /** Enqueues one message in the transaction. */
+  send(queue: string, message: SendInput): Promise<Message>;
+  /** Enqueues 1 to 1000 messages into one queue in the transaction, in one statement. */
+  sendBatch(queue: string, messages: readonly SendInput[]): Promise<Message[]>;
+  /** Copies a message into every queue bound to a pattern matching `topic`, in the transaction. */
+  publish(topic: string, message: SendInput): Promise<Message[]>;
+}
+
+/**
+ * An authorization hook: given the queues an operation touched, throws to refuse it. The
+ * operation then runs in a transaction of its own that the refusal rolls back, so a refused
+ * call changes nothing. What it throws is what the caller gets.
+ */
+export type AuthorizeQueues = (queues: ReadonlySet<string>) => void;
+
+/** Options of the engine's receipt operations (ack, ackBatch, nack, extendLease). */
+export interface ReceiptOptions {
+  /**
+   * Refuses the call by the queue of each delivery whose lease is live (a receipt whose
+   * lease was lost is LEASE_LOST before this is asked). The message row is read once: the
+   * fenced statement itself says which queue it was in.
+   */
+  authorize?: AuthorizeQueues;
+}
+
+/**
  * The queue engine of one process: the operations of src/queue over a pool, plus the state
  * they share: wake-ups for long polls and subscriptions, the dequeue meter, and a closing
  * flag so that shutdown stops new leases. Operations that take `trx` run inside the
@@ -76,8 +109,10 @@ export interface QueueEngineEvents {
  * Lifecycle: start() once, stop() any number of times.
  */
 export class QueueEngine extends EventEmitter<QueueEngineEvents> {
-  readonly db: Executor;
-  readonly wakeups: Wakeups;
+  /** The maintenance statements of the maintainer's services (src/reaper). */
+  readonly maintenance: QueueMaintenance;
+  private readonly db: Executor;
+  private readonly wakeups: Wakeups;
   private readonly meter: DequeueMeter;
   private readonly pollIntervalMs: number;
   private readonly closing = new AbortController();
@@ -85,6 +120,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   constructor(options: QueueEngineOptions) {
     super();
     this.db = options.db;
+    this.maintenance = new QueueMaintenance(options.db);
     this.pollIntervalMs = options.pollIntervalMs ?? POLL_INTERVAL_MS_DEFAULT;
     this.wakeups = new Wakeups(options.listener, options.logger.child({ component: 'wakeups' }));
     this.meter = new DequeueMeter(options.db, undefined, (error) =>
@@ -101,6 +137,54 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     this.closing.abort();
     await this.wakeups.stop();
     await this.meter.stop();
+  }
+
+  /**
+   * Sends inside a caller's open transaction (a kysely Transaction, or any Executor) without
+   * an engine: what the package's transactional `send(trx, …)` uses. No events and no local
+   * wake-up: the commit's NOTIFY (only when some consumer idle-waits) wakes consumers
+   * everywhere, this process's too.
+   */
+  static within(trx: Executor): EngineTransaction {
+    return bindTransaction(trx, () => undefined);
+  }
+
+  /**
+   * Sends inside a caller's open transaction (a kysely Transaction, or a Kysely over the
+   * caller's pg client). Emits `sent` at once. This process's waiters are woken by the
+   * commit's NOTIFY like everyone's, since the engine cannot see the caller's commit; use
+   * {@link transaction} to let the engine commit and wake them directly.
+   */
+  within(trx: Executor): EngineTransaction {
+    return bindTransaction(trx, (queue, messages) => this.emit('sent', queue, messages));
+  }
+
+  /**
+   * Runs `work` in a transaction the engine opens on its pool: committed when `work`
+   * resolves, rolled back when it throws (nothing sent then). After the commit, wakes this
+   * process's waiters on every queue sent to and emits `sent`. A failed COMMIT is
+   * UNAVAILABLE, as it is for the engine's own statements.
+   */
+  async transaction<T>(work: (tx: EngineTransaction) => Promise<T>): Promise<T> {
+    const sent = new Map<string, number>();
+    const result = await translated(() =>
+      this.db
+        .transaction()
+        .execute((trx) =>
+          work(
+            bindTransaction(trx, (queue, messages) =>
+              sent.set(queue, (sent.get(queue) ?? 0) + messages),
+            ),
+          ),
+        ),
+    );
+    for (const [queue, messages] of sent) this.sent(queue, messages);
+    return result;
+  }
+
+  /** Resolves when the database answers a trivial statement (readiness checks). */
+  async ping(): Promise<void> {
+    await translated(() => DatabasePing.run(this.db, []));
   }
 
   /** True once stop() was called. */
@@ -157,27 +241,43 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     return listBindings(this.db, { queue });
   }
 
-  /** See sendBatch in send.ts. Wakes this process's waiters after its own commit. */
-  async send(queue: string, message: SendInput, trx?: Executor): Promise<Message> {
-    const sent = await send(trx ?? this.db, { queue, message });
-    this.sent(queue, 1, trx);
+  /** Enqueues one message (see send.ts) and wakes this process's waiters on the queue. */
+  async send(queue: string, message: SendInput): Promise<Message> {
+    const sent = await send(this.db, { queue, message });
+    this.sent(queue, 1);
     return sent;
   }
 
-  async sendBatch(
-    queue: string,
-    messages: readonly SendInput[],
-    trx?: Executor,
+  /** Enqueues 1 to 1000 messages atomically (see sendBatch in send.ts), then wakes. */
+  async sendBatch(queue: string, messages: readonly SendInput[]): Promise<Message[]> {
+    const sent = await sendBatch(this.db, { queue, messages });
+    this.sent(queue, sent.length);
+    return sent;
+  }
+
+  /**
+   * Copies a message into every queue bound to a pattern matching `topic` (see send.ts),
+   * then wakes those queues' waiters here. With `authorize`, the copies are made in a
+   * transaction and the hook is asked with the queues they landed in: which queues a topic
+   * reaches is only certain inside that transaction (a binding may be added at any moment),
+   * and a refusal rolls it back, publishing nothing.
+   */
+  async publish(
+    topic: string,
+    message: SendInput,
+    options: { authorize?: AuthorizeQueues } = {},
   ): Promise<Message[]> {
-    const sent = await sendBatch(trx ?? this.db, { queue, messages });
-    this.sent(queue, sent.length, trx);
-    return sent;
-  }
-
-  async publish(topic: string, message: SendInput, trx?: Executor): Promise<Message[]> {
-    const sent = await publish(trx ?? this.db, { topic, message });
-    for (const m of sent) this.sent(m.queue, 1, trx);
-    return sent;
+    const { authorize } = options;
+    if (authorize === undefined) {
+      const sent = await publish(this.db, { topic, message });
+      for (const m of sent) this.sent(m.queue, 1);
+      return sent;
+    }
+    return this.transaction(async (tx) => {
+      const made = await tx.publish(topic, message);
+      authorize(new Set(made.map((m) => m.queue)));
+      return made;
+    });
   }
 
   /**
@@ -240,28 +340,49 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   }
 
   /** Acks one delivery (see ack.ts); LEASE_LOST when its lease was lost. */
-  async ack(receipt: string): Promise<AckedMessage> {
-    const acked = await ack(this.db, { receipt });
+  async ack(receipt: string, options: ReceiptOptions = {}): Promise<AckedMessage> {
+    const acked = await this.settle(
+      options,
+      (db) => ack(db, { receipt }),
+      (a) => [a.queue],
+    );
     this.emit('acked', acked.queue, acked.ageSeconds);
     return acked;
   }
   /** Acks many deliveries; returns those whose lease was still valid. */
-  async ackBatch(receipts: readonly string[]): Promise<AckedMessage[]> {
-    const acked = await ackBatch(this.db, { receipts });
+  async ackBatch(
+    receipts: readonly string[],
+    options: ReceiptOptions = {},
+  ): Promise<AckedMessage[]> {
+    const acked = await this.settle(
+      options,
+      (db) => ackBatch(db, { receipts }),
+      (all) => all.map((a) => a.queue),
+    );
     for (const a of acked) this.emit('acked', a.queue, a.ageSeconds);
     return acked;
   }
   /** Nacks one delivery (see nack.ts): retried with backoff, or dead-lettered. */
   async nack(
     receipt: string,
-    options: { delaySeconds?: number | null; error?: string | null } = {},
+    options: { delaySeconds?: number | null; error?: string | null } & ReceiptOptions = {},
   ): Promise<NackedMessage> {
-    const nacked = await nack(this.db, { receipt, ...options });
+    const { authorize, ...params } = options;
+    const nacked = await this.settle(
+      { authorize },
+      (db) => nack(db, { receipt, ...params }),
+      (n) => [n.queue],
+    );
     this.emit('nacked', nacked.queue, nacked.outcome);
     return nacked;
   }
-  extendLease(receipt: string, seconds: number): Promise<Delivery> {
-    return extendLease(this.db, { receipt, seconds });
+  /** Sets a lease to end `seconds` from now (see extend-lease.ts); LEASE_LOST when lost. */
+  extendLease(receipt: string, seconds: number, options: ReceiptOptions = {}): Promise<Delivery> {
+    return this.settle(
+      options,
+      (db) => extendLease(db, { receipt, seconds }),
+      (d) => [d.message.queue],
+    );
   }
   async redrive(queue: string, max?: number | null): Promise<number> {
     const moved = await redrive(this.db, { queue, max });
@@ -279,9 +400,54 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     return deliveries;
   }
 
-  /** After a send: wake this process's waiters once it is committed (now, without trx). */
-  private sent(queue: string, messages: number, trx: Executor | undefined): void {
-    if (trx === undefined) this.wakeups.wake(queue);
+  /**
+   * Runs a receipt operation: on the pool when there is nothing to authorize (the hot path:
+   * one statement); else in a transaction where the hook sees the queues the fenced
+   * statement touched and its refusal rolls the change back.
+   */
+  private settle<T>(
+    options: ReceiptOptions,
+    run: (db: Executor) => Promise<T>,
+    queuesOf: (result: T) => Iterable<string>,
+  ): Promise<T> {
+    const { authorize } = options;
+    if (authorize === undefined) return run(this.db);
+    return translated(() =>
+      this.db.transaction().execute(async (trx) => {
+        const result = await run(trx);
+        authorize(new Set(queuesOf(result)));
+        return result;
+      }),
+    );
+  }
+
+  /** After a committed send: wake this process's waiters on the queue, and tell listeners. */
+  private sent(queue: string, messages: number): void {
+    this.wakeups.wake(queue);
     this.emit('sent', queue, messages);
   }
+}
+
+/** An {@link EngineTransaction} over `trx`; `onSent` hears of each send that succeeded. */
+function bindTransaction(
+  trx: Executor,
+  onSent: (queue: string, messages: number) => void,
+): EngineTransaction {
+  return {
+    async send(queue, message) {
+      const sent = await send(trx, { queue, message });
+      onSent(queue, 1);
+      return sent;
+    },
+    async sendBatch(queue, messages) {
+      const sent = await sendBatch(trx, { queue, messages });
+      onSent(queue, sent.length);
+      return sent;
+    },
+    async publish(topic, message) {
+      const sent = await publish(trx, { topic, message });
+      for (const m of sent) onSent(m.queue, 1);
+      return sent;
+    },
+  };
 }

@@ -63,7 +63,7 @@ export function translateDatabaseError(error: unknown): unknown {
 
 /**
  * Runs a database call and rethrows its failure translated (see translateDatabaseError).
- * Not an async function, so that it adds no await to the hot statements (HotStatement)
+ * Not an async function, so that it adds no await to the hot statements (src/queue/sql/)
  * that run through it.
  */
 export function translated<T>(run: () => Promise<T>): Promise<T> {

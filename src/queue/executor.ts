@@ -1,8 +1,5 @@
-import { CompiledQuery } from 'kysely';
-import type { Kysely, QueryResult, Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../db/database.ts';
-import { markPrepared } from '../db/prepared-statements.ts';
-import { translated } from './errors.ts';
 
 /**
  * What every engine operation runs on: the pool-backed Kysely instance, or a caller's
@@ -23,25 +20,4 @@ export async function inTransaction<T>(
 ): Promise<T> {
   if (db.isTransaction) return work(db as Transaction<Database>);
   return db.transaction().execute(work);
-}
-
-/**
- * One of the engine's hot statements (a send, receive, ack, nack or lease extension): its SQL
- * text fixed once, with $n placeholders, run with each call's parameters. Fixed text skips
- * kysely's compiler on every call (profiled: about a tenth of the engine's Node CPU per
- * single send) and lets the statement be prepared on connections whose pool allows it (see
- * src/db/prepared-statements.ts). Lists go in as array parameters, so the text never varies.
- */
-export class HotStatement<R> {
-  readonly #text: string;
-
-  constructor(text: string) {
-    this.#text = text;
-    markPrepared(text);
-  }
-
-  /** Runs the statement on `db` (a caller's Transaction too); failures come translated. */
-  run(db: Executor, parameters: unknown[]): Promise<QueryResult<R>> {
-    return translated(() => db.executeQuery<R>(CompiledQuery.raw(this.#text, parameters)));
-  }
 }

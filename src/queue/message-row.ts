@@ -2,23 +2,13 @@ import type { MessageRow } from '../db/database.ts';
 import { encodeReceipt } from './receipts.ts';
 import type { Delivery, Message, MessageState } from './types.ts';
 
-/**
- * SQL for a timestamptz expression as whole epoch milliseconds: a float8, which pg reads with
- * parseFloat, where a timestamptz text costs pg's date parser per value (a tenth of a
- * draining consumer's CPU). Floored in numeric, exactly, as pg's own parse truncates to the
- * millisecond; a float8 product could land a hair below a whole millisecond.
- */
-export function epochMs(timestamp: string): string {
-  return `floor(extract(epoch FROM ${timestamp}) * 1000)::float8`;
-}
-
 /** The state a row is in at `now`. */
 export function messageState(row: MessageRow, now: Date = new Date()): MessageState {
   if (row.lease_token !== null) return 'LEASED';
   return row.run_at.getTime() > now.getTime() ? 'DELAYED' : 'READY';
 }
 
-/** Maps a holdline.messages row to the API's Message. */
+/** Maps a message row (see MessageRow) to the API's Message. */
 export function toMessage(row: MessageRow, now?: Date): Message {
   return {
     id: String(row.id),

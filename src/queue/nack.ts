@@ -1,12 +1,9 @@
-import { HotStatement } from './executor.ts';
-import type { Executor } from './executor.ts';
 import { leaseLost } from './ack.ts';
+import { translated } from './errors.ts';
+import type { Executor } from './executor.ts';
 import { decodeReceipt } from './receipts.ts';
+import { MessageNack } from './sql/index.ts';
 import { DELAY_MAX_SECONDS, ERROR_TEXT_MAX_LENGTH, validateInteger } from './validation.ts';
-
-const NACK = new HotStatement<NackedMessage>(`
-  SELECT * FROM holdline.nack($1::bigint, $2::uuid, $3::double precision, $4::text,
-                              $5::timestamptz)`);
 
 /** What a nack did with the message. */
 export type NackOutcome = 'retried' | 'dead_lettered';
@@ -28,7 +25,9 @@ export async function nack(
       : validateInteger(params.delaySeconds, 'delaySeconds', 0, DELAY_MAX_SECONDS);
   // An error text is a diagnostic, not data: keep it, but bounded.
   const error = params.error == null ? null : params.error.slice(0, ERROR_TEXT_MAX_LENGTH);
-  const { rows } = await NACK.run(db, [messageId, leaseToken, delay, error, params.now ?? null]);
+  const { rows } = await translated(() =>
+    MessageNack.run(db, [messageId, leaseToken, delay, error, params.now ?? null]),
+  );
   const nacked = rows[0];
   if (nacked === undefined) throw leaseLost();
   return nacked;

@@ -1,9 +1,19 @@
-import { sql } from 'kysely';
-import type { Selectable } from 'kysely';
-import type { QueuesTable } from '../db/database.ts';
 import { QueueError, translated } from './errors.ts';
 import { QUEUE_LOCK_NAMESPACE, inTransaction } from './executor.ts';
 import type { Executor } from './executor.ts';
+import {
+  DequeueCountDeleteByQueue,
+  MessageDeleteByQueue,
+  QueueDelete,
+  QueueGetByName,
+  QueueInsert,
+  QueueList,
+  QueueLock,
+  QueueSetPaused,
+  QueueUpdateConfig,
+  WaitingConsumerDeleteByQueue,
+} from './sql/index.ts';
+import type { QueueRow } from './sql/index.ts';
 import type { Queue, QueueConfig } from './types.ts';
 import {
   QUEUE_NAME_PATTERN,
@@ -14,8 +24,6 @@ import {
 
 /** Suffix of the default dead-letter queue's name: `orders` → `orders.dlq`. */
 export const DEAD_LETTER_SUFFIX = '.dlq';
-
-type QueueRow = Selectable<QueuesTable>;
 
 /**
  * Settings of a queue created without them; the column defaults in migrations/ say the same,
@@ -48,19 +56,18 @@ function toQueue(row: QueueRow): Queue {
   };
 }
 
-function configColumns(config: Partial<QueueConfig>): Partial<QueueRow> {
-  const columns: Partial<QueueRow> = {};
-  if (config.visibilityTimeoutSeconds !== undefined)
-    columns.visibility_timeout_seconds = config.visibilityTimeoutSeconds;
-  if (config.maxAttempts !== undefined) columns.max_attempts = config.maxAttempts;
-  if (config.deadLetterQueue !== undefined) columns.dead_letter_queue = config.deadLetterQueue;
-  if (config.backoffInitialSeconds !== undefined)
-    columns.backoff_initial_seconds = config.backoffInitialSeconds;
-  if (config.backoffMaxSeconds !== undefined)
-    columns.backoff_max_seconds = config.backoffMaxSeconds;
-  if (config.retentionSeconds !== undefined) columns.retention_seconds = config.retentionSeconds;
-  if (config.maxPayloadBytes !== undefined) columns.max_payload_bytes = config.maxPayloadBytes;
-  return columns;
+/** The numeric settings as QueueInsert / QueueUpdateConfig take them: NULL for "not given". */
+function numericSettings(
+  config: Partial<QueueConfig>,
+): [number | null, number | null, number | null, number | null, number | null, number | null] {
+  return [
+    config.visibilityTimeoutSeconds ?? null,
+    config.maxAttempts ?? null,
+    config.backoffInitialSeconds ?? null,
+    config.backoffMaxSeconds ?? null,
+    config.retentionSeconds ?? null,
+    config.maxPayloadBytes ?? null,
+  ];
 }
 
 /**
@@ -83,14 +90,12 @@ export async function createQueue(
     config.deadLetterQueue = dlq;
   }
   validateQueueConfig(name, config, QUEUE_CONFIG_DEFAULTS);
-  const row = await translated(() =>
-    db
-      .insertInto('holdline.queues')
-      .values({ name, ...configColumns(config) })
-      .onConflict((oc) => oc.column('name').doNothing())
-      .returningAll()
-      .executeTakeFirst(),
+  // Every setting is written: the defaults here are the column defaults of migrations/0001.
+  const full: QueueConfig = { ...QUEUE_CONFIG_DEFAULTS, ...config };
+  const { rows } = await translated(() =>
+    QueueInsert.run(db, [name, full.deadLetterQueue, ...numericSettings(full)]),
   );
+  const row = rows[0];
   if (row === undefined) throw new QueueError('QUEUE_EXISTS', `queue "${name}" already exists`);
   return toQueue(row);
 }
@@ -104,16 +109,19 @@ export async function configureQueue(
   const current = await getQueue(db, { name });
   if (current === undefined) throw queueNotFound(name);
   validateQueueConfig(name, params.config, current.config);
-  const columns = configColumns(params.config);
-  if (Object.keys(columns).length === 0) return current;
-  const row = await translated(() =>
-    db
-      .updateTable('holdline.queues')
-      .set({ ...columns, updated_at: sql`now()` })
-      .where('name', '=', name)
-      .returningAll()
-      .executeTakeFirst(),
+  const config = params.config;
+  const settings = numericSettings(config);
+  const setDeadLetterQueue = config.deadLetterQueue !== undefined;
+  if (!setDeadLetterQueue && settings.every((value) => value === null)) return current;
+  const { rows } = await translated(() =>
+    QueueUpdateConfig.run(db, [
+      name,
+      setDeadLetterQueue,
+      config.deadLetterQueue ?? null,
+      ...settings,
+    ]),
   );
+  const row = rows[0];
   if (row === undefined) throw queueNotFound(name);
   return toQueue(row);
 }
@@ -124,14 +132,8 @@ export async function setQueuePaused(
   params: { name: string; paused: boolean },
 ): Promise<Queue> {
   const name = validateQueueName(params.name);
-  const row = await translated(() =>
-    db
-      .updateTable('holdline.queues')
-      .set({ paused: params.paused, updated_at: sql`now()` })
-      .where('name', '=', name)
-      .returningAll()
-      .executeTakeFirst(),
-  );
+  const { rows } = await translated(() => QueueSetPaused.run(db, [name, params.paused]));
+  const row = rows[0];
   if (row === undefined) throw queueNotFound(name);
   return toQueue(row);
 }
@@ -146,17 +148,12 @@ export async function deleteQueue(db: Executor, params: { name: string }): Promi
   const name = validateQueueName(params.name);
   return translated(() =>
     inTransaction(db, async (trx) => {
-      await sql`SELECT pg_advisory_xact_lock(${QUEUE_LOCK_NAMESPACE}::int, hashtext(${name}))`.execute(
-        trx,
-      );
-      const deleted = await trx
-        .deleteFrom('holdline.queues')
-        .where('name', '=', name)
-        .executeTakeFirst();
-      if (deleted.numDeletedRows === 0n) return false;
-      await trx.deleteFrom('holdline.messages').where('queue', '=', name).execute();
-      await trx.deleteFrom('holdline.waiting_consumers').where('queue', '=', name).execute();
-      await trx.deleteFrom('holdline.dequeue_counts').where('queue', '=', name).execute();
+      await QueueLock.run(trx, [QUEUE_LOCK_NAMESPACE, name]);
+      const deleted = await QueueDelete.run(trx, [name]);
+      if (deleted.numAffectedRows === 0n) return false;
+      await MessageDeleteByQueue.run(trx, [name]);
+      await WaitingConsumerDeleteByQueue.run(trx, [name]);
+      await DequeueCountDeleteByQueue.run(trx, [name]);
       return true;
     }),
   );
@@ -171,28 +168,22 @@ export async function purgeQueue(db: Executor, params: { name: string }): Promis
   return translated(async () => {
     const queue = await getQueue(db, { name });
     if (queue === undefined) throw queueNotFound(name);
-    const result = await db
-      .deleteFrom('holdline.messages')
-      .where('queue', '=', name)
-      .executeTakeFirst();
-    return Number(result.numDeletedRows);
+    const result = await MessageDeleteByQueue.run(db, [name]);
+    return Number(result.numAffectedRows ?? 0n);
   });
 }
 
 /** One queue, or undefined when it does not exist. */
 export async function getQueue(db: Executor, params: { name: string }): Promise<Queue | undefined> {
   const name = validateQueueName(params.name);
-  const row = await translated(() =>
-    db.selectFrom('holdline.queues').selectAll().where('name', '=', name).executeTakeFirst(),
-  );
+  const { rows } = await translated(() => QueueGetByName.run(db, [name]));
+  const row = rows[0];
   return row === undefined ? undefined : toQueue(row);
 }
 
 /** All queues, by name. */
 export async function listQueues(db: Executor): Promise<Queue[]> {
-  const rows = await translated(() =>
-    db.selectFrom('holdline.queues').selectAll().orderBy('name').execute(),
-  );
+  const { rows } = await translated(() => QueueList.run(db, []));
   return rows.map(toQueue);
 }
 

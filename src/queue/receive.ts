@@ -1,7 +1,7 @@
-import type { MessageRow } from '../db/database.ts';
-import { HotStatement } from './executor.ts';
+import { translated } from './errors.ts';
 import type { Executor } from './executor.ts';
-import { epochMs, toDelivery } from './message-row.ts';
+import { toDelivery } from './message-row.ts';
+import { MessageLeaseMany } from './sql/index.ts';
 import type { Delivery } from './types.ts';
 import {
   LEASE_MAX_SECONDS,
@@ -9,16 +9,6 @@ import {
   validateInteger,
   validateQueueName,
 } from './validation.ts';
-
-// Timestamps as epoch milliseconds: see epochMs.
-const RECEIVE = new HotStatement<ReceivedRow>(`
-  SELECT m.id, m.queue, m.payload, m.headers, m.priority, m.attempts, m.lease_token,
-         m.dedup_key, m.group_key, m.origin_queue, m.last_error,
-         ${epochMs('m.run_at')} AS run_at_ms,
-         ${epochMs('m.lease_expires_at')} AS lease_expires_at_ms,
-         ${epochMs('m.created_at')} AS created_at_ms,
-         ${epochMs('m.dead_lettered_at')} AS dead_lettered_at_ms
-  FROM holdline.receive($1, $2::integer, $3::integer, $4::timestamptz) AS m`);
 
 /** Parameters of {@link receive}. */
 export interface ReceiveParams {
@@ -46,7 +36,9 @@ export async function receive(db: Executor, params: ReceiveParams): Promise<Deli
     params.visibilityTimeoutSeconds == null
       ? null
       : validateInteger(params.visibilityTimeoutSeconds, 'visibilityTimeout', 1, LEASE_MAX_SECONDS);
-  const { rows } = await RECEIVE.run(db, [queue, max, visibility, params.now ?? null]);
+  const { rows } = await translated(() =>
+    MessageLeaseMany.run(db, [queue, max, visibility, params.now ?? null]),
+  );
   return rows.map((row) =>
     toDelivery({
       id: row.id,
@@ -68,14 +60,3 @@ export async function receive(db: Executor, params: ReceiveParams): Promise<Deli
     }),
   );
 }
-
-/** A leased row as receive selects it. */
-type ReceivedRow = Omit<
-  MessageRow,
-  'run_at' | 'lease_expires_at' | 'dead_lettered_at' | 'created_at'
-> & {
-  run_at_ms: number;
-  lease_expires_at_ms: number;
-  created_at_ms: number;
-  dead_lettered_at_ms: number | null;
-};

@@ -1,6 +1,6 @@
-import { sql } from 'kysely';
 import { translated } from './errors.ts';
 import type { Executor } from './executor.ts';
+import { MessageRedrive } from './sql/index.ts';
 import { validateInteger, validateQueueName } from './validation.ts';
 
 /** Most dead letters one redrive moves when `max` is not given. */
@@ -17,8 +17,6 @@ export async function redrive(
 ): Promise<number> {
   const queue = validateQueueName(params.queue);
   const max = validateInteger(params.max ?? REDRIVE_MAX_DEFAULT, 'max', 1, 1_000_000);
-  const { rows } = await translated(() =>
-    sql<{ moved: number }>`SELECT holdline.redrive(${queue}, ${max}::integer) AS moved`.execute(db),
-  );
+  const { rows } = await translated(() => MessageRedrive.run(db, [queue, max]));
   return rows[0]?.moved ?? 0;
 }

@@ -1,9 +1,12 @@
-import { sql } from 'kysely';
-import type { MessageRow } from '../db/database.ts';
 import { translated } from './errors.ts';
-import { HotStatement } from './executor.ts';
 import type { Executor } from './executor.ts';
-import { epochMs, toMessage } from './message-row.ts';
+import { toMessage } from './message-row.ts';
+import {
+  MessageInsert,
+  MessageInsertMany,
+  MessageInsertManyDeduplicated,
+  MessagePublish,
+} from './sql/index.ts';
 import type { Message, SendInput } from './types.ts';
 import {
   validateBatch,
@@ -11,15 +14,6 @@ import {
   validateSendInput,
   validateTopic,
 } from './validation.ts';
-
-// now() is the transaction's timestamp, which the rows' created_at defaults to.
-const SEND_MANY = new HotStatement<{ ids: string[]; created_at_ms: number }>(`
-  SELECT holdline.send_many($1, $2::jsonb) AS ids, ${epochMs('now()')} AS created_at_ms`);
-
-const SEND_AT = new HotStatement<{ id: string; created_at_ms: number }>(`
-  SELECT holdline.send_at($1, $2::jsonb, $3::timestamptz, $4::integer, NULL, $5::text,
-                          $6::jsonb) AS id,
-         ${epochMs('now()')} AS created_at_ms`);
 
 /**
  * Enqueues messages into one queue in a single statement, atomically: all or none. With a
@@ -52,7 +46,7 @@ export async function sendBatch(
       headers: m.headers,
     })),
   );
-  const { rows } = await SEND_MANY.run(db, [queue, json]);
+  const { rows } = await translated(() => MessageInsertMany.run(db, [queue, json]));
   const { ids } = rows[0]!;
   const createdAt = new Date(rows[0]!.created_at_ms);
   // As stored: what JSON makes of each input (toJSON, dropped undefined).
@@ -78,16 +72,15 @@ async function sendBatchReadingBack(
   runAts: readonly (Date | null)[],
 ): Promise<Message[]> {
   const { rows } = await translated(() =>
-    sql<MessageRow>`
-      SELECT * FROM holdline.send_batch(
-        ${queue},
-        ${messages.map((m) => JSON.stringify(m.payload))}::jsonb[],
-        ${runAts}::timestamptz[],
-        ${messages.map((m) => m.priority ?? null)}::integer[],
-        ${messages.map((m) => m.dedupKey ?? null)}::text[],
-        ${messages.map((m) => m.groupKey ?? null)}::text[],
-        ${messages.map((m) => (m.headers == null ? null : JSON.stringify(m.headers)))}::jsonb[])
-    `.execute(db),
+    MessageInsertManyDeduplicated.run(db, [
+      queue,
+      messages.map((m) => JSON.stringify(m.payload)),
+      [...runAts],
+      messages.map((m) => m.priority ?? null),
+      messages.map((m) => m.dedupKey ?? null),
+      messages.map((m) => m.groupKey ?? null),
+      messages.map((m) => (m.headers == null ? null : JSON.stringify(m.headers))),
+    ]),
   );
   return rows.map((row) => toMessage(row));
 }
@@ -141,14 +134,16 @@ export async function send(
   const runAt = validateSendInput(message);
   const payloadJson = JSON.stringify(message.payload);
   const headersJson = message.headers == null ? null : JSON.stringify(message.headers);
-  const { rows } = await SEND_AT.run(db, [
-    queue,
-    payloadJson,
-    runAt,
-    message.priority ?? null,
-    message.groupKey ?? null,
-    headersJson,
-  ]);
+  const { rows } = await translated(() =>
+    MessageInsert.run(db, [
+      queue,
+      payloadJson,
+      runAt,
+      message.priority ?? null,
+      message.groupKey ?? null,
+      headersJson,
+    ]),
+  );
   const { id } = rows[0]!;
   const createdAt = new Date(rows[0]!.created_at_ms);
   // As stored: what JSON makes of the input (toJSON, dropped undefined).
@@ -174,19 +169,17 @@ export async function publish(
 ): Promise<Message[]> {
   const topic = validateTopic(params.topic);
   const runAt = validateSendInput(params.message);
+  const { message } = params;
   const { rows } = await translated(() =>
-    sql<MessageRow>`
-      SELECT m.* FROM holdline.bound_queues(${topic}) AS q(name)
-      CROSS JOIN LATERAL holdline.send_batch(
-        q.name,
-        ARRAY[${JSON.stringify(params.message.payload)}::jsonb],
-        ARRAY[${runAt}::timestamptz],
-        ARRAY[${params.message.priority ?? null}::integer],
-        ARRAY[${params.message.dedupKey ?? null}::text],
-        ARRAY[${params.message.groupKey ?? null}::text],
-        ARRAY[${params.message.headers == null ? null : JSON.stringify(params.message.headers)}::jsonb]) AS m
-      ORDER BY q.name
-    `.execute(db),
+    MessagePublish.run(db, [
+      topic,
+      JSON.stringify(message.payload),
+      runAt,
+      message.priority ?? null,
+      message.dedupKey ?? null,
+      message.groupKey ?? null,
+      message.headers == null ? null : JSON.stringify(message.headers),
+    ]),
   );
   return rows.map((row) => toMessage(row));
 }

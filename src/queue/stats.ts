@@ -1,8 +1,7 @@
-import { sql } from 'kysely';
-import type { MessageRow } from '../db/database.ts';
 import { badInput, translated } from './errors.ts';
 import type { Executor } from './executor.ts';
 import { toMessage } from './message-row.ts';
+import { MessageGetWithPosition, QueueStatsGet, QueueStatsList } from './sql/index.ts';
 import type { Message, QueueStats } from './types.ts';
 import { validateQueueName } from './validation.ts';
 
@@ -39,17 +38,14 @@ export async function queueStats(
   params: { queue: string },
 ): Promise<QueueStats | undefined> {
   const queue = validateQueueName(params.queue);
-  const row = await translated(() =>
-    db.selectFrom('holdline.queue_stats').selectAll().where('queue', '=', queue).executeTakeFirst(),
-  );
+  const { rows } = await translated(() => QueueStatsGet.run(db, [queue]));
+  const row = rows[0];
   return row === undefined ? undefined : toStats(row);
 }
 
 /** Stats of every queue, by name. */
 export async function allQueueStats(db: Executor): Promise<QueueStats[]> {
-  const rows = await translated(() =>
-    db.selectFrom('holdline.queue_stats').selectAll().orderBy('queue').execute(),
-  );
+  const { rows } = await translated(() => QueueStatsList.run(db, []));
   return rows.map(toStats);
 }
 
@@ -74,24 +70,7 @@ export async function getMessage(
 ): Promise<MessageWithPosition | undefined> {
   if (!MESSAGE_ID_PATTERN.test(params.id)) throw badInput('message id must be a positive integer');
   const { rows } = await translated(() =>
-    sql<MessageRow & { position: string | null; deliveries_per_second: number | null }>`
-      WITH clock AS (SELECT coalesce(${params.now ?? null}::timestamptz, now()) AS now)
-      SELECT m.*,
-             CASE WHEN m.lease_token IS NULL AND m.run_at <= clock.now THEN (
-               SELECT count(*) FROM holdline.messages o
-               WHERE o.queue = m.queue AND o.lease_token IS NULL AND o.run_at <= clock.now
-                 AND (o.priority > m.priority
-                      OR (o.priority = m.priority AND (o.run_at, o.id) < (m.run_at, m.id)))
-             ) END AS position,
-             (SELECT sum(d.deliveries)::double precision
-                     / greatest(60, extract(epoch FROM clock.now - min(d.minute)))
-              FROM holdline.dequeue_counts d
-              WHERE d.queue = m.queue
-                AND d.minute >= clock.now - make_interval(secs => ${DEQUEUE_RATE_WINDOW_SECONDS})
-             ) AS deliveries_per_second
-      FROM holdline.messages m, clock
-      WHERE m.id = ${params.id}::bigint
-    `.execute(db),
+    MessageGetWithPosition.run(db, [params.id, params.now ?? null, DEQUEUE_RATE_WINDOW_SECONDS]),
   );
   const row = rows[0];
   if (row === undefined) return undefined;

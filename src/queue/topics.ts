@@ -1,6 +1,12 @@
 import { translated } from './errors.ts';
 import type { Executor } from './executor.ts';
 import { queueNotFound } from './queues.ts';
+import {
+  QueueGetByName,
+  TopicBindingDelete,
+  TopicBindingInsert,
+  TopicBindingListByQueue,
+} from './sql/index.ts';
 import { validateQueueName, validateTopicPattern } from './validation.ts';
 
 /**
@@ -15,17 +21,9 @@ export async function bindQueue(
   const queue = validateQueueName(params.queue);
   const pattern = validateTopicPattern(params.pattern);
   await translated(async () => {
-    const exists = await db
-      .selectFrom('holdline.queues')
-      .select('name')
-      .where('name', '=', queue)
-      .executeTakeFirst();
-    if (exists === undefined) throw queueNotFound(queue);
-    await db
-      .insertInto('holdline.topic_bindings')
-      .values({ queue, pattern })
-      .onConflict((oc) => oc.columns(['queue', 'pattern']).doNothing())
-      .execute();
+    const { rows } = await QueueGetByName.run(db, [queue]);
+    if (rows.length === 0) throw queueNotFound(queue);
+    await TopicBindingInsert.run(db, [queue, pattern]);
   });
 }
 
@@ -36,26 +34,13 @@ export async function unbindQueue(
 ): Promise<boolean> {
   const queue = validateQueueName(params.queue);
   const pattern = validateTopicPattern(params.pattern);
-  const result = await translated(() =>
-    db
-      .deleteFrom('holdline.topic_bindings')
-      .where('queue', '=', queue)
-      .where('pattern', '=', pattern)
-      .executeTakeFirst(),
-  );
-  return result.numDeletedRows > 0n;
+  const result = await translated(() => TopicBindingDelete.run(db, [queue, pattern]));
+  return (result.numAffectedRows ?? 0n) > 0n;
 }
 
 /** A queue's bound patterns. */
 export async function listBindings(db: Executor, params: { queue: string }): Promise<string[]> {
   const queue = validateQueueName(params.queue);
-  const rows = await translated(() =>
-    db
-      .selectFrom('holdline.topic_bindings')
-      .select('pattern')
-      .where('queue', '=', queue)
-      .orderBy('pattern')
-      .execute(),
-  );
+  const { rows } = await translated(() => TopicBindingListByQueue.run(db, [queue]));
   return rows.map((r) => r.pattern);
 }

@@ -1,55 +1,9 @@
-/** Where a message stands: READY to deliver, DELAYED until runAt, or LEASED to a consumer. */
-export type MessageState = 'READY' | 'DELAYED' | 'LEASED';
+import type { ContractMessage } from '../contract.ts';
 
-/** A queue's settings. Durations are in seconds. */
-export interface QueueConfig {
-  /** Lease length when receive does not name one. */
-  visibilityTimeoutSeconds: number;
-  /** Deliveries before a failure dead-letters the message. */
-  maxAttempts: number;
-  /** Where exhausted messages go; null: nowhere, they are retried with backoff forever. */
-  deadLetterQueue: string | null;
-  /** First retry delay; each later one doubles, with jitter. */
-  backoffInitialSeconds: number;
-  /** Cap on the retry delay. */
-  backoffMaxSeconds: number;
-  /** Unleased messages older than this are deleted by the reaper. */
-  retentionSeconds: number;
-  /** Largest payload accepted, as JSON text in bytes. */
-  maxPayloadBytes: number;
-}
+export type { MessageState, Queue, QueueConfig, QueueStats, SendInput } from '../contract.ts';
 
-export interface Queue {
-  name: string;
-  paused: boolean;
-  config: QueueConfig;
-  createdAt: Date;
-}
-
-/** Counts of a queue's messages by state; oldestReadyAgeSeconds is null with none ready. */
-export interface QueueStats {
-  queue: string;
-  ready: number;
-  delayed: number;
-  leased: number;
-  total: number;
-  oldestReadyAgeSeconds: number | null;
-}
-
-export interface Message {
-  /** bigint as a decimal string. */
-  id: string;
-  queue: string;
-  payload: unknown;
-  headers: Record<string, unknown> | null;
-  priority: number;
-  /** Deliveries so far. */
-  attempts: number;
-  state: MessageState;
-  runAt: Date;
-  createdAt: Date;
-  lastError: string | null;
-  originQueue: string | null;
+/** A message as the engine holds it: the contract's fields and the engine's own. */
+export interface Message extends ContractMessage {
   dedupKey: string | null;
   groupKey: string | null;
   deadLetteredAt: Date | null;
@@ -60,20 +14,4 @@ export interface Delivery {
   receipt: string;
   leaseExpiresAt: Date;
   message: Message;
-}
-
-/** One message to send. */
-export interface SendInput {
-  payload: unknown;
-  /** Not deliverable for this many seconds (0 to one year). Exclusive with runAt. */
-  delaySeconds?: number | null;
-  /** Not deliverable before this time. Exclusive with delaySeconds. */
-  runAt?: Date | null;
-  /** Higher first. Default 0. */
-  priority?: number | null;
-  /** A live message of the queue with this key is returned instead of a new one. */
-  dedupKey?: string | null;
-  /** Messages of a group are delivered one at a time, in send order. */
-  groupKey?: string | null;
-  headers?: Record<string, unknown> | null;
 }

@@ -2,6 +2,12 @@ import type { Logger } from 'pino';
 import type { Listener } from '../db/listener.ts';
 import { SQLSTATE, sqlState } from '../db/pg-errors.ts';
 import { QUEUE_LOCK_NAMESPACE } from './executor.ts';
+import {
+  QueueLockWithTimeout,
+  WaitingConsumerDelete,
+  WaitingConsumerDeleteByListener,
+  WaitingConsumerInsert,
+} from './sql/index.ts';
 
 /** The NOTIFY channel; the payload is the queue name. Must match holdline.wake() in SQL. */
 export const WAKEUP_CHANNEL = 'holdline_ready';
@@ -12,7 +18,7 @@ const SENDERS_IN_FLIGHT_WAIT_MS = 100;
 interface QueueInterest {
   /** Open WaitHandles for the queue in this process. */
   holders: Set<WaitHandle>;
-  /** Whether a holdline.waiting_consumers row for this queue and our listener pid exists. */
+  /** Whether a waiting-consumer row for this queue and our listener pid exists. */
   registered: boolean;
   /** Registration changes for the queue run one after another on the listener connection. */
   sync: Promise<void>;
@@ -22,7 +28,7 @@ interface QueueInterest {
  * Wakes this process's idle consumers when a message may have become deliverable: on a
  * NOTIFY from another transaction's commit, after this process's own commits, and after
  * the LISTEN connection reconnects (anything may have been missed). While a queue has idle
- * consumers here, a row in holdline.waiting_consumers (keyed by the listener's backend pid)
+ * consumers here, a waiting-consumer row (keyed by the listener's backend pid)
  * asks senders to NOTIFY; when the last one stops waiting the row goes, and sends to that
  * queue stop paying for NOTIFY. Without a listener, only local wake-ups and polling remain.
  */
@@ -71,9 +77,9 @@ export class Wakeups {
     // A registration still in flight must not land after the DELETE below.
     await Promise.all(pending);
     if (pid === undefined || this.listener === undefined) return;
-    await this.listener
-      .query('DELETE FROM holdline.waiting_consumers WHERE listener_pid = $1', [pid])
-      .catch((error: unknown) => this.logger.warn({ err: error }, 'waiting consumers not removed'));
+    await WaitingConsumerDeleteByListener.runOn(this.listener, [pid]).catch((error: unknown) =>
+      this.logger.warn({ err: error }, 'waiting consumers not removed'),
+    );
   }
 
   private interest(queue: string): QueueInterest {
@@ -103,16 +109,10 @@ export class Wakeups {
       }
       try {
         if (wanted) {
-          await listener.query(
-            'INSERT INTO holdline.waiting_consumers (queue, listener_pid) VALUES ($1, $2) ON CONFLICT DO NOTHING',
-            [queue, pid],
-          );
+          await WaitingConsumerInsert.runOn(listener, [queue, pid]);
           await this.awaitSendersInFlight(listener, queue);
         } else {
-          await listener.query(
-            'DELETE FROM holdline.waiting_consumers WHERE queue = $1 AND listener_pid = $2',
-            [queue, pid],
-          );
+          await WaitingConsumerDelete.runOn(listener, [queue, pid]);
         }
         interest.registered = wanted;
         this.registeredPid = pid;
@@ -134,10 +134,11 @@ export class Wakeups {
    */
   private async awaitSendersInFlight(listener: Listener, queue: string): Promise<void> {
     try {
-      await listener.query(
-        `SELECT set_config('lock_timeout', $1, true), pg_advisory_xact_lock($2::int, hashtext($3))`,
-        [`${SENDERS_IN_FLIGHT_WAIT_MS}ms`, QUEUE_LOCK_NAMESPACE, queue],
-      );
+      await QueueLockWithTimeout.runOn(listener, [
+        `${SENDERS_IN_FLIGHT_WAIT_MS}ms`,
+        QUEUE_LOCK_NAMESPACE,
+        queue,
+      ]);
     } catch (error) {
       if (sqlState(error) !== SQLSTATE.lockNotAvailable) throw error;
       this.logger.debug({ queue }, 'senders still in flight; polling covers them');
@@ -158,11 +159,9 @@ export class Wakeups {
   private reconnected(pid: number): void {
     const stalePid = this.registeredPid;
     if (stalePid !== undefined && stalePid !== pid && this.listener !== undefined) {
-      this.listener
-        .query('DELETE FROM holdline.waiting_consumers WHERE listener_pid = $1', [stalePid])
-        .catch((error: unknown) =>
-          this.logger.warn({ err: error }, 'stale waiting consumers not removed'),
-        );
+      WaitingConsumerDeleteByListener.runOn(this.listener, [stalePid]).catch((error: unknown) =>
+        this.logger.warn({ err: error }, 'stale waiting consumers not removed'),
+      );
     }
     for (const [queue, interest] of this.interests) {
       interest.registered = false;

@@ -1,8 +1,8 @@
-import { sql } from 'kysely';
+import { QueueMaintenance } from '../queue/index.ts';
 import type { Executor } from '../queue/index.ts';
 
 /**
- * Dead row versions in holdline.messages above which the reaper vacuums it itself. Each
+ * Dead row versions in the messages table above which the reaper vacuums it itself. Each
  * message leaves two (its lease rewrites the row, its ack deletes it), so at 1,000 messages
  * a second this is about ten seconds of traffic.
  */
@@ -15,7 +15,7 @@ export interface VacuumCheck {
 }
 
 /**
- * Vacuums holdline.messages when its dead row versions reach `deadTuplesThreshold` and no
+ * Vacuums the messages table when its dead row versions reach `deadTuplesThreshold` and no
  * vacuum of it is running.
  *
  * Why a queue vacuums its own table: its rows live seconds, so dead versions pile up at the
@@ -32,20 +32,14 @@ export interface VacuumCheck {
  * vacuum. Needs a connection outside any transaction.
  */
 export async function vacuumMessagesIfBehind(
-  db: Executor,
+  db: Executor | QueueMaintenance,
   deadTuplesThreshold: number,
 ): Promise<VacuumCheck> {
-  const { rows } = await sql<{ dead_tuples: string; vacuum_running: boolean }>`
-    SELECT coalesce(s.n_dead_tup, 0) AS dead_tuples,
-           EXISTS (SELECT 1 FROM pg_stat_progress_vacuum p
-                   WHERE p.relid = 'holdline.messages'::regclass) AS vacuum_running
-    FROM (SELECT 1) AS one
-    LEFT JOIN pg_stat_user_tables s ON s.relid = 'holdline.messages'::regclass
-  `.execute(db);
-  const deadTuples = Number(rows[0]?.dead_tuples ?? 0);
-  if (deadTuples < deadTuplesThreshold || rows[0]?.vacuum_running === true) {
+  const maintenance = db instanceof QueueMaintenance ? db : new QueueMaintenance(db);
+  const { deadTuples, vacuumRunning } = await maintenance.messageTableVacuumState();
+  if (deadTuples < deadTuplesThreshold || vacuumRunning) {
     return { deadTuples, vacuumed: false };
   }
-  await sql`VACUUM (SKIP_LOCKED) holdline.messages`.execute(db);
+  await maintenance.vacuumMessageTable();
   return { deadTuples, vacuumed: true };
 }

@@ -1,17 +1,14 @@
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import { AccessControl, listTokens } from '../auth/index.ts';
-import { Listener } from '../db/listener.ts';
-import { pendingMigrations } from '../db/migrator.ts';
-import { createDatabase, createPool } from '../db/pool.ts';
 import { attachWebSocketServer, createGraphQLHandler } from '../graphql/schema.ts';
-import { QueueEngine, WAKEUP_CHANNEL } from '../queue/index.ts';
-import { Reaper } from '../reaper/reaper.ts';
+import type { QueueEngine } from '../queue/index.ts';
+import type { Reaper } from '../reaper/reaper.ts';
 import type { Config } from './config.ts';
 import { createHttpServer } from './http.ts';
-import { createMetrics } from './metrics.ts';
+import type { Metrics } from './metrics.ts';
+import { createRuntime } from './runtime.ts';
 
 /** A wired service: construct with createApp, then start() and, once, stop(). */
 export interface App {
@@ -26,8 +23,9 @@ export interface App {
 }
 
 /**
- * Builds the service: the one place that constructs the pool, the LISTEN connection, the
- * engine, the reaper, the GraphQL handler and the HTTP server. Nothing connects until start().
+ * Builds the service: the runtime (pool, LISTEN connection, engine, reaper and metrics, from
+ * the composition root in runtime.ts), the GraphQL handler and the HTTP server. Nothing
+ * connects until start().
  */
 export function createApp(options: {
   config: Config;
@@ -36,23 +34,18 @@ export function createApp(options: {
   listenDatabaseUrl: string;
 }): App {
   const { config, logger } = options;
-  const pool = createPool({ connectionString: options.databaseUrl, max: config.poolMax });
-  const db = createDatabase(pool, { preparedStatements: config.preparedStatements });
-  const listener = new Listener({
-    connectionString: options.listenDatabaseUrl,
-    channel: WAKEUP_CHANNEL,
-    logger: logger.child({ component: 'listener' }),
+  const runtime = createRuntime({
+    logger,
+    databaseUrl: options.databaseUrl,
+    poolMax: config.poolMax,
+    preparedStatements: config.preparedStatements,
+    listenDatabaseUrl: options.listenDatabaseUrl,
+    pollIntervalMs: config.pollIntervalMs,
+    reaper: config.reaperEnabled ? { intervalMs: config.reaperIntervalMs } : false,
+    metrics: true,
   });
-  const engine = new QueueEngine({ db, listener, logger, pollIntervalMs: config.pollIntervalMs });
-  const reaper = config.reaperEnabled
-    ? new Reaper({
-        db,
-        connectionString: options.listenDatabaseUrl,
-        logger,
-        intervalMs: config.reaperIntervalMs,
-      })
-    : undefined;
-  const metrics = createMetrics(engine, reaper);
+  const { db, engine, reaper } = runtime;
+  const metrics = runtime.metrics as Metrics;
   const graphql = createGraphQLHandler({
     engine,
     logger: logger.child({ component: 'graphql' }),
@@ -78,14 +71,7 @@ export function createApp(options: {
     routes: {
       graphql: (req, res, context) => graphql.yoga(req, res, context),
       registry: metrics.registry,
-      ready: async () => {
-        try {
-          await sql`SELECT 1`.execute(db);
-          return (await pendingMigrations(db)).length === 0;
-        } catch {
-          return false;
-        }
-      },
+      ready: () => runtime.ready(),
     },
   });
   let disposeWebSockets: (() => Promise<void>) | undefined;
@@ -95,8 +81,7 @@ export function createApp(options: {
     const started = Date.now();
     logger.info('shutting down');
     // 1. No new leases: long polls return, subscriptions stop receiving.
-    await reaper?.stop();
-    await engine.stop();
+    await runtime.quiesce();
     // 2. No new connections; idle keep-alive sockets close, in-flight requests finish.
     const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
     httpServer.closeIdleConnections();
@@ -107,8 +92,7 @@ export function createApp(options: {
     const timer = setTimeout(() => httpServer.closeAllConnections(), left);
     await closed;
     clearTimeout(timer);
-    await listener.stop();
-    await db.destroy();
+    await runtime.stop();
     logger.info({ ms: Date.now() - started }, 'shut down');
   };
 
@@ -122,9 +106,7 @@ export function createApp(options: {
       return `http://${host}:${address.port}`;
     },
     async start() {
-      await listener.start();
-      engine.start();
-      reaper?.start();
+      await runtime.start();
       await new Promise<void>((resolve, reject) => {
         httpServer.once('error', reject);
         httpServer.listen(config.port, config.host, () => {

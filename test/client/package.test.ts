@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,6 +58,44 @@ describe('the holdline package', () => {
       HoldlineError: 'function',
       QueueWorker: 'function',
     });
+  });
+
+  it('builds an HTTP client whose import graph holds no pg, no kysely and no engine', async () => {
+    // Every module the built client entry loads, followed through relative imports; the
+    // bare specifiers are the packages it needs.
+    const entry = path.join(ROOT, 'dist/src/client/index.js');
+    const files = new Set<string>();
+    const packages = new Set<string>();
+    const pending = [entry];
+    for (let file = pending.pop(); file !== undefined; file = pending.pop()) {
+      if (files.has(file)) continue;
+      files.add(file);
+      const text = await readFile(file, 'utf8');
+      for (const match of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(?\s*)['"]([^'"]+)['"]/g)) {
+        const specifier = match[1]!;
+        if (specifier.startsWith('.')) pending.push(path.resolve(path.dirname(file), specifier));
+        else packages.add(specifier.startsWith('node:') ? 'node:' : specifier.split('/')[0]!);
+      }
+    }
+    const modules = [...files].map((f) => path.relative(path.join(ROOT, 'dist/src'), f)).sort();
+    // The walk found the client: the HTTP client, the worker and their helpers.
+    expect(modules).toEqual(expect.arrayContaining(['client/client.js', 'client/worker.js']));
+    // contract.ts is imported for types only: erased, so not loaded.
+    expect(modules.filter((m) => !m.startsWith('client/'))).toEqual(['abort-signals.js']);
+    expect([...packages].sort()).toEqual(['node:']);
+
+    // And it is what `holdline/client` gives plain Node.
+    const { stdout } = await run(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const m = await import('holdline/client');
+         console.log(typeof m.createClient, typeof m.consume, typeof m.createInProcessClient);`,
+      ],
+      { cwd: consumer },
+    );
+    expect(stdout.trim()).toBe('function function undefined');
   });
 
   it('type-checks a consumer that uses the client, the worker and a transactional send', async () => {

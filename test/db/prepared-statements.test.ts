@@ -1,7 +1,7 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createInProcessClient } from '../../src/client/index.ts';
+import { createInProcessClient } from '../../src/index.ts';
 import type { Database } from '../../src/db/database.ts';
 import { createDatabase, createPool } from '../../src/db/pool.ts';
 import {
@@ -12,7 +12,7 @@ import {
   receive,
   send,
   sendBatch,
-} from '../../src/queue/index.ts';
+} from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 import { makeQueue } from '../helpers/factories.ts';
@@ -97,8 +97,9 @@ describe('prepared statements', () => {
         'holdline.send_many(',
         'holdline.receive(',
         'holdline.nack(',
-        'UPDATE holdline.messages',
-        'DELETE FROM holdline.messages',
+        'holdline.extend_lease(',
+        'holdline.ack(',
+        'holdline.ack_batch(',
       ]) {
         expect(texts).toContain(fragment);
       }

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, createPool } from '../../src/db/pool.ts';
 import { createGraphQLHandler } from '../../src/graphql/schema.ts';
-import { QueueEngine } from '../../src/queue/index.ts';
+import { QueueEngine } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 import { capturingLogger, startService } from './harness.ts';

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { Listener } from '../../src/db/listener.ts';
 import { createGraphQLHandler } from '../../src/graphql/schema.ts';
 import type { GraphQLHandler, GraphQLHandlerOptions } from '../../src/graphql/schema.ts';
-import { QueueEngine, WAKEUP_CHANNEL } from '../../src/queue/index.ts';
+import { QueueEngine, WAKEUP_CHANNEL } from '../../src/queue/operations.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 
 /** One GraphQL error as a client sees it. */

@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { streamQueueStats } from '../../src/graphql/stats-stream.ts';
-import type { QueueStats } from '../../src/queue/index.ts';
+import type { QueueStats } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 import { startService } from './harness.ts';

@@ -2,8 +2,14 @@ import { sql } from 'kysely';
 import pino from 'pino';
 import type { Logger } from 'pino';
 import type { MessageRow } from '../../src/db/database.ts';
-import { createQueue, sendBatch } from '../../src/queue/index.ts';
-import type { Executor, Message, Queue, QueueConfig, SendInput } from '../../src/queue/index.ts';
+import { createQueue, sendBatch } from '../../src/queue/operations.ts';
+import type {
+  Executor,
+  Message,
+  Queue,
+  QueueConfig,
+  SendInput,
+} from '../../src/queue/operations.ts';
 import { Reaper } from '../../src/reaper/reaper.ts';
 import type { TestDatabase } from './database.ts';
 

@@ -8,8 +8,8 @@ import {
   queueStats,
   receive,
   send,
-} from '../../src/queue/index.ts';
-import type { Delivery } from '../../src/queue/index.ts';
+} from '../../src/queue/operations.ts';
+import type { Delivery } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 import {

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ack, createQueue, nack, receive, send, sendBatch } from '../../src/queue/index.ts';
-import type { Delivery } from '../../src/queue/index.ts';
+import { ack, createQueue, nack, receive, send, sendBatch } from '../../src/queue/operations.ts';
+import type { Delivery } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 

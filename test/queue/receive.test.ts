@@ -8,8 +8,8 @@ import {
   send,
   sendBatch,
   setQueuePaused,
-} from '../../src/queue/index.ts';
-import type { Delivery, Executor, SendInput } from '../../src/queue/index.ts';
+} from '../../src/queue/operations.ts';
+import type { Delivery, Executor, SendInput } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 import {

@@ -1,8 +1,16 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeadLettersView } from '../../src/db/database.ts';
-import { ack, getQueue, nack, queueStats, receive, redrive, send } from '../../src/queue/index.ts';
-import type { Delivery, Message } from '../../src/queue/index.ts';
+import {
+  ack,
+  getQueue,
+  nack,
+  queueStats,
+  receive,
+  redrive,
+  send,
+} from '../../src/queue/operations.ts';
+import type { Delivery, Message } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 import {

@@ -6,7 +6,7 @@ import {
   listBindings,
   publish,
   unbindQueue,
-} from '../../src/queue/index.ts';
+} from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createQueue, getMessage, receive, send, sendBatch } from '../../src/queue/index.ts';
+import { createQueue, getMessage, receive, send, sendBatch } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 

@@ -9,8 +9,8 @@ import {
   receive,
   send,
   sendBatch,
-} from '../../src/queue/index.ts';
-import type { Message } from '../../src/queue/index.ts';
+} from '../../src/queue/operations.ts';
+import type { Message } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 

@@ -14,8 +14,8 @@ import {
   redrive,
   send,
   sendBatch,
-} from '../../src/queue/index.ts';
-import type { QueueConfig, QueueErrorCode, SendInput } from '../../src/queue/index.ts';
+} from '../../src/queue/operations.ts';
+import type { QueueConfig, QueueErrorCode, SendInput } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ackBatch, receive } from '../../src/queue/index.ts';
+import { ackBatch, receive } from '../../src/queue/operations.ts';
 import { Reaper } from '../../src/reaper/reaper.ts';
 import { vacuumMessagesIfBehind } from '../../src/reaper/vacuum.ts';
 import { createTestDatabase } from '../helpers/database.ts';

@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, createPool } from '../../src/db/pool.ts';
-import { QueueError, receive, send } from '../../src/queue/index.ts';
+import { QueueError, receive, send } from '../../src/queue/operations.ts';
 
 let silent: net.Server;
 const sockets = new Set<net.Socket>();

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createQueue } from '../../src/queue/index.ts';
+import { createQueue } from '../../src/queue/operations.ts';
 import type { App } from '../../src/server/app.ts';
 import { startTestApp } from '../helpers/app.ts';
 import { createTestDatabase } from '../helpers/database.ts';

@@ -1,6 +1,6 @@
-import { QueueError, translateDatabaseError } from '../../queue/index.ts';
+import { QueueError } from '../../queue/index.ts';
 import type { Delivery, Message, Queue, QueueConfig, SendInput } from '../../queue/index.ts';
-import { authorize, authorizeAll, authorizeReceipts, forbidden } from '../authorization.ts';
+import { authorize, authorizeAll, forbidden, receiptAuthorizer } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { badUserInput } from '../errors.ts';
 
@@ -178,8 +178,8 @@ export const MutationResolvers = {
   },
 
   async ack(_root: unknown, args: { receipt: string }, ctx: GraphQLContext): Promise<boolean> {
-    await authorizeReceipts(ctx.access, [args.receipt]);
-    await settling(ctx, [args.receipt], () => ctx.engine.ack(args.receipt));
+    const authorize = receiptAuthorizer(ctx.access);
+    await settling(ctx, [args.receipt], () => ctx.engine.ack(args.receipt, { authorize }));
     return true;
   },
 
@@ -188,9 +188,11 @@ export const MutationResolvers = {
     args: { receipts: string[] },
     ctx: GraphQLContext,
   ): Promise<number> {
-    await authorizeReceipts(ctx.access, args.receipts);
+    const authorize = receiptAuthorizer(ctx.access);
     // Receipts that were not acked had lost their lease: settled all the same.
-    const acked = await settling(ctx, args.receipts, () => ctx.engine.ackBatch(args.receipts));
+    const acked = await settling(ctx, args.receipts, () =>
+      ctx.engine.ackBatch(args.receipts, { authorize }),
+    );
     return acked.length;
   },
 
@@ -199,9 +201,13 @@ export const MutationResolvers = {
     args: { receipt: string; delaySeconds?: number | null; error?: string | null },
     ctx: GraphQLContext,
   ): Promise<boolean> {
-    await authorizeReceipts(ctx.access, [args.receipt]);
+    const authorize = receiptAuthorizer(ctx.access);
     await settling(ctx, [args.receipt], () =>
-      ctx.engine.nack(args.receipt, { delaySeconds: args.delaySeconds, error: args.error }),
+      ctx.engine.nack(args.receipt, {
+        delaySeconds: args.delaySeconds,
+        error: args.error,
+        authorize,
+      }),
     );
     return true;
   },
@@ -211,9 +217,9 @@ export const MutationResolvers = {
     args: { receipt: string; seconds: number },
     ctx: GraphQLContext,
   ): Promise<Delivery> {
-    await authorizeReceipts(ctx.access, [args.receipt]);
+    const authorize = receiptAuthorizer(ctx.access);
     try {
-      return await ctx.engine.extendLease(args.receipt, args.seconds);
+      return await ctx.engine.extendLease(args.receipt, args.seconds, { authorize });
     } catch (error) {
       // The lease is gone: a subscription holding this receipt has a free slot.
       if (isLeaseLost(error)) ctx.deliveryTracker.settle([args.receipt]);
@@ -267,38 +273,30 @@ export const MutationResolvers = {
   /**
    * Needs `send` on every queue the topic reaches. Which queues those are is only certain
    * inside the publishing transaction (a binding may be added at any moment), so with a
-   * token that cannot send everywhere the copies are made in a transaction that is rolled
-   * back, publishing nothing, when any of them landed in a queue the token may not send to.
-   * The FORBIDDEN error does not name that queue.
+   * token that cannot send everywhere the engine asks this hook with the queues the copies
+   * landed in, and rolls back (publishing nothing) when it refuses. The FORBIDDEN error does
+   * not name that queue.
    */
-  async publish(
+  publish(
     _root: unknown,
     args: { topic: string; message: SendInputArgs },
     ctx: GraphQLContext,
   ): Promise<Message[]> {
     const access = ctx.access;
+    const message = toSendInput(args.message);
     if (access.kind === 'open' || access.principal.scopes.allowsEveryQueue('send')) {
-      return ctx.engine.publish(args.topic, toSendInput(args.message));
+      return ctx.engine.publish(args.topic, message);
     }
-    let copies: Message[];
-    try {
-      copies = await ctx.engine.db.transaction().execute(async (trx) => {
-        const made = await ctx.engine.publish(args.topic, toSendInput(args.message), trx);
+    return ctx.engine.publish(args.topic, message, {
+      authorize(queues) {
         try {
-          authorizeAll(access, 'send', new Set(made.map((m) => m.queue)));
+          authorizeAll(access, 'send', queues);
         } catch {
           throw forbidden(
             `topic "${args.topic}" reaches a queue this token may not send to: nothing was published`,
           );
         }
-        return made;
-      });
-    } catch (error) {
-      // A failed COMMIT (connection lost) is UNAVAILABLE, as it is for the engine's own.
-      throw translateDatabaseError(error);
-    }
-    // Committed now: wake this process's waiters, as the engine does after its own commits.
-    for (const queue of new Set(copies.map((m) => m.queue))) ctx.engine.wakeups.wake(queue);
-    return copies;
+      },
+    });
   },
 };

@@ -1,16 +1,12 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import type { PostgresPoolClient } from 'kysely';
 import type pg from 'pg';
+import type { HoldlineClient } from '../client/holdline-client.ts';
+import type { Message } from '../client/types.ts';
 import type { Database } from '../db/database.ts';
-import {
-  publish as enginePublish,
-  sendBatch as engineSendBatch,
-  send as engineSend,
-} from '../queue/index.ts';
-import type { Executor, SendInput } from '../queue/index.ts';
-import { fromEngineError } from './errors.ts';
-import type { Message } from './types.ts';
-import { toContractMessage } from './types.ts';
+import { QueueEngine } from '../queue/index.ts';
+import type { EngineTransaction, Executor, SendInput } from '../queue/index.ts';
+import { fromEngineError, toContractMessage } from './engine-transport.ts';
 
 /**
  * Where a transactional send runs: a kysely `Transaction` (or any Kysely instance, over any
@@ -22,18 +18,11 @@ import { toContractMessage } from './types.ts';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type TransactionTarget = Kysely<any> | pg.ClientBase;
 
-/** Sends that join the caller's transaction; see {@link transactionSender}. */
-export interface TransactionSender {
-  /** Enqueues one message in the transaction. */
-  send<Payload = unknown>(queue: string, message: SendInput): Promise<Message<Payload>>;
-  /** Enqueues 1 to 1000 messages in the transaction. */
-  sendBatch<Payload = unknown>(
-    queue: string,
-    messages: readonly SendInput[],
-  ): Promise<Message<Payload>[]>;
-  /** Copies a message into every queue bound to a matching pattern, in the transaction. */
-  publish<Payload = unknown>(topic: string, message: SendInput): Promise<Message<Payload>[]>;
-}
+/**
+ * Sends that join the caller's transaction (see {@link transactionSender}): the client's
+ * three sends, committed with the caller's data or not at all.
+ */
+export type TransactionSender = Pick<HoldlineClient, 'send' | 'sendBatch' | 'publish'>;
 
 /** Kysely instances made over callers' pg clients, so each client is wrapped once. */
 const clientExecutors = new WeakMap<pg.ClientBase, Executor>();
@@ -84,42 +73,58 @@ function isKysely(target: TransactionTarget): target is Exclude<TransactionTarge
  *   await send(trx, 'orders', { payload: { orderId: order.id } });
  * });
  */
-export async function send<Payload = unknown>(
+export function send<Payload = unknown>(
   target: TransactionTarget,
   queue: string,
   message: SendInput,
 ): Promise<Message<Payload>> {
-  return toContractMessage<Payload>(
-    await translated(() => engineSend(executorFor(target), { queue, message })),
-  );
+  return transactionSender(target).send<Payload>(queue, message);
 }
 
 /** {@link send} for 1 to 1000 messages into one queue; one Message per input, in order. */
-export async function sendBatch<Payload = unknown>(
+export function sendBatch<Payload = unknown>(
   target: TransactionTarget,
   queue: string,
   messages: readonly SendInput[],
 ): Promise<Message<Payload>[]> {
-  const sent = await translated(() => engineSendBatch(executorFor(target), { queue, messages }));
-  return sent.map((m) => toContractMessage<Payload>(m));
+  return transactionSender(target).sendBatch<Payload>(queue, messages);
 }
 
 /** {@link send} to every queue bound to a pattern matching `topic`; the copies. */
-export async function publish<Payload = unknown>(
+export function publish<Payload = unknown>(
   target: TransactionTarget,
   topic: string,
   message: SendInput,
 ): Promise<Message<Payload>[]> {
-  const sent = await translated(() => enginePublish(executorFor(target), { topic, message }));
-  return sent.map((m) => toContractMessage<Payload>(m));
+  return transactionSender(target).publish<Payload>(topic, message);
 }
 
-/** The three sends bound to one transaction. */
+/**
+ * The three sends bound to one transaction, through the engine without one running
+ * ({@link QueueEngine.within}: no events, waiters woken by the commit's NOTIFY).
+ */
 export function transactionSender(target: TransactionTarget): TransactionSender {
+  return contractSender(QueueEngine.within(executorFor(target)));
+}
+
+/**
+ * The contract's view of an engine's transactional sends: contract Messages, and
+ * HoldlineErrors in place of the engine's QueueErrors. Never retried: the transaction is the
+ * caller's to retry.
+ */
+export function contractSender(tx: EngineTransaction): TransactionSender {
   return {
-    send: (queue, message) => send(target, queue, message),
-    sendBatch: (queue, messages) => sendBatch(target, queue, messages),
-    publish: (topic, message) => publish(target, topic, message),
+    async send<Payload>(queue: string, message: SendInput) {
+      return toContractMessage<Payload>(await translated(() => tx.send(queue, message)));
+    },
+    async sendBatch<Payload>(queue: string, messages: readonly SendInput[]) {
+      const sent = await translated(() => tx.sendBatch(queue, messages));
+      return sent.map((m) => toContractMessage<Payload>(m));
+    },
+    async publish<Payload>(topic: string, message: SendInput) {
+      const sent = await translated(() => tx.publish(topic, message));
+      return sent.map((m) => toContractMessage<Payload>(m));
+    },
   };
 }
 

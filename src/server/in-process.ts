@@ -2,18 +2,16 @@ import type { Kysely } from 'kysely';
 import type pg from 'pg';
 import pino from 'pino';
 import type { Logger } from 'pino';
+import { HoldlineError } from '../client/errors.ts';
+import type { HoldlineClient } from '../client/holdline-client.ts';
+import type { RetryOptions } from '../client/retry.ts';
 import type { Database } from '../db/database.ts';
-import { Listener } from '../db/listener.ts';
-import { createDatabase, createPool } from '../db/pool.ts';
-import { QueueEngine, WAKEUP_CHANNEL } from '../queue/index.ts';
-import { Reaper } from '../reaper/reaper.ts';
+import type { QueueEngine } from '../queue/index.ts';
 import { EngineTransport } from './engine-transport.ts';
-import { HoldlineError, fromEngineError } from './errors.ts';
-import type { RetryOptions } from './retry.ts';
-import { executorFor } from './transactional.ts';
+import { createRuntime } from './runtime.ts';
+import type { Runtime } from './runtime.ts';
+import { contractSender, executorFor } from './transactional.ts';
 import type { TransactionSender, TransactionTarget } from './transactional.ts';
-import type { HoldlineClient } from './types.ts';
-import { toContractMessage } from './types.ts';
 
 /** Options of {@link createInProcessClient}: give `connectionString`, or your own `pool`. */
 export interface InProcessClientOptions {
@@ -88,95 +86,48 @@ export async function createInProcessClient(
       'the pool has no connectionString: give listenConnectionString for the LISTEN connection and the reaper',
     );
   }
-  const logger = options.logger ?? pino({ level: 'warn', name: 'holdline' });
-  const pool =
-    options.pool ??
-    createPool({
-      connectionString: connectionString!,
-      max: options.poolMax,
-      applicationName: 'holdline-client',
-    });
-  const db = createDatabase(pool, { preparedStatements: options.preparedStatements });
-  const listener = new Listener({
-    connectionString: listenConnectionString,
-    channel: WAKEUP_CHANNEL,
-    logger: logger.child({ component: 'listener' }),
-  });
-  const engine = new QueueEngine({ db, listener, logger, pollIntervalMs: options.pollIntervalMs });
   const reaperOption = options.reaper ?? true;
-  const reaper =
-    reaperOption === false
-      ? undefined
-      : new Reaper({
-          db,
-          connectionString: listenConnectionString,
-          logger,
-          intervalMs: reaperOption === true ? undefined : reaperOption.intervalMs,
-        });
+  const runtime = createRuntime({
+    logger: options.logger ?? pino({ level: 'warn', name: 'holdline' }),
+    databaseUrl: connectionString,
+    pool: options.pool,
+    poolMax: options.poolMax,
+    applicationName: 'holdline-client',
+    preparedStatements: options.preparedStatements,
+    listenDatabaseUrl: listenConnectionString,
+    pollIntervalMs: options.pollIntervalMs,
+    reaper: reaperOption === true ? {} : reaperOption,
+  });
   try {
-    await listener.start();
+    await runtime.start();
   } catch (error) {
-    if (ownPool) await db.destroy();
     throw new HoldlineError('UNAVAILABLE', 'could not connect to PostgreSQL', { cause: error });
   }
-  engine.start();
-  reaper?.start();
-  return new InProcessEngineClient(engine, db, options.retry, async () => {
-    await reaper?.stop();
-    await engine.stop();
-    await listener.stop();
-    // A Kysely over the caller's pool would end it on destroy: it is theirs to end.
-    if (ownPool) await db.destroy();
-  });
+  return new InProcessEngineClient(runtime, options.retry);
 }
 
 class InProcessEngineClient extends EngineTransport implements InProcessClient {
   private closing: Promise<void> | undefined;
 
+  readonly db: Kysely<Database>;
+
   constructor(
-    engine: QueueEngine,
-    readonly db: Kysely<Database>,
+    private readonly runtime: Runtime,
     retry: RetryOptions | undefined,
-    private readonly release: () => Promise<void>,
   ) {
-    super(engine, { retry });
+    super(runtime.engine, { retry });
+    this.db = runtime.db;
   }
 
   within(target: TransactionTarget): TransactionSender {
-    const executor = executorFor(target);
-    const engine = this.engine;
-    return {
-      async send(queue, message) {
-        try {
-          return toContractMessage(await engine.send(queue, message, executor));
-        } catch (error) {
-          throw fromEngineError(error);
-        }
-      },
-      async sendBatch(queue, messages) {
-        try {
-          return (await engine.sendBatch(queue, messages, executor)).map((m) =>
-            toContractMessage(m),
-          );
-        } catch (error) {
-          throw fromEngineError(error);
-        }
-      },
-      async publish(topic, message) {
-        try {
-          return (await engine.publish(topic, message, executor)).map((m) => toContractMessage(m));
-        } catch (error) {
-          throw fromEngineError(error);
-        }
-      },
-    };
+    return contractSender(this.engine.within(executorFor(target)));
   }
 
   override close(): Promise<void> {
     this.closing ??= (async () => {
       // Workers first: they ack and release through the engine.
       await super.close();
-      await this.release();
+      await this.runtime.stop();
     })();
     return this.closing;
   }

@@ -1,20 +1,50 @@
-import type { QueueConfig, QueueEngine, QueueStats, SendInput } from '../queue/index.ts';
-import { fromEngineError } from './errors.ts';
-import { retryOptions, sendIdempotency, withRetries } from './retry.ts';
-import type { Idempotency, RetryOptions } from './retry.ts';
+import { HoldlineError } from '../client/errors.ts';
+import type { HoldlineClient } from '../client/holdline-client.ts';
+import { retryOptions, sendIdempotency, withRetries } from '../client/retry.ts';
+import type { Idempotency, RetryOptions } from '../client/retry.ts';
 import type {
   Delivery,
-  HoldlineClient,
   ListMessagesOptions,
   Message,
   MessageWithPosition,
   NackOptions,
   Queue,
   ReceiveOptions,
-} from './types.ts';
-import { toContractMessage } from './types.ts';
-import { QueueWorker, WorkerGroup } from './worker.ts';
-import type { ConsumeOptions, MessageHandler } from './worker.ts';
+} from '../client/types.ts';
+import { QueueWorker, WorkerGroup } from '../client/worker.ts';
+import type { ConsumeOptions, MessageHandler } from '../client/worker.ts';
+import type { ContractMessage } from '../contract.ts';
+import { QueueError } from '../queue/index.ts';
+import type { QueueConfig, QueueEngine, QueueStats, SendInput } from '../queue/index.ts';
+
+/**
+ * The engine's QueueError as a HoldlineError (same code and message, the original as
+ * `cause`), so in-process and HTTP callers catch the same type. Anything else is returned
+ * unchanged: an unexpected error is a bug to see, not a code to branch on.
+ */
+export function fromEngineError(error: unknown): unknown {
+  if (error instanceof QueueError) {
+    return new HoldlineError(error.code, error.message, { cause: error });
+  }
+  return error;
+}
+
+/** Picks the contract's fields of an engine message (which carries more). */
+export function toContractMessage<Payload>(message: ContractMessage): Message<Payload> {
+  return {
+    id: message.id,
+    queue: message.queue,
+    payload: message.payload as Payload,
+    headers: message.headers,
+    priority: message.priority,
+    attempts: message.attempts,
+    state: message.state,
+    runAt: message.runAt,
+    createdAt: message.createdAt,
+    lastError: message.lastError,
+    originQueue: message.originQueue,
+  };
+}
 
 /**
  * The client over a QueueEngine in this process: the same methods and results as the HTTP

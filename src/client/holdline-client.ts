@@ -1,0 +1,71 @@
+import type {
+  ListMessagesOptions,
+  Message,
+  MessageWithPosition,
+  Queue,
+  QueueConfig,
+  QueueStats,
+  SendInput,
+  WorkerTransport,
+} from './types.ts';
+import type { ConsumeOptions, MessageHandler, QueueWorker } from './worker.ts';
+
+/**
+ * Every operation of the contract, typed. Two implementations behave the same: the HTTP
+ * client (createClient: GraphQL over fetch) and the in-process client
+ * (createInProcessClient: the engine over a pg pool). Failures reject with a
+ * {@link HoldlineError} carrying the contract code.
+ */
+export interface HoldlineClient extends WorkerTransport {
+  /** Enqueues one message; committed when this resolves. QUEUE_NOT_FOUND for a missing queue. */
+  send<Payload = unknown>(queue: string, message: SendInput): Promise<Message<Payload>>;
+  /** Enqueues 1 to 1000 messages atomically; one Message per input, in input order. */
+  sendBatch<Payload = unknown>(
+    queue: string,
+    messages: readonly SendInput[],
+  ): Promise<Message<Payload>[]>;
+  /** Copies a message into every queue bound to a pattern matching `topic`; the copies. */
+  publish<Payload = unknown>(topic: string, message: SendInput): Promise<Message<Payload>[]>;
+  /** Acks one delivery: the message is deleted. LEASE_LOST when its lease was lost. */
+  ack(receipt: string): Promise<boolean>;
+
+  /** Creates a queue; QUEUE_EXISTS when the name is taken. */
+  createQueue(name: string, config?: Partial<QueueConfig>): Promise<Queue>;
+  /** Changes some settings of a queue. */
+  configureQueue(name: string, config: Partial<QueueConfig>): Promise<Queue>;
+  /** Deletes a queue and its messages; false when there was none. */
+  deleteQueue(name: string): Promise<boolean>;
+  /** Every queue, by name. */
+  listQueues(): Promise<Queue[]>;
+  /** Stops deliveries from a queue (sends still accepted). */
+  pauseQueue(name: string): Promise<Queue>;
+  /** Resumes deliveries; waiting consumers are woken. */
+  resumeQueue(name: string): Promise<Queue>;
+  /** Deletes every message of a queue; how many. */
+  purge(queue: string): Promise<number>;
+  /** Moves dead letters that came from `queue` back into it; how many. */
+  redrive(queue: string, max?: number | null): Promise<number>;
+  /** Binds a queue to a topic pattern (`orders.*`, `orders.#`). */
+  bindQueue(queue: string, pattern: string): Promise<boolean>;
+  /** Removes a binding; false when there was none. */
+  unbindQueue(queue: string, pattern: string): Promise<boolean>;
+  /** A queue's counts by state, or null when there is no such queue. */
+  queueStats(queue: string): Promise<QueueStats | null>;
+  /** One message with its place in line, or null. */
+  getMessage<Payload = unknown>(id: string): Promise<MessageWithPosition<Payload> | null>;
+  /** One page of a queue's messages in send order, for inspection. */
+  listMessages<Payload = unknown>(
+    queue: string,
+    options?: ListMessagesOptions,
+  ): Promise<Message<Payload>[]>;
+
+  /** Starts a worker on `queue` over this client; see {@link QueueWorker}. */
+  consume<Payload = unknown>(
+    queue: string,
+    handler: MessageHandler<Payload>,
+    options?: ConsumeOptions,
+  ): QueueWorker<Payload>;
+  /** Stops the workers started through this client (see QueueWorker.stop), then lets go of
+   * the client's resources. Safe to call twice. */
+  close(): Promise<void>;
+}

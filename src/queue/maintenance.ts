@@ -1,0 +1,93 @@
+import type { StatementClient } from './sql/index.ts';
+import { translated } from './errors.ts';
+import type { Executor } from './executor.ts';
+import {
+  DequeueCountDeleteOlderThan,
+  LeaderLockTry,
+  MessageDeleteExpired,
+  MessageReapExpiredLeases,
+  MessageTableVacuum,
+  MessageTableVacuumState,
+  WaitingConsumerDeleteStale,
+} from './sql/index.ts';
+
+/** Expired leases of one queue handled in a pass, and where they went. */
+export interface ReapedLeases {
+  queue: string;
+  /** Set when the messages were dead-lettered there; null when they were requeued. */
+  deadLetterQueue: string | null;
+  messages: number;
+}
+
+/** Dead row versions of the messages table, and whether a vacuum of it is running. */
+export interface MessageTableVacuumState {
+  deadTuples: number;
+  vacuumRunning: boolean;
+}
+
+/**
+ * The engine's maintenance door: the statements the maintainer's services (src/reaper) run,
+ * so that they reach the tables only through the engine's SQL home. Each call is one
+ * statement on `db` (the pool); none needs a transaction, and each is safe to run from two
+ * processes at once (the row-changing ones lock with SKIP LOCKED or delete idempotently).
+ */
+export class QueueMaintenance {
+  constructor(private readonly db: Executor) {}
+
+  /**
+   * One batch of at most `limit` expired leases as of `now` (default: the database clock):
+   * requeued with backoff, or dead-lettered once maxAttempts is used. Counts per queue.
+   */
+  async reapExpiredLeases(limit: number, now?: Date): Promise<ReapedLeases[]> {
+    const { rows } = await translated(() =>
+      MessageReapExpiredLeases.run(this.db, [limit, now ?? null]),
+    );
+    return rows.map((row) => ({
+      queue: row.queue,
+      deadLetterQueue: row.dead_letter_queue,
+      messages: row.messages,
+    }));
+  }
+
+  /** Deletes unleased messages past their queue's retention as of `now`; how many. */
+  async deleteExpiredMessages(now?: Date): Promise<number> {
+    const result = await translated(() => MessageDeleteExpired.run(this.db, [now ?? null]));
+    return Number(result.numAffectedRows ?? 0n);
+  }
+
+  /** Deletes waiting-consumer rows of backends that are gone. */
+  async deleteStaleWaitingConsumers(): Promise<void> {
+    await translated(() => WaitingConsumerDeleteStale.run(this.db, []));
+  }
+
+  /** Deletes dequeue counts older than `keep` (an interval text, e.g. '1 hour'). */
+  async deleteDequeueCountsOlderThan(keep: string): Promise<void> {
+    await translated(() => DequeueCountDeleteOlderThan.run(this.db, [keep]));
+  }
+
+  /** Dead row versions of the messages table, and whether a vacuum of it runs now. */
+  async messageTableVacuumState(): Promise<MessageTableVacuumState> {
+    const { rows } = await translated(() => MessageTableVacuumState.run(this.db, []));
+    return {
+      deadTuples: Number(rows[0]?.dead_tuples ?? 0),
+      vacuumRunning: rows[0]?.vacuum_running === true,
+    };
+  }
+
+  /** VACUUM (SKIP_LOCKED) of the messages table; on a pool connection, outside a transaction. */
+  async vacuumMessageTable(): Promise<void> {
+    await translated(() => MessageTableVacuum.run(this.db, []));
+  }
+
+  /**
+   * Tries to take the session advisory lock `lock` on `session` (a dedicated connection whose
+   * end releases it) without waiting; true when taken.
+   */
+  static async tryLeaderLock(
+    session: StatementClient,
+    lock: readonly [namespace: number, key: number],
+  ): Promise<boolean> {
+    const rows = await LeaderLockTry.runOn(session, [lock[0], lock[1]]);
+    return rows[0]?.locked === true;
+  }
+}

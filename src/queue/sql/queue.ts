@@ -1,0 +1,113 @@
+/** The engine's statements on holdline.queues and the queue_stats view. */
+import type { QueueStatsView, QueuesTable } from '../../db/database.ts';
+import type { Selectable } from 'kysely';
+import { Statement } from '../../db/statement.ts';
+
+/** A row of holdline.queues. */
+export type QueueRow = Selectable<QueuesTable>;
+
+/** A queue's settings as columns, every one given (QueueInsert) or NULL for "keep" (QueueUpdateConfig). */
+type ConfigParams = [
+  visibilityTimeoutSeconds: number | null,
+  maxAttempts: number | null,
+  backoffInitialSeconds: number | null,
+  backoffMaxSeconds: number | null,
+  retentionSeconds: number | null,
+  maxPayloadBytes: number | null,
+];
+
+/** Inserts queue $1 with every setting given; no row when the name is taken. */
+export const QueueInsert = new Statement<
+  QueueRow,
+  [name: string, deadLetterQueue: string | null, ...ConfigParams]
+>(
+  'QueueInsert',
+  `
+  INSERT INTO holdline.queues (name, dead_letter_queue, visibility_timeout_seconds,
+                               max_attempts, backoff_initial_seconds, backoff_max_seconds,
+                               retention_seconds, max_payload_bytes)
+  VALUES ($1, $2, $3::integer, $4::integer, $5::double precision, $6::double precision,
+          $7::integer, $8::integer)
+  ON CONFLICT (name) DO NOTHING
+  RETURNING *`,
+);
+
+/**
+ * Changes the settings of queue $1 that are given (NULL keeps a setting; the dead-letter
+ * queue, which may be set to NULL, is changed only when $2 is true). No row: no such queue.
+ */
+export const QueueUpdateConfig = new Statement<
+  QueueRow,
+  [name: string, setDeadLetterQueue: boolean, deadLetterQueue: string | null, ...ConfigParams]
+>(
+  'QueueUpdateConfig',
+  `
+  UPDATE holdline.queues
+  SET dead_letter_queue = CASE WHEN $2::boolean THEN $3 ELSE dead_letter_queue END,
+      visibility_timeout_seconds = coalesce($4::integer, visibility_timeout_seconds),
+      max_attempts = coalesce($5::integer, max_attempts),
+      backoff_initial_seconds = coalesce($6::double precision, backoff_initial_seconds),
+      backoff_max_seconds = coalesce($7::double precision, backoff_max_seconds),
+      retention_seconds = coalesce($8::integer, retention_seconds),
+      max_payload_bytes = coalesce($9::integer, max_payload_bytes),
+      updated_at = now()
+  WHERE name = $1
+  RETURNING *`,
+);
+
+/** Pauses or resumes queue $1. No row: no such queue. */
+export const QueueSetPaused = new Statement<QueueRow, [name: string, paused: boolean]>(
+  'QueueSetPaused',
+  `UPDATE holdline.queues SET paused = $2, updated_at = now() WHERE name = $1 RETURNING *`,
+);
+
+/** Queue $1, or no row. */
+export const QueueGetByName = new Statement<QueueRow, [name: string]>(
+  'QueueGetByName',
+  `SELECT * FROM holdline.queues WHERE name = $1`,
+);
+
+/** Every queue by name. */
+export const QueueList = new Statement<QueueRow, []>(
+  'QueueList',
+  `SELECT * FROM holdline.queues ORDER BY name`,
+);
+
+/**
+ * Takes queue $1's lock exclusively until the transaction ends: senders hold it shared until
+ * they commit (holdline.wake), so this waits for sends in flight. Namespace 'HLQU'.
+ */
+export const QueueLock = new Statement<never, [namespace: number, name: string]>(
+  'QueueLock',
+  `SELECT pg_advisory_xact_lock($1::int, hashtext($2))`,
+);
+
+/**
+ * As {@link QueueLock}, but gives up after $1 (a lock_timeout text such as '100ms') with
+ * SQLSTATE 55P03; run on the LISTEN connection outside a transaction.
+ */
+export const QueueLockWithTimeout = new Statement<
+  never,
+  [lockTimeout: string, namespace: number, name: string]
+>(
+  'QueueLockWithTimeout',
+  `SELECT set_config('lock_timeout', $1, true), pg_advisory_xact_lock($2::int, hashtext($3))`,
+);
+
+/** Deletes queue $1 (its messages, waiting consumers and dequeue counts are separate); rowCount. */
+export const QueueDelete = new Statement<never, [name: string]>(
+  'QueueDelete',
+  `DELETE FROM holdline.queues WHERE name = $1`,
+);
+
+/** Counts of queue $1's messages by state (the holdline.queue_stats view), or no row. */
+export const QueueStatsGet = new Statement<QueueStatsView, [queue: string]>(
+  'QueueStatsGet',
+  `SELECT * FROM holdline.queue_stats WHERE queue = $1`,
+);
+
+/** Counts of every queue by state, by name. */
+export const QueueStatsList = new Statement<QueueStatsView, []>(
+  'QueueStatsList',
+  `SELECT * FROM holdline.queue_stats ORDER BY queue`,
+);

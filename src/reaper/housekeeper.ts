@@ -1,0 +1,37 @@
+import { PeriodicService } from './periodic-service.ts';
+import type { MaintenanceServiceOptions } from './periodic-service.ts';
+
+/** Dequeue counts older than this no longer feed estimates and are deleted. */
+const DEQUEUE_COUNTS_KEEP = '1 hour';
+
+/** Options for {@link Housekeeper}. */
+export type HousekeeperOptions = MaintenanceServiceOptions;
+
+/**
+ * The slower passes of the leader: deletes messages past their queue's retention,
+ * waiting-consumer rows of backends that are gone, and dequeue counts older than an hour.
+ */
+export class Housekeeper extends PeriodicService {
+  private readonly options: HousekeeperOptions;
+
+  constructor(options: HousekeeperOptions) {
+    super(options.logger, options.intervalMs);
+    this.options = options;
+  }
+
+  /** One pass as of `now` (default: the database clock), whether or not this process leads. */
+  async housekeep(now?: Date): Promise<{ expiredMessages: number }> {
+    const { maintenance } = this.options;
+    const expiredMessages = await maintenance.deleteExpiredMessages(now);
+    await maintenance.deleteStaleWaitingConsumers();
+    await maintenance.deleteDequeueCountsOlderThan(DEQUEUE_COUNTS_KEEP);
+    return { expiredMessages };
+  }
+
+  protected override async runOnce(): Promise<void> {
+    if (!this.options.isLeader()) return;
+    const { expiredMessages } = await this.housekeep();
+    if (expiredMessages > 0)
+      this.logger.info({ messages: expiredMessages }, 'expired messages deleted');
+  }
+}
