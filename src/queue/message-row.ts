@@ -1,4 +1,4 @@
-import type { MessageRow } from '../db/database.ts';
+import type { MessageRow } from './sql/tables.ts';
 import { encodeReceipt } from './receipts.ts';
 import type { Delivery, Message, MessageState } from './types.ts';
 

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import pino from 'pino';
 import type { Logger } from 'pino';
-import type { MessageRow } from '../../src/db/database.ts';
+import type { MessageRow } from '../../src/queue/sql/tables.ts';
 import { createQueue, sendBatch } from '../../src/queue/operations.ts';
 import type {
   Executor,

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DeadLettersView } from '../../src/db/database.ts';
+import type { DeadLettersView } from '../../src/queue/sql/tables.ts';
 import {
   ack,
   getQueue,

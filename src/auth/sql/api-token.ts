@@ -5,7 +5,7 @@
  * (src/queue/sql/); nothing else in src/auth names the table.
  */
 import type { Selectable } from 'kysely';
-import type { ApiTokensTable } from '../../db/database.ts';
+import type { ApiTokensTable } from './tables.ts';
 import { Statement } from '../../db/statement.ts';
 
 /** A row of holdline.api_tokens. */

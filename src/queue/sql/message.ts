@@ -3,7 +3,7 @@
  * named statement each, Noun+Verb; the operations in src/queue call these and nothing else
  * names the table. Timestamps of hot results come as epoch milliseconds (see epochMs).
  */
-import type { MessageRow } from '../../db/database.ts';
+import type { MessageRow } from './tables.ts';
 import { Statement } from '../../db/statement.ts';
 
 /**

@@ -1,5 +1,5 @@
 /** The engine's statements on holdline.queues and the queue_stats view. */
-import type { QueueStatsView, QueuesTable } from '../../db/database.ts';
+import type { QueueStatsView, QueuesTable } from './tables.ts';
 import type { Selectable } from 'kysely';
 import { Statement } from '../../db/statement.ts';
 

@@ -1,0 +1,112 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/**
+ * Column types of the engine's tables and views in schema `holdline` (see schema.sql for
+ * their definitions and column comments). Only this SQL home and tests use them.
+ */
+declare module '../../db/database.ts' {
+  interface Database {
+    'holdline.queues': QueuesTable;
+    'holdline.messages': MessagesTable;
+    'holdline.topic_bindings': TopicBindingsTable;
+    'holdline.waiting_consumers': WaitingConsumersTable;
+    'holdline.dequeue_counts': DequeueCountsTable;
+    'holdline.queue_stats': QueueStatsView;
+    'holdline.dead_letters': DeadLettersView;
+  }
+}
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+
+export interface QueuesTable {
+  name: string;
+  paused: Generated<boolean>;
+  visibility_timeout_seconds: Generated<number>;
+  max_attempts: Generated<number>;
+  dead_letter_queue: string | null;
+  backoff_initial_seconds: Generated<number>;
+  backoff_max_seconds: Generated<number>;
+  retention_seconds: Generated<number>;
+  max_payload_bytes: Generated<number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface MessagesTable {
+  /** bigint: pg returns it as a string so no id above 2^53 is rounded. */
+  id: ColumnType<string, never, never>;
+  queue: string;
+  payload: unknown;
+  headers: Record<string, unknown> | null;
+  priority: Generated<number>;
+  run_at: Timestamp;
+  attempts: Generated<number>;
+  lease_token: string | null;
+  lease_expires_at: Date | null;
+  dedup_key: string | null;
+  group_key: string | null;
+  origin_queue: string | null;
+  last_error: string | null;
+  dead_lettered_at: Date | null;
+  created_at: Timestamp;
+}
+
+export interface TopicBindingsTable {
+  queue: string;
+  pattern: string;
+  pattern_regex: ColumnType<string, never, never>;
+  created_at: Timestamp;
+}
+
+export interface WaitingConsumersTable {
+  queue: string;
+  listener_pid: number;
+  since: Timestamp;
+}
+
+export interface DequeueCountsTable {
+  queue: string;
+  minute: Date;
+  deliveries: ColumnType<string, number | string, number | string>;
+}
+
+export interface QueueStatsView {
+  queue: string;
+  /** count(*) is bigint: pg returns strings. */
+  ready: string;
+  delayed: string;
+  leased: string;
+  total: string;
+  oldest_ready_age: number | null;
+}
+
+export interface DeadLettersView {
+  id: string;
+  queue: string;
+  origin_queue: string;
+  attempts: number;
+  last_error: string | null;
+  payload: unknown;
+  headers: Record<string, unknown> | null;
+  dead_lettered_at: Date | null;
+  created_at: Date;
+}
+
+/** A message row as the SQL functions return it. */
+export type MessageRow = {
+  id: string;
+  queue: string;
+  payload: unknown;
+  headers: Record<string, unknown> | null;
+  priority: number;
+  run_at: Date;
+  attempts: number;
+  lease_token: string | null;
+  lease_expires_at: Date | null;
+  dedup_key: string | null;
+  group_key: string | null;
+  origin_queue: string | null;
+  last_error: string | null;
+  dead_lettered_at: Date | null;
+  created_at: Date;
+};
