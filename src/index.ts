@@ -5,7 +5,7 @@
  * - consume / QueueWorker: the worker loop over either;
  * - send / sendBatch / publish: enqueue inside your own transaction (kysely or pg);
  * - QueueEngine and the engine's error type, for code that embeds the engine itself.
- * The service itself is started with `npx holdline serve` (see README).
+ * The service itself is started with `npx holdline serve` (see docs/operations.md).
  */
 export * from './client/index.ts';
 export { EngineTransport } from './server/engine-transport.ts';

@@ -32,7 +32,7 @@ export interface HoldlineWorkerSettings {
 }
 
 /**
- * The holdline worker's options for throughput with short handlers (README, "Worker"): the
+ * The holdline worker's options for throughput with short handlers (docs/client.md, "Worker"): the
  * largest concurrency and ack batch the contract allows, so one receive leases up to 1,000
  * and their acks go in one call. Against concurrency 200 with acks by 100 (2026-11-27,
  * 50,000 messages, 6 runs each, side by side): 1.45× the drain rate (per pair 1.17–1.56×).

@@ -71,7 +71,7 @@ function numericSettings(
 }
 
 /**
- * Creates a queue. Unset config takes the defaults (README, "Queue settings"); an unset
+ * Creates a queue. Unset config takes the defaults (docs/semantics.md, "Queue settings"); an unset
  * deadLetterQueue becomes `<name>.dlq`, created when the first message dies; null means
  * none. Fails with QUEUE_EXISTS when the name is taken.
  */

@@ -220,7 +220,7 @@ export function ratePerSecond(
 
 /**
  * The one line a scenario prints: its counts and any extra figures, as key=value pairs so
- * that the README table can be filled from the output.
+ * that the table in docs/semantics.md ("Guarantees") can be filled from the output.
  */
 export function verdictLine(
   scenario: string,

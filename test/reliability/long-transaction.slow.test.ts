@@ -5,7 +5,7 @@
  * index scan must step over: its cost grows while the snapshot is held, and throughput may
  * dip. Once it ends, the dead entries can be skipped for good: the scan cost must fall back
  * and throughput recover, with nothing lost throughout. The figures (acks and sends per
- * second before, during and after; the scan's time and buffers) are printed for the README.
+ * second before, during and after; the scan's time and buffers) are printed for docs/semantics.md ("Guarantees").
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
