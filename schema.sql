@@ -51,6 +51,26 @@ END
 $$;
 
 --
+-- Name: ack_batch(bigint[], uuid[], text[]); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.ack_batch(p_ids bigint[], p_lease_tokens uuid[], p_queue_patterns text[]) RETURNS TABLE(id bigint, queue text, age_seconds double precision)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_lease_tokens) THEN
+    RAISE EXCEPTION 'ids and lease_tokens must have the same length' USING ERRCODE = 'HL400';
+  END IF;
+  RETURN QUERY
+  DELETE FROM holdline.messages m
+  USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
+  WHERE m.id = r.id AND m.lease_token = r.lease_token
+    AND (p_queue_patterns IS NULL OR m.queue LIKE ANY (p_queue_patterns))
+  RETURNING m.id, m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
+END
+$$;
+
+--
 -- Name: backoff_seconds(integer, double precision, double precision); Type: FUNCTION; Schema: holdline; Owner: -
 --
 

@@ -132,6 +132,19 @@ export class ScopeSet {
     return this.everyQueue.has(action);
   }
 
+  /**
+   * The queue patterns on which `action` is granted (directly or implied), as written in the
+   * scopes (`*` matches any run of characters): what a statement that must keep to the
+   * allowed queues filters by.
+   */
+  patternsFor(action: ScopeAction): string[] {
+    return [
+      ...new Set(
+        this.scopes.filter((scope) => IMPLIES[scope.action].includes(action)).map((s) => s.pattern),
+      ),
+    ];
+  }
+
   /** The scopes in canonical text form. */
   toStrings(): string[] {
     return this.scopes.map(formatScope);

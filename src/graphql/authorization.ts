@@ -2,7 +2,7 @@ import type { GraphQLError } from 'graphql';
 import { createGraphQLError } from 'graphql-yoga';
 import type { AccessControl, Principal, ScopeAction } from '../auth/index.ts';
 import { translateDatabaseError } from '../queue/index.ts';
-import type { AuthorizeQueues } from '../queue/index.ts';
+import type { ReceiptOptions } from '../queue/index.ts';
 
 /** `extensions.code` of a request without a valid token (missing, wrong or revoked). */
 export const UNAUTHENTICATED_CODE = 'UNAUTHENTICATED';
@@ -74,21 +74,27 @@ export function authorizeAll(
 }
 
 /**
- * The engine's authorization hook for receipts (ack, ackBatch, nack, extendLease), or
- * undefined when the request may receive from every queue (the engine then runs its one
- * statement, no transaction). The engine asks the hook with the queue of each delivery whose
- * lease was live, read by the fenced statement itself, and rolls the change back when it
- * throws: FORBIDDEN when a receipt belongs to a queue the token may not `receive` from. A
- * receipt whose lease is gone (acked, reaped, re-leased, dead-lettered, never existed) never
- * reaches the hook: the engine answers LEASE_LOST and changes nothing, so a worker whose
- * message was dead-lettered under it gets LEASE_LOST, as it would without authentication. A
- * malformed receipt is the engine's BAD_USER_INPUT.
+ * The engine's authorization for receipts (ack, ackBatch, nack, extendLease): nothing when
+ * the request may receive from every queue (the engine then runs its one statement, no
+ * transaction). Otherwise a hook and the token's receive patterns. A single ack keeps to
+ * those queues inside its one statement and asks the hook only for a delivery it left alone
+ * whose lease still holds; the other operations run in a transaction where the engine asks
+ * the hook with the queue of each delivery whose lease was live, read by the fenced
+ * statement itself, and rolls the change back when it throws. Either way: FORBIDDEN when a
+ * receipt belongs to a queue the token may not `receive` from. A receipt whose lease is gone
+ * (acked, reaped, re-leased, dead-lettered, never existed) never reaches the hook: the
+ * engine answers LEASE_LOST and changes nothing, so a worker whose message was dead-lettered
+ * under it gets LEASE_LOST, as it would without authentication. A malformed receipt is the
+ * engine's BAD_USER_INPUT.
  */
-export function receiptAuthorizer(access: RequestAccess): AuthorizeQueues | undefined {
+export function receiptAuthorization(access: RequestAccess): ReceiptOptions {
   if (access.kind === 'open' || access.principal.scopes.allowsEveryQueue('receive')) {
-    return undefined;
+    return {};
   }
-  return (queues) => authorizeAll(access, 'receive', queues);
+  return {
+    authorize: (queues) => authorizeAll(access, 'receive', queues),
+    queuePatterns: access.principal.scopes.patternsFor('receive'),
+  };
 }
 
 /**

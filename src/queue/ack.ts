@@ -1,7 +1,13 @@
 import { QueueError, translated } from './errors.ts';
 import type { Executor } from './executor.ts';
 import { decodeReceipt } from './receipts.ts';
-import { MessageAck, MessageAckMany } from './sql/index.ts';
+import type { Receipt } from './receipts.ts';
+import {
+  MessageAck,
+  MessageAckMany,
+  MessageAckManyInQueues,
+  MessageGetQueueByLease,
+} from './sql/index.ts';
 import { validateBatch } from './validation.ts';
 
 /**
@@ -40,6 +46,53 @@ export async function ackBatch(
     MessageAckMany.run(db, [decoded.map((r) => r.messageId), decoded.map((r) => r.leaseToken)]),
   );
   return rows;
+}
+
+/**
+ * Acknowledges deliveries of different callers in one statement (holdline.ack_batch with
+ * queue patterns, 0008): what the engine's coalesced single acks run. Each delivery is
+ * deleted only when its lease token still holds and, with `queuePatterns` (LIKE patterns,
+ * see {@link queueLikePatterns}), when its queue matches one. Returns, per receipt in
+ * order, what was acked, or undefined for a delivery left alone (lease lost, or outside the
+ * patterns). The receipts' message ids must differ: a result row names only its id.
+ */
+export async function ackEach(
+  db: Executor,
+  params: { receipts: readonly Receipt[]; queuePatterns: string[] | null },
+): Promise<(AckedMessage | undefined)[]> {
+  const { receipts, queuePatterns } = params;
+  const { rows } = await translated(() =>
+    MessageAckManyInQueues.run(db, [
+      receipts.map((r) => r.messageId),
+      receipts.map((r) => r.leaseToken),
+      queuePatterns,
+    ]),
+  );
+  const acked = new Map(rows.map((row) => [row.id, row]));
+  return receipts.map((r) => {
+    const row = acked.get(r.messageId);
+    return row === undefined ? undefined : { queue: row.queue, ageSeconds: row.ageSeconds };
+  });
+}
+
+/**
+ * The queue of a delivery whose lease still holds, or undefined when it was lost: after
+ * {@link ackEach} with queue patterns left it alone, whether it was outside them.
+ */
+export async function leasedQueue(db: Executor, receipt: Receipt): Promise<string | undefined> {
+  const { rows } = await translated(() =>
+    MessageGetQueueByLease.run(db, [receipt.messageId, receipt.leaseToken]),
+  );
+  return rows[0]?.queue;
+}
+
+/**
+ * Scope patterns (a queue name in which `*` matches any run of characters, of the letters,
+ * digits and `_ . - *` a pattern may hold) as LIKE patterns: `*` becomes `%`, and `_`, LIKE's
+ * one-character wildcard, is escaped.
+ */
+export function queueLikePatterns(patterns: readonly string[]): string[] {
+  return patterns.map((p) => p.replace(/[\\%_]/g, '\\$&').replace(/\*/g, '%'));
 }
 
 export function leaseLost(): QueueError {

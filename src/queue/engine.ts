@@ -2,7 +2,10 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { linkAbortSignals } from '../abort-signals.ts';
 import type { Listener } from '../db/listener.ts';
-import { ack, ackBatch } from './ack.ts';
+import { ack, ackBatch, ackEach, leaseLost, leasedQueue, queueLikePatterns } from './ack.ts';
+import { Coalescer } from './coalescer.ts';
+import { decodeReceipt } from './receipts.ts';
+import type { Receipt } from './receipts.ts';
 import { listMessages } from './browse.ts';
 import type { ListMessagesParams } from './browse.ts';
 import type { AckedMessage } from './ack.ts';
@@ -30,13 +33,26 @@ import { DatabasePing } from './sql/index.ts';
 import { allQueueStats, getMessage, queueStats } from './stats.ts';
 import { bindQueue, listBindings, unbindQueue } from './topics.ts';
 import type { Delivery, Message, Queue, QueueConfig, QueueStats, SendInput } from './types.ts';
-import { WAIT_MAX_SECONDS, validateInteger } from './validation.ts';
+import {
+  BATCH_MAX_LIMIT,
+  WAIT_MAX_SECONDS,
+  validateInteger,
+  validateQueueName,
+  validateSendInput,
+} from './validation.ts';
 import { Wakeups } from './wakeups.ts';
 import type { WaitHandle } from './wakeups.ts';
 
 /** How often an idle waiter looks again without a wake-up: the net under lost NOTIFYs and
  * the clock for delayed messages and backoffs coming due. */
 export const POLL_INTERVAL_MS_DEFAULT = 1_000;
+
+/**
+ * Statements of one kind (single sends to one queue, single acks of one scope) in flight at
+ * once before further calls wait to share the next: see Coalescer. Two keeps a lone
+ * caller's latency at one round trip while a busy queue's calls still share statements.
+ */
+export const COALESCE_LANES_DEFAULT = 2;
 
 /** Options for {@link QueueEngine}. */
 export interface QueueEngineOptions {
@@ -46,6 +62,8 @@ export interface QueueEngineOptions {
   logger: Logger;
   /** Default {@link POLL_INTERVAL_MS_DEFAULT}. */
   pollIntervalMs?: number;
+  /** Default {@link COALESCE_LANES_DEFAULT}. */
+  coalesceLanes?: number;
 }
 
 /** Parameters of a receive that may wait. */
@@ -99,6 +117,27 @@ export interface ReceiptOptions {
    * fenced statement itself says which queue it was in.
    */
   authorize?: AuthorizeQueues;
+  /**
+   * The queues `authorize` allows, as patterns in which `*` matches any run of characters
+   * (a token's scope patterns). With them a single ack is kept to those queues inside its
+   * one statement, instead of a transaction of its own around the hook; `authorize` is then
+   * asked only for a delivery the statement left alone whose lease still holds. They must
+   * allow exactly what `authorize` allows.
+   */
+  queuePatterns?: readonly string[];
+}
+
+/** A single ack waiting to share a statement: its receipt and the queues it may ack in. */
+interface PendingAck {
+  /** The receipt as the caller gave it, and decoded. */
+  text: string;
+  receipt: Receipt;
+  queuePatterns: string[] | null;
+}
+
+/** A single send waiting to share a statement with others to its queue. */
+interface PendingSend {
+  message: SendInput;
 }
 
 /**
@@ -116,10 +155,34 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   private readonly meter: DequeueMeter;
   private readonly pollIntervalMs: number;
   private readonly closing = new AbortController();
+  private readonly acks: Coalescer<PendingAck, AckedMessage | undefined>;
+  private readonly sends: Coalescer<PendingSend, Message>;
 
   constructor(options: QueueEngineOptions) {
     super();
     this.db = options.db;
+    const lanes = options.coalesceLanes ?? COALESCE_LANES_DEFAULT;
+    this.acks = new Coalescer({
+      lanes,
+      maxBatch: BATCH_MAX_LIMIT,
+      conflictKey: (pending) => pending.receipt.messageId,
+      run: async (_key, pending) => {
+        const acked =
+          pending.length === 1 && pending[0]!.queuePatterns === null
+            ? // Alone and unscoped: holdline.ack, the cheapest statement.
+              [await ack(this.db, { receipt: pending[0]!.text }).catch(lostAsUndefined)]
+            : await ackEach(this.db, {
+                receipts: pending.map((p) => p.receipt),
+                queuePatterns: pending[0]!.queuePatterns,
+              });
+        return acked.map(fulfilled);
+      },
+    });
+    this.sends = new Coalescer({
+      lanes,
+      maxBatch: BATCH_MAX_LIMIT,
+      run: (queue, pending) => this.sendTogether(queue, pending),
+    });
     this.maintenance = new QueueMaintenance(options.db);
     this.pollIntervalMs = options.pollIntervalMs ?? POLL_INTERVAL_MS_DEFAULT;
     this.wakeups = new Wakeups(options.listener, options.logger.child({ component: 'wakeups' }));
@@ -243,7 +306,16 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
 
   /** Enqueues one message (see send.ts) and wakes this process's waiters on the queue. */
   async send(queue: string, message: SendInput): Promise<Message> {
-    const sent = await send(this.db, { queue, message });
+    let sent: Message;
+    if (message?.dedupKey != null) {
+      // A dedup key's answer may be another, live message: sent on its own.
+      sent = await send(this.db, { queue, message });
+    } else {
+      // Bad input fails here, alone, before it could share a statement with anyone.
+      validateQueueName(queue);
+      validateSendInput(message);
+      sent = await this.sends.submit(queue, { message });
+    }
     this.sent(queue, 1);
     return sent;
   }
@@ -339,13 +411,37 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     return this.pollIntervalMs;
   }
 
-  /** Acks one delivery (see ack.ts); LEASE_LOST when its lease was lost. */
+  /**
+   * Acks one delivery (see ack.ts); LEASE_LOST when its lease was lost. Acks that arrive
+   * while others are in flight share one statement (see Coalescer), each answered for its
+   * own receipt.
+   */
   async ack(receipt: string, options: ReceiptOptions = {}): Promise<AckedMessage> {
-    const acked = await this.settle(
-      options,
-      (db) => ack(db, { receipt }),
-      (a) => [a.queue],
-    );
+    const { authorize, queuePatterns } = options;
+    let acked: AckedMessage | undefined;
+    if (authorize !== undefined && queuePatterns === undefined) {
+      acked = await this.settle(
+        options,
+        (db) => ack(db, { receipt }),
+        (a) => [a.queue],
+      );
+    } else {
+      const decoded = decodeReceipt(receipt);
+      const patterns = queuePatterns === undefined ? null : queueLikePatterns(queuePatterns);
+      // Scope patterns hold no newline: joined, they name the scope.
+      const key = patterns === null ? '' : patterns.join('\n');
+      acked = await this.acks.submit(key, {
+        text: receipt,
+        receipt: decoded,
+        queuePatterns: patterns,
+      });
+      if (acked === undefined) {
+        // Left alone: outside the caller's queues if its lease still holds, else lost.
+        const queue = patterns === null ? undefined : await leasedQueue(this.db, decoded);
+        if (queue !== undefined) authorize?.(new Set([queue]));
+        throw leaseLost();
+      }
+    }
     this.emit('acked', acked.queue, acked.ageSeconds);
     return acked;
   }
@@ -421,11 +517,45 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     );
   }
 
+  /**
+   * Runs single sends to one queue that arrived together: one alone as send (send_at, the
+   * cheapest statement), several as one sendBatch. When a shared statement fails (the queue
+   * is gone, a payload is over the queue's limit), each send runs again on its own, so that
+   * every caller gets its own outcome and no caller's message fails for another's.
+   */
+  private async sendTogether(
+    queue: string,
+    pending: readonly PendingSend[],
+  ): Promise<PromiseSettledResult<Message>[]> {
+    const sendAlone = (p: PendingSend): Promise<Message> =>
+      send(this.db, { queue, message: p.message });
+    if (pending.length > 1) {
+      try {
+        const sent = await sendBatch(this.db, { queue, messages: pending.map((p) => p.message) });
+        return sent.map(fulfilled);
+      } catch {
+        // Each on its own below.
+      }
+    }
+    return Promise.allSettled(pending.map(sendAlone));
+  }
+
   /** After a committed send: wake this process's waiters on the queue, and tell listeners. */
   private sent(queue: string, messages: number): void {
     this.wakeups.wake(queue);
     this.emit('sent', queue, messages);
   }
+}
+
+/** A value as a fulfilled PromiseSettledResult. */
+function fulfilled<T>(value: T): PromiseFulfilledResult<T> {
+  return { status: 'fulfilled', value };
+}
+
+/** An ack's LEASE_LOST as "not acked" (undefined); other failures rethrown. */
+function lostAsUndefined(error: unknown): undefined {
+  if (error instanceof QueueError && error.code === 'LEASE_LOST') return undefined;
+  throw error;
 }
 
 /** An {@link EngineTransaction} over `trx`; `onSent` hears of each send that succeeded. */

@@ -122,6 +122,39 @@ describe('holdline.ack_batch', () => {
   });
 });
 
+describe('holdline.ack_batch with queue patterns', () => {
+  it('acks only deliveries of queues matching a pattern, leaving the others leased', async () => {
+    const leased = await sendAndReceive(2);
+    const other = `${queue}_other`;
+    await c.query('INSERT INTO holdline.queues (name) VALUES ($1)', [other]);
+    await c.query('SELECT holdline.send($1, $2::jsonb)', [other, '{}']);
+    const { rows: theirs } = await c.query<Leased>(
+      'SELECT id, lease_token FROM holdline.receive($1, 1)',
+      [other],
+    );
+    const ids = [...leased.map((l) => l.id), theirs[0]!.id];
+    const tokens = [...leased.map((l) => l.lease_token), theirs[0]!.lease_token];
+    const { rows } = await c.query<{ id: string }>(
+      'SELECT id FROM holdline.ack_batch($1::bigint[], $2::uuid[], $3::text[]) ORDER BY id',
+      // `_` escaped: a literal underscore, so the pattern is the queue's name exactly.
+      [ids, tokens, [queue.replace(/_/g, '\\_')]],
+    );
+    expect(rows.map((r) => r.id)).toEqual(leased.map((l) => l.id));
+    expect(await messagesLeft()).toBe(0);
+    const { rows: still } = await c.query<{ lease_token: string }>(
+      'SELECT lease_token FROM holdline.messages WHERE id = $1',
+      [theirs[0]!.id],
+    );
+    expect(still[0]!.lease_token).toBe(theirs[0]!.lease_token);
+    // NULL patterns: any queue.
+    const { rows: any } = await c.query<{ id: string }>(
+      'SELECT id FROM holdline.ack_batch($1::bigint[], $2::uuid[], NULL)',
+      [[theirs[0]!.id], [theirs[0]!.lease_token]],
+    );
+    expect(any.map((r) => r.id)).toEqual([theirs[0]!.id]);
+  });
+});
+
 describe('holdline.extend_lease', () => {
   it('sets the lease to end the given seconds after now and keeps the token', async () => {
     const [leased] = await sendAndReceive(1, 5);

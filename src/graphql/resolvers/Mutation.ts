@@ -1,6 +1,6 @@
 import { QueueError } from '../../queue/index.ts';
 import type { Delivery, Message, Queue, QueueConfig, SendInput } from '../../queue/index.ts';
-import { authorize, authorizeAll, forbidden, receiptAuthorizer } from '../authorization.ts';
+import { authorize, authorizeAll, forbidden, receiptAuthorization } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { badUserInput } from '../errors.ts';
 
@@ -178,8 +178,8 @@ export const MutationResolvers = {
   },
 
   async ack(_root: unknown, args: { receipt: string }, ctx: GraphQLContext): Promise<boolean> {
-    const authorize = receiptAuthorizer(ctx.access);
-    await settling(ctx, [args.receipt], () => ctx.engine.ack(args.receipt, { authorize }));
+    const authorization = receiptAuthorization(ctx.access);
+    await settling(ctx, [args.receipt], () => ctx.engine.ack(args.receipt, authorization));
     return true;
   },
 
@@ -188,7 +188,7 @@ export const MutationResolvers = {
     args: { receipts: string[] },
     ctx: GraphQLContext,
   ): Promise<number> {
-    const authorize = receiptAuthorizer(ctx.access);
+    const { authorize } = receiptAuthorization(ctx.access);
     // Receipts that were not acked had lost their lease: settled all the same.
     const acked = await settling(ctx, args.receipts, () =>
       ctx.engine.ackBatch(args.receipts, { authorize }),
@@ -201,7 +201,7 @@ export const MutationResolvers = {
     args: { receipt: string; delaySeconds?: number | null; error?: string | null },
     ctx: GraphQLContext,
   ): Promise<boolean> {
-    const authorize = receiptAuthorizer(ctx.access);
+    const { authorize } = receiptAuthorization(ctx.access);
     await settling(ctx, [args.receipt], () =>
       ctx.engine.nack(args.receipt, {
         delaySeconds: args.delaySeconds,
@@ -217,7 +217,7 @@ export const MutationResolvers = {
     args: { receipt: string; seconds: number },
     ctx: GraphQLContext,
   ): Promise<Delivery> {
-    const authorize = receiptAuthorizer(ctx.access);
+    const { authorize } = receiptAuthorization(ctx.access);
     try {
       return await ctx.engine.extendLease(args.receipt, args.seconds, { authorize });
     } catch (error) {

@@ -68,6 +68,33 @@ export const MessageAckMany = new Statement<
   { prepared: true },
 );
 
+/**
+ * Deletes many deliveries, each fenced by its lease token and kept to the queues matching $3
+ * (LIKE patterns; NULL: any queue) (holdline.ack_batch, 0008); a row per message acked, with
+ * its id, so that callers whose acks were coalesced into one statement each find theirs.
+ */
+export const MessageAckManyInQueues = new Statement<
+  { id: string; queue: string; ageSeconds: number },
+  [ids: string[], leaseTokens: string[], queuePatterns: string[] | null]
+>(
+  'MessageAckManyInQueues',
+  `SELECT id::text AS id, queue, age_seconds AS "ageSeconds"
+     FROM holdline.ack_batch($1::bigint[], $2::uuid[], $3::text[])`,
+  { prepared: true },
+);
+
+/**
+ * The queue of a message whose lease $2 still holds, if it does: after an ack kept to some
+ * queues left a delivery alone, whether it was outside them (a row) or lost (none).
+ */
+export const MessageGetQueueByLease = new Statement<
+  { queue: string },
+  [id: string, leaseToken: string]
+>(
+  'MessageGetQueueByLease',
+  `SELECT queue FROM holdline.messages WHERE id = $1::bigint AND lease_token = $2::uuid`,
+);
+
 /** Sets a lease to end $3 seconds after $4 (NULL: now()), fenced (holdline.extend_lease). */
 export const MessageExtendLease = new Statement<
   MessageRow,
