@@ -59,20 +59,28 @@ export function requestIdOf(request: Request | IncomingMessage | undefined): str
   return given != null && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
 }
 
-/** Builds one request's context. */
+/**
+ * Builds one request's context. Its logger (a pino child with the request's fields) is made
+ * on first use: most requests log nothing, and a child per request is measurable work on
+ * the service's hot path.
+ */
 export function createContext(
   deps: ContextDependencies,
   requestId: string,
   signal: AbortSignal | undefined,
   access: RequestAccess,
 ): GraphQLContext {
+  let logger: Logger | undefined;
   return {
     access,
     engine: deps.engine,
-    // The token's name (never its secret) says who made the request.
-    logger: deps.logger.child(
-      access.kind === 'token' ? { requestId, tokenName: access.principal.name } : { requestId },
-    ),
+    get logger(): Logger {
+      // The token's name (never its secret) says who made the request.
+      logger ??= deps.logger.child(
+        access.kind === 'token' ? { requestId, tokenName: access.principal.name } : { requestId },
+      );
+      return logger;
+    },
     requestId,
     deliveryTracker: deps.deliveryTracker,
     streams: deps.streams,

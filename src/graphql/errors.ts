@@ -133,22 +133,26 @@ export function createMaskError(map: ErrorMapper): (error: unknown, message: str
  * with its requestId; masking then finds it logged already.
  */
 export function errorLoggingPlugin(map: ErrorMapper): Plugin {
+  // The request's logger is looked up only for a result with errors: the context makes it
+  // on first use, and most results have none.
   const logErrors =
-    (logger: Logger | undefined) =>
+    (context: unknown) =>
     ({ result }: { result: ExecutionResult }): void => {
-      for (const error of result.errors ?? []) map(error, logger);
+      if (result.errors === undefined || result.errors.length === 0) return;
+      const logger = requestLogger(context);
+      for (const error of result.errors) map(error, logger);
     };
   return {
     onExecute({ args }) {
-      const logger = requestLogger(args.contextValue);
       return {
-        onExecuteDone: (done) => handleStreamOrSingleExecutionResult(done, logErrors(logger)),
+        onExecuteDone: (done) =>
+          handleStreamOrSingleExecutionResult(done, logErrors(args.contextValue)),
       };
     },
     onSubscribe({ args }) {
-      const logger = requestLogger(args.contextValue);
       return {
-        onSubscribeResult: (done) => handleStreamOrSingleExecutionResult(done, logErrors(logger)),
+        onSubscribeResult: (done) =>
+          handleStreamOrSingleExecutionResult(done, logErrors(args.contextValue)),
       };
     },
   };
