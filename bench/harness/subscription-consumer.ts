@@ -215,10 +215,14 @@ function ackBatchOnSocket(socket: WebSocketClient, receipts: string[]): Promise<
           acked = result.data.ackBatch;
         },
         error: (error: unknown) => {
+          // A list of GraphQL errors when the operation was refused; else the socket's
+          // failure (a CloseEvent or an Error).
           reject(
             Array.isArray(error)
               ? new GraphQLResultError('ackBatch', error as { message?: string }[])
-              : error,
+              : error instanceof Error
+                ? error
+                : new Error(`ackBatch: the socket failed (${describeSocketFailure(error)})`),
           );
         },
         complete: () => {
@@ -228,4 +232,12 @@ function ackBatchOnSocket(socket: WebSocketClient, receipts: string[]): Promise<
       },
     );
   });
+}
+
+/** A graphql-ws sink failure that is not an Error: a CloseEvent's code and reason. */
+function describeSocketFailure(failure: unknown): string {
+  const { code, reason } = (failure ?? {}) as { code?: unknown; reason?: unknown };
+  return `close code ${typeof code === 'number' ? code : 'unknown'}${
+    typeof reason === 'string' && reason !== '' ? `: ${reason}` : ''
+  }`;
 }
