@@ -130,13 +130,9 @@ export function startSubscriptionConsumer(
     failure ??= { error };
   };
   const authorization = options.token === undefined ? undefined : `Bearer ${options.token}`;
-  // Retries off: a refusal by the rate limit reaches the pipeline, which counts it and waits
-  // the Retry-After the service names.
-  const http = createClient({
-    url: options.serviceUrl,
-    token: options.token,
-    retry: { retries: 0 },
-  });
+  // The client's own retries stay as shipped, as latency.ts and soak.ts always had them: a
+  // refusal by the rate limit reaches the pipeline only once those are used up.
+  const http = createClient({ url: options.serviceUrl, token: options.token });
   const socket = createWebSocketClient({
     url: `${options.serviceUrl.replace(/^http/, 'ws')}/graphql`,
     webSocketImpl: WebSocket,
