@@ -43,6 +43,11 @@ export interface Comparison<
   measure: (database: BenchDatabase, system: S, repetition: number) => Promise<M>;
   /** Fields every measurement line carries between its `kind` and the measurement's own. */
   measurementFields?: Record<string, unknown>;
+  /**
+   * Asked before each run: a reason leaves the run out (no measurement line; a progress line
+   * says why). Default: every run happens.
+   */
+  skip?: (system: S, repetition: number) => string | undefined;
   /** What the progress line on stderr says of a measurement, after "1/5 system:". */
   progress: (measurement: M) => string;
   /** One summary JSON line each, printed in this order. */
@@ -88,6 +93,10 @@ export async function runComparison<
       process.stderr.write(
         `${repetition}/${repetitions} ${system.key}: ${comparison.progress(m)}\n`,
       );
+    },
+    skip: comparison.skip,
+    onSkipped: (reason, system, repetition) => {
+      process.stderr.write(`${repetition}/${repetitions} ${system.key}: skipped, ${reason}\n`);
     },
   });
   if (measurements === undefined) {

@@ -15,7 +15,10 @@ export interface RepeatedMeasurement {
 /**
  * Measures every system once per repetition, interleaved (A B C, A B C, …) so that drift on
  * the machine over time hits every system alike. `onMeasured` reports each result as it
- * comes. Returns undefined when `signal` aborts (Ctrl-C): a cut-short set has no results.
+ * comes. `skip`, when given, is asked before each run: a reason (a string) leaves that run
+ * out, reported through `onSkipped` (e.g. a rate ladder that stops climbing after a failure,
+ * or a peer that is not there). Returns undefined when `signal` aborts (Ctrl-C): a cut-short
+ * set has no results.
  */
 export async function measureInterleaved<S extends BenchSystem, M>(options: {
   systems: readonly S[];
@@ -23,11 +26,18 @@ export async function measureInterleaved<S extends BenchSystem, M>(options: {
   signal: AbortSignal;
   measure: (system: S, repetition: number) => Promise<M>;
   onMeasured: (measurement: M, system: S, repetition: number) => void;
+  skip?: (system: S, repetition: number) => string | undefined;
+  onSkipped?: (reason: string, system: S, repetition: number) => void;
 }): Promise<M[] | undefined> {
   const measurements: M[] = [];
   for (let repetition = 1; repetition <= options.repetitions; repetition++) {
     for (const system of options.systems) {
       if (options.signal.aborted) return undefined;
+      const skipped = options.skip?.(system, repetition);
+      if (skipped !== undefined) {
+        options.onSkipped?.(skipped, system, repetition);
+        continue;
+      }
       const m = await options.measure(system, repetition);
       if (options.signal.aborted) return undefined;
       measurements.push(m);

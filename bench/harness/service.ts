@@ -53,6 +53,16 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** Options of {@link startService} beyond its settings. */
+export interface StartServiceOptions {
+  /**
+   * Variables removed from the environment the service inherits from this process, so that
+   * it runs with its own default for them (e.g. RATE_LIMIT_PER_SECOND for a bench that
+   * measures the default limit, whatever the shell exported).
+   */
+  unset?: readonly string[];
+}
+
 /**
  * Starts `holdline serve` (bin/holdline.js) on 127.0.0.1 against `databaseUrl` in a child
  * process of its own, as a deployment runs it, and resolves once /readyz answers 200. `env`
@@ -62,18 +72,21 @@ async function freePort(): Promise<number> {
 export async function startService(
   databaseUrl: string,
   env: Record<string, string>,
+  options: StartServiceOptions = {},
 ): Promise<BenchService> {
   const port = await freePort();
+  const childEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    DATABASE_URL: databaseUrl,
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    MIGRATE_ON_START: 'false',
+    LOG_LEVEL: 'warn',
+    ...env,
+  };
+  for (const name of options.unset ?? []) delete childEnv[name];
   const child = spawn(process.execPath, [...profilerArgs(), BIN, 'serve'], {
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      MIGRATE_ON_START: 'false',
-      LOG_LEVEL: 'warn',
-      ...env,
-    },
+    env: childEnv,
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const pid = child.pid;
