@@ -93,6 +93,42 @@ describe('GraphiQL at /graphql with the internet blocked', () => {
         .poll(() => textOf(editor), { timeout: 15_000 })
         .toContain('mutation CreateQueue');
       expect(await textOf(editor)).toContain('mutation Send');
+      // The schema came from the service (introspection): the Docs panel lists its root types.
+      await page.getByLabel('Show Documentation Explorer').click();
+      const docs = page.locator('.graphiql-doc-explorer');
+      await expect.poll(() => textOf(docs), { timeout: 15_000 }).toContain('Subscription');
+      expect(external).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('the start page at /', () => {
+  let t: TestDatabase;
+  let app: App;
+
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    app = await startTestApp(t);
+  });
+  afterAll(async () => {
+    await app.stop();
+    await t.drop();
+  });
+
+  it('leads to GraphiQL with one click, loading nothing from another host', async () => {
+    const origin = app.url();
+    const { context, page, external } = await offlineContext(origin);
+    try {
+      const response = await page.goto(`${origin}/`);
+      expect(response?.status()).toBe(200);
+      expect(await page.title()).toBe('Holdline');
+      await page.getByRole('link', { name: 'GraphiQL' }).click();
+      await page.waitForURL(`${origin}/graphql`);
+      await expect
+        .poll(() => textOf(page.locator('.graphiql-query-editor')), { timeout: 15_000 })
+        .toContain('mutation CreateQueue');
       expect(external).toEqual([]);
     } finally {
       await context.close();
