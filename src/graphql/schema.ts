@@ -21,6 +21,7 @@ import type { AuthOptions } from './authentication.ts';
 import { OPEN_ACCESS, UNAUTHENTICATED_CODE } from './authorization.ts';
 import type { RequestAccess } from './authorization.ts';
 import { corsOptions, csrfPreventionPlugin, webSocketOriginAllowed } from './browser-guards.ts';
+import { graphiqlOffPlugin, graphiqlOptions, offlineGraphiQLRenderer } from './graphiql.ts';
 import { createContext, requestIdOf } from './context.ts';
 import type { GraphQLContext } from './context.ts';
 import { MAX_COST_DEFAULT, costLimitPlugin } from './cost-limit.ts';
@@ -151,7 +152,11 @@ export interface GraphQLHandlerOptions {
   engine: QueueEngine;
   /** Logger for the handler, e.g. a child with `{ component: 'graphql' }`; requests add `requestId`. */
   logger: Logger;
-  /** Serve GraphiQL to browsers on GET /graphql. Default true. */
+  /**
+   * Serve GraphiQL (offline, from the package) to browsers on GET /graphql; with `auth` its
+   * headers editor opens for the token. False: browsers get a page saying it is off and how
+   * to turn it on. Default true.
+   */
   graphiql?: boolean;
   /** Deepest field nesting accepted (introspection not counted). Default {@link MAX_DEPTH_DEFAULT}. */
   maxDepth?: number;
@@ -216,10 +221,10 @@ export function createGraphQLHandler(options: GraphQLHandlerOptions): GraphQLHan
   const yoga = createYoga<GraphQLServerContext, GraphQLContext>({
     schema: createExecutableSchema(),
     graphqlEndpoint: GRAPHQL_PATH,
+    // Served from the package (no CDN), so it works offline; see graphiql.ts.
     graphiql:
-      options.graphiql === false
-        ? false
-        : { title: 'Holdline GraphiQL', defaultQuery: GRAPHIQL_EXAMPLE },
+      options.graphiql === false ? false : graphiqlOptions(GRAPHIQL_EXAMPLE, gate !== undefined),
+    renderGraphiQL: offlineGraphiQLRenderer(),
     // Other paths belong to the HTTP server (health, metrics): a plain 404, not yoga's page.
     landingPage: false,
     batching: false,
@@ -233,6 +238,8 @@ export function createGraphQLHandler(options: GraphQLHandlerOptions): GraphQLHan
     logging: yogaLogger(logger),
     cors: corsOptions(allowedOrigins),
     plugins: [
+      // A browser opening /graphql with GraphiQL off learns why, not a CSRF refusal.
+      ...(options.graphiql === false ? [graphiqlOffPlugin(GRAPHQL_PATH)] : []),
       // Both run before the body is parsed: a refused request costs no parsing.
       csrfPreventionPlugin(),
       ...(gate === undefined ? [] : [authenticationPlugin(gate, admitted)]),

@@ -7,6 +7,7 @@ import type { QueueEngine } from '../queue/index.ts';
 import type { Reaper } from '../reaper/reaper.ts';
 import type { Config } from './config.ts';
 import { createHttpServer } from './http.ts';
+import { metricsAccess } from './metrics-access.ts';
 import type { Metrics } from './metrics.ts';
 import { createRuntime } from './runtime.ts';
 
@@ -46,6 +47,11 @@ export function createApp(options: {
   });
   const { db, engine, reaper } = runtime;
   const metrics = runtime.metrics as Metrics;
+  // One token cache for GraphQL and /metrics alike.
+  const control =
+    config.authRequired || config.metricsTokenRequired
+      ? new AccessControl({ db, logger: logger.child({ component: 'auth' }) })
+      : undefined;
   const graphql = createGraphQLHandler({
     engine,
     logger: logger.child({ component: 'graphql' }),
@@ -54,15 +60,16 @@ export function createApp(options: {
     maxDepth: config.maxQueryDepth,
     maxCost: config.maxQueryCost,
     allowedOrigins: config.allowedOrigins,
-    auth: config.authRequired
-      ? {
-          control: new AccessControl({ db, logger: logger.child({ component: 'auth' }) }),
-          rateLimit:
-            config.rateLimitPerSecond > 0
-              ? { perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst }
-              : undefined,
-        }
-      : undefined,
+    auth:
+      config.authRequired && control !== undefined
+        ? {
+            control,
+            rateLimit:
+              config.rateLimitPerSecond > 0
+                ? { perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst }
+                : undefined,
+          }
+        : undefined,
     plugins: [metrics.graphqlPlugin],
   });
   const httpServer = createHttpServer({
@@ -71,6 +78,7 @@ export function createApp(options: {
     routes: {
       graphql: (req, res, context) => graphql.yoga(req, res, context),
       registry: metrics.registry,
+      metricsAccess: metricsAccess(config.metricsTokenRequired ? control : undefined),
       ready: () => runtime.ready(),
     },
   });

@@ -35,6 +35,11 @@ export interface Config {
   /** Answer introspection queries; default on exactly when authentication is off. */
   introspection: boolean;
   /**
+   * METRICS_TOKEN_REQUIRED: /metrics from a non-loopback address needs a token with `read`
+   * on every queue (src/server/metrics-access.ts); default authRequired.
+   */
+  metricsTokenRequired: boolean;
+  /**
    * Every request needs a live bearer token. Default: on unless HOST is a loopback address
    * (127.0.0.0/8, ::1, localhost); off on a non-loopback HOST is refused unless
    * allowUnauthenticatedNetwork.
@@ -135,6 +140,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxQueryCost: integer(env, 'MAX_QUERY_COST', 20_000, 1, 10_000_000),
     graphiql: boolean(env, 'GRAPHIQL', !authRequired),
     introspection: boolean(env, 'INTROSPECTION', !authRequired),
+    metricsTokenRequired: boolean(env, 'METRICS_TOKEN_REQUIRED', authRequired),
     authRequired,
     allowUnauthenticatedNetwork,
     rateLimitPerSecond,

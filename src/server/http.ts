@@ -3,6 +3,8 @@ import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { MetricsAccess } from './metrics-access.ts';
+import { serveStartPage } from './start-page.ts';
 
 /** What the HTTP server routes to. */
 export interface HttpRoutes {
@@ -11,6 +13,8 @@ export interface HttpRoutes {
   /** Resolves true when the service can serve requests (database up, schema current). */
   ready: () => Promise<boolean>;
   registry: Registry;
+  /** Who may read /metrics (metrics-access.ts); undefined: anyone. */
+  metricsAccess?: MetricsAccess;
 }
 
 /** Options for {@link createHttpServer}. */
@@ -37,9 +41,10 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 }
 
 /**
- * The service's HTTP server: /graphql (queries, mutations, SSE; WebSocket upgrades are
- * attached separately), /healthz (the process is up), /readyz (the database answers and the
- * schema is current), /metrics (Prometheus text). Every response carries x-request-id.
+ * The service's HTTP server: / (a start page linking the rest), /graphql (queries,
+ * mutations, SSE; WebSocket upgrades are attached separately), /healthz (the process is
+ * up), /readyz (the database answers and the schema is current), /metrics (Prometheus
+ * text, for whom `routes.metricsAccess` admits). Every response carries x-request-id.
  */
 export function createHttpServer(options: HttpServerOptions): http.Server {
   const { routes, logger, maxBodyBytes } = options;
@@ -49,6 +54,8 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
     const path = (req.url ?? '/').split('?')[0];
     const handle = async (): Promise<void> => {
       switch (path) {
+        case '/':
+          return serveStartPage(req, res);
         case '/healthz':
           return json(res, 200, { status: 'ok' });
         case '/readyz': {
@@ -56,6 +63,11 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
           return json(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable' });
         }
         case '/metrics': {
+          const refused = await routes.metricsAccess?.(req);
+          if (refused !== undefined) {
+            for (const [name, value] of Object.entries(refused.headers)) res.setHeader(name, value);
+            return json(res, refused.status, graphqlError(refused.message, refused.code));
+          }
           const text = await routes.registry.metrics();
           res.writeHead(200, { 'content-type': routes.registry.contentType });
           res.end(text);

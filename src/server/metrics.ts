@@ -20,16 +20,20 @@ export interface Metrics {
 /**
  * Creates the process's metrics: queue depths read from holdline.queue_stats at scrape time,
  * counters fed by the engine's and the reaper's events, latency histograms, GraphQL request
- * metrics, and Node's process metrics (RSS, event loop lag), all prefixed `holdline_`.
+ * metrics, all prefixed `holdline_`; and Node's process metrics (RSS, CPU, event loop lag)
+ * under their standard names (`process_*`, `nodejs_*`), which Node dashboards look for.
  */
 export function createMetrics(engine: QueueEngine, reaper: Reaper | undefined): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'holdline_' });
+  collectDefaultMetrics({ register: registry });
 
   const oldest = new Gauge({
     name: 'holdline_queue_oldest_ready_age_seconds',
     help: 'Seconds the longest-waiting ready message of a queue has been ready (0 with none).',
     labelNames: ['queue'] as const,
+    // Not in prom-client's global registry (its default): a second service in one process
+    // (tests, embedders) would fail on the duplicate name.
+    registers: [],
   });
   // Registered after `depth`, whose collect() fills both from one read of queue_stats.
   const depth = new Gauge({

@@ -8,6 +8,7 @@ describe('authentication defaults', () => {
       authRequired: false,
       graphiql: true,
       introspection: true,
+      metricsTokenRequired: false,
       rateLimitPerSecond: 5_000,
       rateLimitBurst: 10_000,
       maxQueryCost: 20_000,
@@ -22,6 +23,7 @@ describe('authentication defaults', () => {
         authRequired: true,
         graphiql: false,
         introspection: false,
+        metricsTokenRequired: true,
       });
     },
   );
@@ -60,6 +62,23 @@ describe('authentication defaults', () => {
       graphiql: false,
       introspection: false,
     });
+  });
+});
+
+describe('METRICS_TOKEN_REQUIRED', () => {
+  it('follows AUTH_REQUIRED unless set, and is read as a boolean naming itself when bad', () => {
+    expect(loadConfig({ AUTH_REQUIRED: 'true' }).metricsTokenRequired).toBe(true);
+    expect(loadConfig({ HOST: '0.0.0.0', METRICS_TOKEN_REQUIRED: 'false' })).toMatchObject({
+      authRequired: true,
+      metricsTokenRequired: false,
+    });
+    expect(loadConfig({ METRICS_TOKEN_REQUIRED: 'true' })).toMatchObject({
+      authRequired: false,
+      metricsTokenRequired: true,
+    });
+    expect(() => loadConfig({ METRICS_TOKEN_REQUIRED: 'maybe' })).toThrow(
+      /METRICS_TOKEN_REQUIRED must be true or false/,
+    );
   });
 });
 

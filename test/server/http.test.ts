@@ -82,7 +82,33 @@ describe('the HTTP server', () => {
     expect(text).toContain('holdline_messages_acked_total{queue="metered"} 1');
     expect(text).toMatch(/holdline_end_to_end_latency_seconds_count 1\b/);
     expect(text).toMatch(/holdline_graphql_operations_total\{type="mutation",result="ok"\} \d+/);
-    expect(text).toContain('holdline_process_resident_memory_bytes');
+    // Node's default metrics keep their standard names, which Node dashboards look for.
+    expect(text).toMatch(/^process_resident_memory_bytes \d/m);
+    expect(text).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
+    expect(text).not.toMatch(/^holdline_(process|nodejs)_/m);
+  });
+
+  it('answers / with a self-contained start page linking GraphiQL, health, readiness and metrics', async () => {
+    const res = await fetch(`${url}/`, { headers: { accept: 'text/html' } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    const html = await res.text();
+    expect(html).toContain('<title>Holdline</title>');
+    for (const path of ['/graphql', '/healthz', '/readyz', '/metrics']) {
+      expect(html).toContain(`href="${path}"`);
+    }
+    expect(html).toContain('docs/operations.md');
+    expect(html).not.toMatch(/https?:\/\//);
+    expect(html).not.toMatch(/<script/i);
+  });
+
+  it('answers / with the links as JSON to a client that asks for JSON', async () => {
+    const res = await fetch(`${url}/`, { headers: { accept: 'application/json' } });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      service: 'holdline',
+      links: { graphql: '/graphql', health: '/healthz', ready: '/readyz', metrics: '/metrics' },
+    });
   });
 
   it('refuses a body over MAX_BODY_BYTES with 413 PAYLOAD_TOO_LARGE, writing nothing', async () => {
