@@ -78,6 +78,22 @@ export const MessageExtendLease = new Statement<
   { prepared: true },
 );
 
+/**
+ * Whether message $1 is leased, and whether it is a dead letter; no row when it is gone. Read
+ * only after a fenced statement matched no lease, to say why (src/queue/lease-lost.ts): not
+ * prepared, as it is off the hot path. Uses the primary key.
+ */
+export const MessageGetLeaseState = new Statement<
+  { leased: boolean; dead_lettered: boolean },
+  [id: string]
+>(
+  'MessageGetLeaseState',
+  `
+  SELECT m.lease_token IS NOT NULL AS leased, m.dead_lettered_at IS NOT NULL AS dead_lettered
+  FROM holdline.messages m
+  WHERE m.id = $1::bigint`,
+);
+
 /** Fails one delivery, fenced: retry with backoff or dead-letter (holdline.nack, 0002). */
 export const MessageNack = new Statement<
   { outcome: 'retried' | 'dead_lettered'; queue: string },
