@@ -64,7 +64,7 @@ export async function startService(
   env: Record<string, string>,
 ): Promise<BenchService> {
   const port = await freePort();
-  const child = spawn(process.execPath, [BIN, 'serve'], {
+  const child = spawn(process.execPath, [...profilerArgs(), BIN, 'serve'], {
     env: {
       ...process.env,
       DATABASE_URL: databaseUrl,
@@ -119,6 +119,16 @@ export async function startService(
     cpuMs: () => processCpuMs(pid),
     stop,
   };
+}
+
+/**
+ * `--cpu-prof` for the service when BENCH_PROFILE_DIR is set: each service a bench starts
+ * writes a V8 CPU profile there when it stops (open it in Chrome DevTools or speedscope).
+ * How the profile summaries in docs/performance.md were made.
+ */
+function profilerArgs(): string[] {
+  const dir = process.env.BENCH_PROFILE_DIR;
+  return dir === undefined || dir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`];
 }
 
 /** VmRSS of a process from /proc/<pid>/status (reported in kB, i.e. KiB), in bytes. */

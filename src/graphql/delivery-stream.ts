@@ -95,9 +95,12 @@ export async function* streamDeliveries(
               if (signal.aborted) break;
               yield delivery;
             }
-            continue;
-          }
-          if (handle === undefined) {
+            // A short batch means the queue had no more deliverable messages a moment ago.
+            // While registered, a commit since then has woken the handle (a wake-up is
+            // remembered), so wait on it instead of running an empty receive after every
+            // delivery of a stream fed one message at a time.
+            if (deliveries.length === free || handle === undefined) continue;
+          } else if (handle === undefined) {
             // Registered first, then looked again: a commit after that look wakes the handle.
             handle = await engine.startWaiting(queue);
             continue;

@@ -84,6 +84,17 @@ export function isLoopbackHost(host: string): boolean {
   return v4 !== null && v4[1] === '127';
 }
 
+/**
+ * Requests per second per token, sustained (RATE_LIMIT_PER_SECOND). The limit is a guard
+ * against one runaway client (a retry loop, a script stuck in a tight loop) taking a whole
+ * instance from the others, not a quota: 5,000 a second is about what one instance serves
+ * on a 2-core machine, so a consumer that acks each delivery with its own request, or a
+ * producer sending one message per request, is never held up by it (the earlier default,
+ * 100, capped such a consumer at 100 messages a second). Operators sharing an instance
+ * among teams set it to each token's fair share.
+ */
+export const RATE_LIMIT_PER_SECOND_DEFAULT = 5_000;
+
 /** Reads the configuration from `env` (default process.env). */
 export function loadConfig(env: Env = process.env): Config {
   const databaseUrl = url(env, 'DATABASE_URL');
@@ -98,7 +109,13 @@ export function loadConfig(env: Env = process.env): Config {
         'ALLOW_UNAUTHENTICATED_NETWORK=true if something in front of the service authenticates',
     );
   }
-  const rateLimitPerSecond = integer(env, 'RATE_LIMIT_PER_SECOND', 100, 0, 1_000_000);
+  const rateLimitPerSecond = integer(
+    env,
+    'RATE_LIMIT_PER_SECOND',
+    RATE_LIMIT_PER_SECOND_DEFAULT,
+    0,
+    1_000_000,
+  );
   return {
     databaseUrl,
     listenDatabaseUrl: url(env, 'LISTEN_DATABASE_URL') ?? databaseUrl,

@@ -189,6 +189,48 @@ describe.each(['sse', 'ws'] as const)('deliveries over %s', (transportName) => {
     }
   });
 
+  it('runs one receive per delivery when fed one message at a time (no empty look after each)', async () => {
+    const queue = `s-one-receive-${transportName}`;
+    await createQueue(queue);
+    const sub = await transport().subscribe(DELIVERIES, {
+      queue,
+      prefetch: 10,
+      visibilityTimeout: 300,
+    });
+    const engine = api.engine;
+    const receiveOf = Object.getPrototypeOf(engine) as Pick<typeof engine, 'receive'>;
+    let receives = 0;
+    engine.receive = (params) => {
+      if (params.queue === queue) receives++;
+      return receiveOf.receive.call(engine, params);
+    };
+    const deliveries = 8;
+    try {
+      // The first delivery registers the stream's wait; count from the second on.
+      await sendMany(queue, 1);
+      await nextDelivery(sub);
+      const started = Date.now();
+      const before = receives;
+      // Sent as a plain-SQL producer does, from another session: its NOTIFY is the one
+      // wake-up (a send through this service would also wake the stream in-process).
+      for (let i = 0; i < deliveries; i++) {
+        const { rows } = await t.pool.query<{ id: string }>(
+          `SELECT holdline.send($1, '{}') AS id`,
+          [queue],
+        );
+        expect((await nextDelivery(sub)).message.id).toBe(rows[0]!.id);
+      }
+      // Each wake-up leases its one message; besides those, only the stream's
+      // poll-interval looks (one a second while it holds deliveries) may have run.
+      const pollLooks = Math.ceil((Date.now() - started) / engine.pollInterval);
+      expect(receives - before).toBeGreaterThanOrEqual(deliveries);
+      expect(receives - before).toBeLessThanOrEqual(deliveries + pollLooks);
+    } finally {
+      engine.receive = receiveOf.receive;
+      await sub.close();
+    }
+  });
+
   it('releases unacked deliveries at once when the subscriber disconnects', async () => {
     const queue = `s-release-${transportName}`;
     await createQueue(queue);

@@ -8,8 +8,8 @@ describe('authentication defaults', () => {
       authRequired: false,
       graphiql: true,
       introspection: true,
-      rateLimitPerSecond: 100,
-      rateLimitBurst: 200,
+      rateLimitPerSecond: 5_000,
+      rateLimitBurst: 10_000,
       maxQueryCost: 20_000,
       allowedOrigins: [],
     });
