@@ -166,6 +166,29 @@ export const MessageInsertManyDeduplicated = new Statement<
                                     $5::text[], $6::text[], $7::jsonb[])`,
 );
 
+/**
+ * Inserts one message with a dedup key (holdline.send_one, 0009); returns the row sent, or the
+ * live message that already held the key. Over the payload limit it says "the payload is N
+ * bytes", as a single send should, where send_batch names the message's position.
+ */
+export const MessageInsertOneDeduplicated = new Statement<
+  MessageRow,
+  [
+    queue: string,
+    payloadJson: string,
+    runAt: Date | null,
+    priority: number | null,
+    dedupKey: string,
+    groupKey: string | null,
+    headersJson: string | null,
+  ]
+>(
+  'MessageInsertOneDeduplicated',
+  `
+  SELECT * FROM holdline.send_one($1, $2::jsonb, $3::timestamptz, $4::integer, $5::text,
+                                  $6::text, $7::jsonb)`,
+);
+
 /** Copies one message into every queue bound to a pattern matching topic $1, by queue name. */
 export const MessagePublish = new Statement<
   MessageRow,
