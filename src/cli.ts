@@ -257,7 +257,7 @@ const COMMANDS: Record<string, Command> = {
     summary:
       'Create an API token and print its secret, once: only a hash is stored. Scopes are ' +
       'comma-separated: "admin", or <read|send|receive|admin>:<queue pattern> where * ' +
-      'matches any characters, e.g. --scopes "send:orders.*,receive:orders". The secret ' +
+      'matches any characters, e.g. --scopes "send:orders*,receive:orders*" (orders.* alone would not match orders). The secret ' +
       'alone goes to stdout (TOKEN=$(holdline token create …)); what was created, to stderr.',
     options: { name: { type: 'string' }, scopes: { type: 'string' } },
     async run({ positionals, values }) {
