@@ -611,6 +611,29 @@ END
 $$;
 
 --
+-- Name: send_one(text, jsonb, timestamp with time zone, integer, text, text, jsonb); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.send_one(p_queue text, p_payload jsonb, p_run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_priority integer DEFAULT NULL::integer, p_dedup_key text DEFAULT NULL::text, p_group_key text DEFAULT NULL::text, p_headers jsonb DEFAULT NULL::jsonb) RETURNS SETOF holdline.messages
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_max_bytes integer;
+BEGIN
+  SELECT q.max_payload_bytes INTO v_max_bytes FROM holdline.queues q WHERE q.name = p_queue;
+  IF octet_length(p_payload::text) > v_max_bytes THEN
+    RAISE EXCEPTION 'the payload is % bytes; queue "%" accepts at most % bytes',
+      octet_length(p_payload::text), p_queue, v_max_bytes
+      USING ERRCODE = 'HL413';
+  END IF;
+  RETURN QUERY
+  SELECT * FROM holdline.send_batch(p_queue, ARRAY[p_payload], ARRAY[p_run_at],
+                                    ARRAY[p_priority], ARRAY[p_dedup_key], ARRAY[p_group_key],
+                                    ARRAY[p_headers]);
+END
+$$;
+
+--
 -- Name: send_one_of_batch(text, jsonb, timestamp with time zone, integer, text, text, jsonb); Type: FUNCTION; Schema: holdline; Owner: -
 --
 
@@ -618,8 +641,8 @@ CREATE FUNCTION holdline.send_one_of_batch(p_queue text, p_payload jsonb, p_run_
     LANGUAGE sql
     AS $$
   SELECT m.id
-  FROM holdline.send_batch(p_queue, ARRAY[p_payload], ARRAY[p_run_at], ARRAY[p_priority],
-                           ARRAY[p_dedup_key], ARRAY[p_group_key], ARRAY[p_headers]) AS m
+  FROM holdline.send_one(p_queue, p_payload, p_run_at, p_priority, p_dedup_key, p_group_key,
+                         p_headers) AS m
 $$;
 
 --

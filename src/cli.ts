@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The `holdline` command: serve, migrate, send, stats, queues, token create | list | revoke.
+ * The `holdline` command: serve, migrate, create-queue, send, receive, ack, nack, stats,
+ * queues, token create | list | revoke.
  * Commands other than serve talk to the database directly (DATABASE_URL, or the embedded
  * PostgreSQL of `npm start`).
  */
@@ -9,12 +10,14 @@ import type { ParseArgsConfig } from 'node:util';
 import pino from 'pino';
 import { TokenError, createToken, listTokens, revokeToken } from './auth/index.ts';
 import { QueueError } from './queue/index.ts';
+import type { QueueStats } from './queue/index.ts';
 import { ConfigError, loadConfig } from './server/config.ts';
 import { resolveDatabase } from './server/database.ts';
 import { limitHeapGrowth } from './server/heap.ts';
 import { migrate, serve, stopOnSignals } from './server/main.ts';
 import { createRuntime } from './server/runtime.ts';
 import type { Runtime } from './server/runtime.ts';
+import { textTable } from './text-table.ts';
 
 interface Command {
   usage: string;
@@ -41,6 +44,41 @@ const COMMANDS: Record<string, Command> = {
       await withRuntime(async (_runtime, url) => {
         const applied = await migrate(url, pino({ level: 'silent' }));
         print(applied.length > 0 ? `applied: ${applied.join(', ')}` : 'schema up to date');
+      });
+    },
+  },
+  'create-queue': {
+    usage:
+      'holdline create-queue <name> [--visibility-timeout seconds] [--max-attempts n] [--dead-letter-queue name]',
+    summary:
+      'Create a queue; its dead-letter queue is <name>.dlq unless --dead-letter-queue names ' +
+      'another. Prints the queue and its settings.',
+    options: {
+      'visibility-timeout': { type: 'string' },
+      'max-attempts': { type: 'string' },
+      'dead-letter-queue': { type: 'string' },
+    },
+    async run({ positionals, values }) {
+      const [name, ...extra] = positionals;
+      if (name === undefined || extra.length > 0) {
+        throw new UsageError('create-queue needs one <name>');
+      }
+      const visibilityTimeoutSeconds = optionalInteger(
+        values['visibility-timeout'],
+        '--visibility-timeout',
+      );
+      const maxAttempts = optionalInteger(values['max-attempts'], '--max-attempts');
+      const deadLetterQueue = values['dead-letter-queue'] as string | undefined;
+      await withRuntime(async ({ engine }) => {
+        const queue = await engine.createQueue(name, {
+          ...(visibilityTimeoutSeconds === undefined ? {} : { visibilityTimeoutSeconds }),
+          ...(maxAttempts === undefined ? {} : { maxAttempts }),
+          ...(deadLetterQueue === undefined ? {} : { deadLetterQueue }),
+        });
+        print(
+          `created queue "${queue.name}": visibility timeout ${queue.config.visibilityTimeoutSeconds} s, ` +
+            `max attempts ${queue.config.maxAttempts}, dead-letter queue ${queue.config.deadLetterQueue ?? 'none'}`,
+        );
       });
     },
   },
@@ -76,21 +114,134 @@ const COMMANDS: Record<string, Command> = {
       });
     },
   },
+  receive: {
+    usage:
+      'holdline receive <queue> [--max n] [--visibility-timeout seconds] [--wait seconds] [--json]',
+    summary:
+      'Lease up to --max messages (default 1) for --visibility-timeout seconds (default: the ' +
+      "queue's) and print each delivery's receipt, message id, attempts and payload; with " +
+      '--wait, wait up to that many seconds (at most 20) for one. Settle each with ' +
+      '`holdline ack <receipt>` or `holdline nack <receipt>` before its lease ends.',
+    options: {
+      max: { type: 'string' },
+      'visibility-timeout': { type: 'string' },
+      wait: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    async run({ positionals, values }) {
+      const [queue, ...extra] = positionals;
+      if (queue === undefined || extra.length > 0) {
+        throw new UsageError('receive needs one <queue>');
+      }
+      const max = optionalInteger(values.max, '--max');
+      const visibilityTimeoutSeconds = optionalInteger(
+        values['visibility-timeout'],
+        '--visibility-timeout',
+      );
+      const waitSeconds = optionalInteger(values.wait, '--wait');
+      // Only a wait needs the LISTEN connection, which wakes it at the commit of a send.
+      const listen = waitSeconds !== undefined && waitSeconds > 0;
+      await withRuntime(
+        async ({ engine }) => {
+          const deliveries = await engine.receive({
+            queue,
+            max,
+            visibilityTimeoutSeconds,
+            waitSeconds,
+          });
+          if (values.json === true) {
+            print(JSON.stringify(deliveries, null, 2));
+            return;
+          }
+          if (deliveries.length === 0) {
+            process.stderr.write(`no message was ready in "${queue}"\n`);
+            return;
+          }
+          print(
+            textTable(
+              ['receipt', 'id', 'attempts', 'payload'],
+              deliveries.map((d) => [
+                d.receipt,
+                d.message.id,
+                d.message.attempts,
+                JSON.stringify(d.message.payload),
+              ]),
+            ),
+          );
+        },
+        { listen },
+      );
+    },
+  },
+  ack: {
+    usage: 'holdline ack <receipt> [receipt …]',
+    summary:
+      'Acknowledge deliveries: their messages are done and deleted. Each receipt is acked in ' +
+      'turn; one whose lease was lost stops the command with LEASE_LOST and why.',
+    async run({ positionals }) {
+      if (positionals.length === 0) throw new UsageError('ack needs at least one <receipt>');
+      await withRuntime(async ({ engine }) => {
+        for (const receipt of positionals) {
+          await engine.ack(receipt);
+          print(`acked ${receipt}`);
+        }
+      });
+    },
+  },
+  nack: {
+    usage: 'holdline nack <receipt> [--delay seconds] [--error text]',
+    summary:
+      "Give a delivery back as failed: retried after --delay seconds (default: the queue's " +
+      'backoff), or dead-lettered once it has used its attempts; --error is kept as its last error.',
+    options: { delay: { type: 'string' }, error: { type: 'string' } },
+    async run({ positionals, values }) {
+      const [receipt, ...extra] = positionals;
+      if (receipt === undefined || extra.length > 0) {
+        throw new UsageError('nack needs one <receipt>');
+      }
+      const delaySeconds = optionalInteger(values.delay, '--delay');
+      await withRuntime(async ({ engine }) => {
+        const nacked = await engine.nack(receipt, {
+          delaySeconds,
+          error: values.error as string | undefined,
+        });
+        print(
+          nacked.outcome === 'retried'
+            ? `nacked ${receipt}: it will be retried`
+            : `nacked ${receipt}: it used its attempts and was dead-lettered`,
+        );
+      });
+    },
+  },
   stats: {
     usage: 'holdline stats [queue]',
     summary: 'Print ready / delayed / leased / total counts per queue.',
     async run({ positionals }) {
       const [queue] = positionals;
       await withRuntime(async ({ engine }) => {
+        let all: QueueStats[];
         if (queue === undefined) {
-          console.table(await engine.allQueueStats());
-          return;
+          all = await engine.allQueueStats();
+        } else {
+          const stats = await engine.queueStats(queue);
+          if (stats === undefined) {
+            throw new QueueError('QUEUE_NOT_FOUND', `queue "${queue}" does not exist`);
+          }
+          all = [stats];
         }
-        const stats = await engine.queueStats(queue);
-        if (stats === undefined) {
-          throw new QueueError('QUEUE_NOT_FOUND', `queue "${queue}" does not exist`);
-        }
-        console.table([stats]);
+        print(
+          textTable(
+            ['queue', 'ready', 'delayed', 'leased', 'total', 'oldest ready (s)'],
+            all.map((q) => [
+              q.queue,
+              q.ready,
+              q.delayed,
+              q.leased,
+              q.total,
+              q.oldestReadyAgeSeconds?.toFixed(1),
+            ]),
+          ),
+        );
       });
     },
   },
@@ -106,7 +257,7 @@ const COMMANDS: Record<string, Command> = {
     summary:
       'Create an API token and print its secret, once: only a hash is stored. Scopes are ' +
       'comma-separated: "admin", or <read|send|receive|admin>:<queue pattern> where * ' +
-      'matches any characters, e.g. --scopes "send:orders.*,receive:orders". The secret ' +
+      'matches any characters, e.g. --scopes "send:orders*,receive:orders*" (orders.* alone would not match orders). The secret ' +
       'alone goes to stdout (TOKEN=$(holdline token create …)); what was created, to stderr.',
     options: { name: { type: 'string' }, scopes: { type: 'string' } },
     async run({ positionals, values }) {
@@ -138,14 +289,11 @@ const COMMANDS: Record<string, Command> = {
           print(JSON.stringify(tokens, null, 2));
           return;
         }
-        console.table(
-          tokens.map((t) => ({
-            name: t.name,
-            scopes: t.scopes.join(','),
-            createdAt: t.createdAt.toISOString(),
-            lastUsedAt: t.lastUsedAt?.toISOString() ?? '',
-            revokedAt: t.revokedAt?.toISOString() ?? '',
-          })),
+        print(
+          textTable(
+            ['name', 'scopes', 'created', 'last used', 'revoked'],
+            tokens.map((t) => [t.name, t.scopes.join(','), t.createdAt, t.lastUsedAt, t.revokedAt]),
+          ),
         );
       });
     },
@@ -174,7 +322,26 @@ const COMMANDS: Record<string, Command> = {
     async run() {
       await withRuntime(async ({ engine }) => {
         const queues = await engine.listQueues();
-        console.table(queues.map((q) => ({ name: q.name, paused: q.paused, ...q.config })));
+        print(
+          textTable(
+            [
+              'name',
+              'paused',
+              'visibility (s)',
+              'max attempts',
+              'dead-letter queue',
+              'max payload (bytes)',
+            ],
+            queues.map((q) => [
+              q.name,
+              q.paused ? 'yes' : 'no',
+              q.config.visibilityTimeoutSeconds,
+              q.config.maxAttempts,
+              q.config.deadLetterQueue,
+              q.config.maxPayloadBytes,
+            ]),
+          ),
+        );
       });
     },
   },
@@ -196,14 +363,22 @@ function optionalInteger(value: unknown, flag: string): number | undefined {
 
 /**
  * Runs a command over the runtime (composition root) of DATABASE_URL or the embedded
- * database: a pool of two, the engine; no LISTEN connection and no reaper, since a command
- * neither waits nor stays.
+ * database: a pool of two, the engine; no reaper, since a command does not stay, and a LISTEN
+ * connection only with `listen` (a receive that waits).
  */
-async function withRuntime(run: (runtime: Runtime, url: string) => Promise<void>): Promise<void> {
+async function withRuntime(
+  run: (runtime: Runtime, url: string) => Promise<void>,
+  options: { listen?: boolean } = {},
+): Promise<void> {
   const config = loadConfig();
   const logger = pino({ level: 'silent' });
   const target = await resolveDatabase(config, logger);
-  const runtime = createRuntime({ logger, databaseUrl: target.url, poolMax: 2 });
+  const runtime = createRuntime({
+    logger,
+    databaseUrl: target.url,
+    poolMax: 2,
+    listenDatabaseUrl: options.listen === true ? target.url : undefined,
+  });
   try {
     await runtime.start();
     await run(runtime, target.url);

@@ -12,6 +12,7 @@ import type {
 } from 'graphql';
 import { createGraphQLError } from 'graphql-yoga';
 import type { Plugin } from 'graphql-yoga';
+import { BATCH_MAX_LIMIT, LIST_MESSAGES_FIRST_MAX, RECEIVE_MAX_LIMIT } from '../queue/index.ts';
 
 /** Largest operation cost accepted when createGraphQLHandler is not told otherwise. */
 export const MAX_COST_DEFAULT = 20_000;
@@ -30,11 +31,16 @@ const FIELD_COSTS: Readonly<Record<string, number>> = {
   'Message.estimatedWaitSeconds': 100,
 };
 
-/** List fields whose length an argument bounds: the argument, and its default. */
-const LIST_SIZE_ARGUMENTS: Readonly<Record<string, { argument: string; fallback: number }>> = {
-  'Mutation.receive': { argument: 'max', fallback: 1 },
-  'Mutation.sendBatch': { argument: 'messages', fallback: 1 },
-  'Query.messages': { argument: 'first', fallback: 50 },
+/**
+ * List fields whose length an argument bounds: the argument, its default, and the most the
+ * engine accepts (its own limits, so that the range has one source of truth).
+ */
+const LIST_SIZE_ARGUMENTS: Readonly<
+  Record<string, { argument: string; fallback: number; max: number }>
+> = {
+  'Mutation.receive': { argument: 'max', fallback: 1, max: RECEIVE_MAX_LIMIT },
+  'Mutation.sendBatch': { argument: 'messages', fallback: 1, max: BATCH_MAX_LIMIT },
+  'Query.messages': { argument: 'first', fallback: 50, max: LIST_MESSAGES_FIRST_MAX },
 };
 
 /** Structural views of graphql-js types, read without instanceof (see isGraphQLError). */
@@ -47,7 +53,9 @@ interface FieldsType {
  * The static cost of an operation, with its variables: every field costs 1 (the few that
  * run their own statement cost more, see FIELD_COSTS), and the cost of a list's selection is
  * multiplied by the list's length bound: `receive(max)`, `messages(first)`, the messages of
- * `sendBatch`, or {@link UNBOUNDED_LIST_ESTIMATE} for `queues` and `publish`. Introspection
+ * `sendBatch`, or {@link UNBOUNDED_LIST_ESTIMATE} for `queues` and `publish`. A bound out of
+ * the engine's range (`max: 100000`) counts as 1, since the resolver refuses it before any
+ * work: the caller gets the range rule instead of a misleading cost error. Introspection
  * is free. `{ receive(queue: "q", max: 100) { receipt message { id payload } } }` costs
  * 1 + 100 × (1 + 1 + 2) = 401. A subscription is costed per event.
  */
@@ -138,9 +146,13 @@ function listSize(walk: Walk, key: string, field: FieldNode): number {
   if (bound === undefined) return UNBOUNDED_LIST_ESTIMATE;
   const argument = field.arguments?.find((a) => a.name.value === bound.argument);
   const value = argument === undefined ? undefined : valueOf(argument.value, walk.variables);
-  if (Array.isArray(value)) return Math.max(1, value.length);
-  if (typeof value === 'number' && Number.isFinite(value)) return Math.max(1, value);
-  return bound.fallback;
+  const size = Array.isArray(value) ? value.length : value;
+  if (typeof size !== 'number' || !Number.isFinite(size)) return bound.fallback;
+  // A bound outside the engine's range yields no items: the field's resolver refuses it
+  // with the range rule (BAD_USER_INPUT) before any work. Costing it by its value would
+  // answer `receive(max: 100000)` with a cost-limit message that hides the real rule.
+  if (size < 1 || size > bound.max) return 1;
+  return size;
 }
 
 /** An argument's value where the cost depends on it: an integer, or a list's items. */

@@ -1,5 +1,6 @@
-import { QueueError, translated } from './errors.ts';
+import { translated } from './errors.ts';
 import type { Executor } from './executor.ts';
+import { leaseLost } from './lease-lost.ts';
 import { decodeReceipt } from './receipts.ts';
 import type { Receipt } from './receipts.ts';
 import {
@@ -14,12 +15,14 @@ import { validateBatch } from './validation.ts';
  * Acknowledges a delivery: the message is done and deleted (holdline.ack). Fenced by the
  * receipt's lease token: when the lease was lost (reaped, or re-delivered to someone else) it
  * changes nothing and fails with LEASE_LOST, so it can never ack another consumer's delivery.
+ * The error's message says what became of the message (see lease-lost.ts).
  */
 export async function ack(db: Executor, params: { receipt: string }): Promise<AckedMessage> {
   const { messageId, leaseToken } = decodeReceipt(params.receipt);
   const { rows } = await translated(() => MessageAck.run(db, [messageId, leaseToken]));
   const acked = rows[0];
-  if (acked === undefined) throw leaseLost();
+  // Only a failure pays for the read that says why (lease-lost.ts).
+  if (acked === undefined) throw await leaseLost(db, messageId);
   return acked;
 }
 
@@ -93,11 +96,4 @@ export async function leasedQueue(db: Executor, receipt: Receipt): Promise<strin
  */
 export function queueLikePatterns(patterns: readonly string[]): string[] {
   return patterns.map((p) => p.replace(/[\\%_]/g, '\\$&').replace(/\*/g, '%'));
-}
-
-export function leaseLost(): QueueError {
-  return new QueueError(
-    'LEASE_LOST',
-    'the lease of this receipt was lost (it expired and was reaped or re-delivered); the message was not changed',
-  );
 }

@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { linkAbortSignals } from '../abort-signals.ts';
 import type { Listener } from '../db/listener.ts';
-import { ack, ackBatch, ackEach, leaseLost, leasedQueue, queueLikePatterns } from './ack.ts';
+import { ack, ackBatch, ackEach, leasedQueue, queueLikePatterns } from './ack.ts';
+import { leaseLost } from './lease-lost.ts';
 import { Coalescer } from './coalescer.ts';
 import { decodeReceipt } from './receipts.ts';
 import type { Receipt } from './receipts.ts';
@@ -167,14 +168,14 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       maxBatch: BATCH_MAX_LIMIT,
       conflictKey: (pending) => pending.receipt.messageId,
       run: async (_key, pending) => {
-        const acked =
-          pending.length === 1 && pending[0]!.queuePatterns === null
-            ? // Alone and unscoped: holdline.ack, the cheapest statement.
-              [await ack(this.db, { receipt: pending[0]!.text }).catch(lostAsUndefined)]
-            : await ackEach(this.db, {
-                receipts: pending.map((p) => p.receipt),
-                queuePatterns: pending[0]!.queuePatterns,
-              });
+        // Alone and unscoped: holdline.ack, the cheapest statement, with its own LEASE_LOST.
+        if (pending.length === 1 && pending[0]!.queuePatterns === null) {
+          return Promise.allSettled([ack(this.db, { receipt: pending[0]!.text })]);
+        }
+        const acked = await ackEach(this.db, {
+          receipts: pending.map((p) => p.receipt),
+          queuePatterns: pending[0]!.queuePatterns,
+        });
         return acked.map(fulfilled);
       },
     });
@@ -439,7 +440,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
         // Left alone: outside the caller's queues if its lease still holds, else lost.
         const queue = patterns === null ? undefined : await leasedQueue(this.db, decoded);
         if (queue !== undefined) authorize?.(new Set([queue]));
-        throw leaseLost();
+        throw await leaseLost(this.db, decoded.messageId);
       }
     }
     this.emit('acked', acked.queue, acked.ageSeconds);
@@ -550,12 +551,6 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
 /** A value as a fulfilled PromiseSettledResult. */
 function fulfilled<T>(value: T): PromiseFulfilledResult<T> {
   return { status: 'fulfilled', value };
-}
-
-/** An ack's LEASE_LOST as "not acked" (undefined); other failures rethrown. */
-function lostAsUndefined(error: unknown): undefined {
-  if (error instanceof QueueError && error.code === 'LEASE_LOST') return undefined;
-  throw error;
 }
 
 /** An {@link EngineTransaction} over `trx`; `onSent` hears of each send that succeeded. */

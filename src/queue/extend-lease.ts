@@ -1,6 +1,6 @@
-import { leaseLost } from './ack.ts';
 import { translated } from './errors.ts';
 import type { Executor } from './executor.ts';
+import { leaseLost } from './lease-lost.ts';
 import { toDelivery } from './message-row.ts';
 import { decodeReceipt } from './receipts.ts';
 import { MessageExtendLease } from './sql/index.ts';
@@ -22,6 +22,6 @@ export async function extendLease(
     MessageExtendLease.run(db, [messageId, leaseToken, seconds, params.now ?? null]),
   );
   const row = rows[0];
-  if (row === undefined) throw leaseLost();
+  if (row === undefined) throw await leaseLost(db, messageId);
   return toDelivery(row);
 }

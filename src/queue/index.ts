@@ -25,6 +25,12 @@ export type { QueueErrorCode } from './errors.ts';
 export type { Executor } from './executor.ts';
 export type * from './types.ts';
 export { LIST_MESSAGES_FIRST_DEFAULT, LIST_MESSAGES_FIRST_MAX } from './browse.ts';
-export { LEASE_MAX_SECONDS, validateInteger, validateQueueName } from './validation.ts';
+export {
+  BATCH_MAX_LIMIT,
+  LEASE_MAX_SECONDS,
+  RECEIVE_MAX_LIMIT,
+  validateInteger,
+  validateQueueName,
+} from './validation.ts';
 export { WAKEUP_CHANNEL } from './wakeups.ts';
 export type { WaitHandle } from './wakeups.ts';

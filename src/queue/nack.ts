@@ -1,6 +1,6 @@
-import { leaseLost } from './ack.ts';
 import { translated } from './errors.ts';
 import type { Executor } from './executor.ts';
+import { leaseLost } from './lease-lost.ts';
 import { decodeReceipt } from './receipts.ts';
 import { MessageNack } from './sql/index.ts';
 import { DELAY_MAX_SECONDS, ERROR_TEXT_MAX_LENGTH, validateInteger } from './validation.ts';
@@ -29,7 +29,7 @@ export async function nack(
     MessageNack.run(db, [messageId, leaseToken, delay, error, params.now ?? null]),
   );
   const nacked = rows[0];
-  if (nacked === undefined) throw leaseLost();
+  if (nacked === undefined) throw await leaseLost(db, messageId);
   return nacked;
 }
 

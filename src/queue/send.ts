@@ -5,6 +5,7 @@ import {
   MessageInsert,
   MessageInsertMany,
   MessageInsertManyDeduplicated,
+  MessageInsertOneDeduplicated,
   MessagePublish,
 } from './sql/index.ts';
 import type { Message, SendInput } from './types.ts';
@@ -119,21 +120,32 @@ function newMessage(
  * message per transaction, so it runs holdline.send_at, which returns only the new id (about
  * a plain INSERT's cost, migrations/0004), and builds the Message from the input. With a
  * dedupKey the result may be another, live message, so that case reads the row back through
- * sendBatch.
+ * holdline.send_one (0009). Errors name no position: "the payload is N bytes; …".
  */
 export async function send(
   db: Executor,
   params: { queue: string; message: SendInput },
 ): Promise<Message> {
   const { message } = params;
-  if (message?.dedupKey != null) {
-    const [found] = await sendBatch(db, { queue: params.queue, messages: [message] });
-    return found!;
-  }
   const queue = validateQueueName(params.queue);
   const runAt = validateSendInput(message);
   const payloadJson = JSON.stringify(message.payload);
   const headersJson = message.headers == null ? null : JSON.stringify(message.headers);
+  const { dedupKey } = message;
+  if (dedupKey != null) {
+    const { rows } = await translated(() =>
+      MessageInsertOneDeduplicated.run(db, [
+        queue,
+        payloadJson,
+        runAt,
+        message.priority ?? null,
+        dedupKey,
+        message.groupKey ?? null,
+        headersJson,
+      ]),
+    );
+    return toMessage(rows[0]!);
+  }
   const { rows } = await translated(() =>
     MessageInsert.run(db, [
       queue,

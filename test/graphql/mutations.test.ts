@@ -320,13 +320,17 @@ describe('receive', () => {
 });
 
 describe('ack and ackBatch', () => {
-  it('deletes an acked message; acking again is LEASE_LOST', async () => {
+  it('deletes an acked message; acking again is LEASE_LOST saying it is gone', async () => {
     await createQueue('m-ack');
     const id = await send('m-ack', { payload: 1 });
     const [d] = await receive('m-ack');
     expect((await api.ok<{ ack: boolean }>(ACK, { receipt: d!.receipt })).ack).toBe(true);
     expect(await messageRow(id)).toBeUndefined();
     await expectRefused('LEASE_LOST', ACK, { receipt: d!.receipt });
+    const again = await api.request(ACK, { receipt: d!.receipt });
+    expect(again.errors?.[0]?.message).toBe(
+      "this receipt's message is gone: it was acknowledged already, or deleted (purged, or its queue deleted); nothing was changed",
+    );
   });
 
   it('refuses a stale receipt after the lease is re-taken, leaving the new lease alone', async () => {
@@ -337,6 +341,10 @@ describe('ack and ackBatch', () => {
     const [fresh] = await receive('m-ack-stale');
     expect(fresh!.message.id).toBe(id);
     await expectRefused('LEASE_LOST', ACK, { receipt: old!.receipt });
+    const stale = await api.request(ACK, { receipt: old!.receipt });
+    expect(stale.errors?.[0]?.message).toContain(
+      'the message was delivered again under another receipt',
+    );
     expect(await messageRow(id)).toMatchObject({ attempts: 2 });
     expect((await api.ok<{ ack: boolean }>(ACK, { receipt: fresh!.receipt })).ack).toBe(true);
   });

@@ -30,6 +30,14 @@ afterAll(async () => {
 });
 
 const LEASE_LOST = { name: 'QueueError', code: 'LEASE_LOST' };
+/** LEASE_LOST with the message that says what became of the message. */
+const lost = (why: string) => ({ ...LEASE_LOST, message: expect.stringContaining(why) as string });
+const GONE = lost("this receipt's message is gone: it was acknowledged already, or deleted");
+const LEASED_AGAIN = lost('the message was delivered again under another receipt');
+const WAITING = lost(
+  'it expired and was reaped, or the delivery was nacked, and the message waits',
+);
+const DEAD_LETTER = lost('the message used up its attempts and is now a dead letter');
 const BAD_USER_INPUT = { name: 'QueueError', code: 'BAD_USER_INPUT' };
 
 /**
@@ -57,7 +65,9 @@ describe('ack', () => {
     await ack(t.db, { receipt: delivery!.receipt });
     expect(await messageRow(t.db, delivery!.message.id)).toBeUndefined();
     expect(await queueStats(t.db, { queue })).toMatchObject({ total: 1, leased: 0, ready: 1 });
-    await expect(ack(t.db, { receipt: delivery!.receipt })).rejects.toMatchObject(LEASE_LOST);
+    const again = await ack(t.db, { receipt: delivery!.receipt }).catch((e: unknown) => e);
+    expect(again).toMatchObject(GONE);
+    expect((again as Error).message).not.toMatch(/expired|reaped|re-delivered/);
   });
 });
 
@@ -73,13 +83,13 @@ describe('fencing by receipt', () => {
       attempts: 2,
     });
 
-    await expect(ack(t.db, { receipt: stale!.receipt })).rejects.toMatchObject(LEASE_LOST);
+    await expect(ack(t.db, { receipt: stale!.receipt })).rejects.toMatchObject(LEASED_AGAIN);
     await expect(
       nack(t.db, { receipt: stale!.receipt, delaySeconds: 0, error: 'stale' }),
-    ).rejects.toMatchObject(LEASE_LOST);
+    ).rejects.toMatchObject(LEASED_AGAIN);
     await expect(
       extendLease(t.db, { receipt: stale!.receipt, seconds: 3600 }),
-    ).rejects.toMatchObject(LEASE_LOST);
+    ).rejects.toMatchObject(LEASED_AGAIN);
     expect(await ackBatch(t.db, { receipts: [stale!.receipt] })).toEqual([]);
 
     expect(await messageRow(t.db, fresh.message.id)).toEqual(before);
@@ -121,10 +131,28 @@ describe('fencing by receipt', () => {
     const before = await messageRow(t.db, delivery!.message.id);
     expect(before?.lease_token).toBeNull();
 
-    await expect(ack(t.db, { receipt: delivery!.receipt })).rejects.toMatchObject(LEASE_LOST);
+    await expect(ack(t.db, { receipt: delivery!.receipt })).rejects.toMatchObject(WAITING);
     await expect(
       extendLease(t.db, { receipt: delivery!.receipt, seconds: 60 }),
-    ).rejects.toMatchObject(LEASE_LOST);
+    ).rejects.toMatchObject(WAITING);
+    await expect(nack(t.db, { receipt: delivery!.receipt })).rejects.toMatchObject(WAITING);
+    expect(await messageRow(t.db, delivery!.message.id)).toEqual(before);
+  });
+
+  it('says a receipt whose message was dead-lettered under it is a dead letter now', async () => {
+    const queue = 'lease-dead-lettered';
+    await makeQueueWithMessages(t.db, queue, 1, { maxAttempts: 1 });
+    const [delivery] = await receive(t.db, { queue });
+    const reaped = await idleReaper(t).reapExpiredLeases(secondsAfter(delivery!.leaseExpiresAt, 1));
+    expect(reaped).toContainEqual({ queue, deadLetterQueue: `${queue}.dlq`, messages: 1 });
+    const before = await messageRow(t.db, delivery!.message.id);
+    expect(before).toMatchObject({ queue: `${queue}.dlq`, lease_token: null });
+
+    await expect(ack(t.db, { receipt: delivery!.receipt })).rejects.toMatchObject(DEAD_LETTER);
+    await expect(nack(t.db, { receipt: delivery!.receipt })).rejects.toMatchObject(DEAD_LETTER);
+    await expect(
+      extendLease(t.db, { receipt: delivery!.receipt, seconds: 60 }),
+    ).rejects.toMatchObject(DEAD_LETTER);
     expect(await messageRow(t.db, delivery!.message.id)).toEqual(before);
   });
 
@@ -142,9 +170,10 @@ describe('fencing by receipt', () => {
 
   it('refuses a receipt for a message that is gone without saying whether it existed', async () => {
     const receipt = '987654321.00000000-0000-4000-8000-000000000000';
-    await expect(ack(t.db, { receipt })).rejects.toMatchObject(LEASE_LOST);
-    await expect(nack(t.db, { receipt })).rejects.toMatchObject(LEASE_LOST);
-    await expect(extendLease(t.db, { receipt, seconds: 10 })).rejects.toMatchObject(LEASE_LOST);
+    // The same answer as for an acknowledged message: gone.
+    await expect(ack(t.db, { receipt })).rejects.toMatchObject(GONE);
+    await expect(nack(t.db, { receipt })).rejects.toMatchObject(GONE);
+    await expect(extendLease(t.db, { receipt, seconds: 10 })).rejects.toMatchObject(GONE);
   });
 });
 

@@ -178,6 +178,32 @@ describe('payload size', () => {
   });
 });
 
+describe('payload size messages', () => {
+  it('says "the payload is N bytes" for a single send, and names the message in a batch', async () => {
+    const queue = 'valid-payload-words';
+    await createQueue(t.db, { name: queue, config: { maxPayloadBytes: 50 } });
+    const single = `the payload is 62 bytes; queue "${queue}" accepts at most 50 bytes`;
+    const payload = 'x'.repeat(60);
+    for (const message of [{ payload }, { payload, dedupKey: 'k' }]) {
+      const before = await snapshot();
+      await expect(send(t.db, { queue, message })).rejects.toMatchObject({
+        code: 'PAYLOAD_TOO_LARGE',
+        message: single,
+      });
+      expect(await snapshot()).toEqual(before);
+    }
+    await expect(
+      sql`SELECT holdline.send(${queue}, to_jsonb(${payload}::text))`.execute(t.db),
+    ).rejects.toMatchObject({ code: 'HL413', message: single });
+    await expect(
+      sendBatch(t.db, { queue, messages: [{ payload: 'ok' }, { payload }] }),
+    ).rejects.toMatchObject({
+      code: 'PAYLOAD_TOO_LARGE',
+      message: `message 2 has a payload of 62 bytes; queue "${queue}" accepts at most 50 bytes`,
+    });
+  });
+});
+
 describe('receive parameters', () => {
   it.each([0, 1001, 1.5, -1])('refuses max %j with BAD_USER_INPUT', async (max) => {
     const queue = await queueWithMessage(`valid-receive-max-${String(max).replace('.', '_')}`);

@@ -81,6 +81,8 @@ describe('the cost limit', () => {
     ).toBe(1001);
     expect(cost(`{ messages(queue: "q") { id position } }`)).toBe(1 + 50 * 101);
     expect(cost(`{ __schema { types { name } } queues { name } }`)).toBe(1 + 100);
+    // Out of the engine's range: costed as one item, for the resolver to refuse.
+    expect(cost(`mutation { receive(queue: "q", max: 100000) { receipt } }`)).toBe(2);
   });
 
   it('refuses an operation over MAX_QUERY_COST before anything runs', async () => {
@@ -93,6 +95,34 @@ describe('the cost limit', () => {
     expect(await open.engine.queueStats('lim')).toMatchObject({ leased: 0 });
     const small = await open.request(`mutation { receive(queue: "lim", max: 5) { receipt } }`);
     expect(small.errors).toBeUndefined();
+  });
+
+  it('answers a count argument out of its range with the range rule, not the cost limit', async () => {
+    const receive = await open.request(
+      `mutation { receive(queue: "lim", max: 100000) { message { id position } } }`,
+    );
+    expect(onlyErrorCode(receive)).toBe('BAD_USER_INPUT');
+    expect(receive.errors?.[0]?.message).toBe('max must be an integer from 1 to 1000; got 100000');
+    const byVariable = await open.request(
+      `mutation ($max: Int) { receive(queue: "lim", max: $max) { message { id position } } }`,
+      { max: 2000 },
+    );
+    expect(byVariable.errors?.[0]?.message).toBe('max must be an integer from 1 to 1000; got 2000');
+    const page = await open.request(`{ messages(queue: "lim", first: 100000) { id position } }`);
+    expect(onlyErrorCode(page)).toBe('BAD_USER_INPUT');
+    expect(page.errors?.[0]?.message).toBe('first must be an integer from 1 to 1000; got 100000');
+    const batch = await open.request(
+      `mutation ($m: [SendInput!]!) { sendBatch(queue: "lim", messages: $m) { id } }`,
+      { m: Array.from({ length: 1001 }, (_, i) => ({ payload: i })) },
+    );
+    expect(onlyErrorCode(batch)).toBe('BAD_USER_INPUT');
+    expect(batch.errors?.[0]?.message).toBe('messages must hold 1 to 1000 items; got 1001');
+    expect(await open.engine.queueStats('lim')).toMatchObject({ total: 0 });
+    // In range, the same fields are still costed by the bound: 1 + 1000 × 3 is over 1,000.
+    const inRange = await open.request(
+      `mutation { receive(queue: "lim", max: 1000) { message { id } } }`,
+    );
+    expect(onlyErrorCode(inRange)).toBe('GRAPHQL_VALIDATION_FAILED');
   });
 });
 

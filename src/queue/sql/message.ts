@@ -105,6 +105,22 @@ export const MessageExtendLease = new Statement<
   { prepared: true },
 );
 
+/**
+ * Whether message $1 is leased, and whether it is a dead letter; no row when it is gone. Read
+ * only after a fenced statement matched no lease, to say why (src/queue/lease-lost.ts): not
+ * prepared, as it is off the hot path. Uses the primary key.
+ */
+export const MessageGetLeaseState = new Statement<
+  { leased: boolean; dead_lettered: boolean },
+  [id: string]
+>(
+  'MessageGetLeaseState',
+  `
+  SELECT m.lease_token IS NOT NULL AS leased, m.dead_lettered_at IS NOT NULL AS dead_lettered
+  FROM holdline.messages m
+  WHERE m.id = $1::bigint`,
+);
+
 /** Fails one delivery, fenced: retry with backoff or dead-letter (holdline.nack, 0002). */
 export const MessageNack = new Statement<
   { outcome: 'retried' | 'dead_lettered'; queue: string },
@@ -175,6 +191,29 @@ export const MessageInsertManyDeduplicated = new Statement<
   `
   SELECT * FROM holdline.send_batch($1, $2::jsonb[], $3::timestamptz[], $4::integer[],
                                     $5::text[], $6::text[], $7::jsonb[])`,
+);
+
+/**
+ * Inserts one message with a dedup key (holdline.send_one, 0009); returns the row sent, or the
+ * live message that already held the key. Over the payload limit it says "the payload is N
+ * bytes", as a single send should, where send_batch names the message's position.
+ */
+export const MessageInsertOneDeduplicated = new Statement<
+  MessageRow,
+  [
+    queue: string,
+    payloadJson: string,
+    runAt: Date | null,
+    priority: number | null,
+    dedupKey: string,
+    groupKey: string | null,
+    headersJson: string | null,
+  ]
+>(
+  'MessageInsertOneDeduplicated',
+  `
+  SELECT * FROM holdline.send_one($1, $2::jsonb, $3::timestamptz, $4::integer, $5::text,
+                                  $6::text, $7::jsonb)`,
 );
 
 /** Copies one message into every queue bound to a pattern matching topic $1, by queue name. */
