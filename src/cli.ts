@@ -9,8 +9,10 @@ import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import pino from 'pino';
 import { TokenError, createToken, listTokens, revokeToken } from './auth/index.ts';
+import { EmbeddedPostgresError } from './db/embedded-postgres.ts';
 import { QueueError } from './queue/index.ts';
 import type { QueueStats } from './queue/index.ts';
+import { ListenError } from './server/app.ts';
 import { ConfigError, loadConfig } from './server/config.ts';
 import { resolveDatabase } from './server/database.ts';
 import { limitHeapGrowth } from './server/heap.ts';
@@ -436,6 +438,11 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(
         `${error instanceof ConfigError ? 'CONFIG' : error.code}: ${error.message}\n`,
       );
+      return 1;
+    }
+    // Failures to start: one line that says why and what to change, no stack.
+    if (error instanceof EmbeddedPostgresError || error instanceof ListenError) {
+      process.stderr.write(`${error.message}\n`);
       return 1;
     }
     throw error;

@@ -11,6 +11,14 @@ import { metricsAccess } from './metrics-access.ts';
 import type { Metrics } from './metrics.ts';
 import { createRuntime } from './runtime.ts';
 
+/**
+ * The HTTP server could not listen on HOST:PORT (the address is taken, or not this
+ * machine's); the message is one line naming the address and what to change.
+ */
+export class ListenError extends Error {
+  override name = 'ListenError';
+}
+
 /** A wired service: construct with createApp, then start() and, once, stop(). */
 export interface App {
   engine: QueueEngine;
@@ -115,13 +123,19 @@ export function createApp(options: {
     },
     async start() {
       await runtime.start();
-      await new Promise<void>((resolve, reject) => {
-        httpServer.once('error', reject);
-        httpServer.listen(config.port, config.host, () => {
-          httpServer.off('error', reject);
-          resolve();
+      try {
+        await new Promise<void>((resolve, reject) => {
+          httpServer.once('error', reject);
+          httpServer.listen(config.port, config.host, () => {
+            httpServer.off('error', reject);
+            resolve();
+          });
         });
-      });
+      } catch (error) {
+        // The runtime's pool, LISTEN connection and reaper would keep the process alive.
+        await runtime.stop();
+        throw listenError(error, config);
+      }
       disposeWebSockets = attachWebSocketServer(graphql.yoga, httpServer);
       await warnAboutAccess(config, logger, db);
     },
@@ -130,6 +144,27 @@ export function createApp(options: {
       return stopping;
     },
   };
+}
+
+function listenError(error: unknown, config: Pick<Config, 'host' | 'port'>): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  const address = `${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
+  if (code === 'EADDRINUSE') {
+    return new ListenError(
+      `cannot listen on ${address}: another process holds that address (EADDRINUSE); ` +
+        'stop it, or set PORT (or HOST) to a free one',
+      { cause: error },
+    );
+  }
+  if (code === 'EADDRNOTAVAIL' || code === 'EACCES' || code === 'ENOTFOUND') {
+    const why =
+      code === 'EACCES' ? 'the port needs privileges' : 'it is not an address of this machine';
+    return new ListenError(
+      `cannot listen on ${address}: ${why} (${code}); set HOST or PORT to another one`,
+      { cause: error },
+    );
+  }
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 /**

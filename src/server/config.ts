@@ -14,6 +14,11 @@ export interface Config {
   migrateOnStart: boolean;
   /** Where the embedded PostgreSQL keeps its data. */
   embeddedDataDir: string;
+  /**
+   * Whether EMBEDDED_DATA_DIR was set. Running as root, a default folder the `postgres` user
+   * cannot reach moves under /var/lib/holdline; a folder the user named is refused instead.
+   */
+  embeddedDataDirGiven: boolean;
   embeddedPort: number;
   poolMax: number;
   /**
@@ -129,6 +134,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
     migrateOnStart: boolean(env, 'MIGRATE_ON_START', true),
     embeddedDataDir: text(env, 'EMBEDDED_DATA_DIR', '.holdline-data'),
+    embeddedDataDirGiven: raw(env, 'EMBEDDED_DATA_DIR') !== undefined,
     embeddedPort: integer(env, 'EMBEDDED_POSTGRES_PORT', 5433, 1, 65_535),
     poolMax: integer(env, 'POOL_MAX', 10, 1, 1_000),
     preparedStatements: boolean(env, 'PREPARED_STATEMENTS', true),

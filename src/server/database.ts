@@ -40,11 +40,18 @@ export async function resolveDatabase(config: Config, logger: Logger): Promise<D
     { dataDir: config.embeddedDataDir, port: config.embeddedPort },
     'starting embedded postgresql',
   );
+  const log = logger.child({ component: 'embedded-postgres' });
   const server = await startEmbeddedPostgres({
     dataDir: config.embeddedDataDir,
+    relocatable: !config.embeddedDataDirGiven,
     port: config.embeddedPort,
-    onLog: (message) => logger.debug({ component: 'embedded-postgres' }, message.trim()),
+    onLog: (line) => log.debug(line),
+    onNotice: (message, fields) => log.warn(fields, message),
   });
+  log.info(
+    { dataDir: server.dataDir, binariesDir: server.binariesDir },
+    'embedded postgresql started',
+  );
   return {
     url: server.connectionString,
     listenUrl: server.connectionString,

@@ -5,12 +5,12 @@
  * retryable UNAVAILABLE (no hang, no crash, /healthz up and /readyz down), and afterwards it
  * serves again on its own, LISTEN included, with nothing lost.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.ts';
 import type { EmbeddedPostgresServer } from '../../src/db/embedded-postgres.ts';
 import { createPool } from '../../src/db/pool.ts';
@@ -39,26 +39,33 @@ const OUTAGE_MS = 3_000;
 /** A request during the outage must be answered within this: failing fast, not hanging. */
 const FAIL_FAST_MS = 2_000;
 
-let dir: string;
+let dir: string | undefined;
 let port: number;
 let postgres: EmbeddedPostgresServer | undefined;
 let service: ServiceProcess | undefined;
 
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'holdline-restart-pg-'));
-  port = await freePort();
-  postgres = await startPostgres();
-}, 120_000);
 afterAll(async () => {
   service?.child.kill('SIGKILL');
   await service?.exited;
   await postgres?.stop();
-  await rm(dir, { recursive: true, force: true });
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
+
+/**
+ * The throwaway cluster, started inside the test rather than in beforeAll: a setup that
+ * fails then fails the test, where a failed beforeAll would report it as skipped.
+ */
+async function setUp(): Promise<void> {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'holdline-restart-pg-'));
+  // mkdtemp makes it 0700; as root PostgreSQL runs as the postgres user, who must enter it.
+  await chmod(dir, 0o755);
+  port = await freePort();
+  postgres = await startPostgres();
+}
 
 function startPostgres(): Promise<EmbeddedPostgresServer> {
   // persistent: the data folder outlives stop(), so the same cluster starts again.
-  return startEmbeddedPostgres({ dataDir: path.join(dir, 'data'), port, persistent: true });
+  return startEmbeddedPostgres({ dataDir: path.join(dir!, 'data'), port, persistent: true });
 }
 
 /** Each operation a client may try during the outage, with the answer it got and when. */
@@ -90,6 +97,7 @@ async function status(url: string, route: string): Promise<number> {
 
 describe('reliability: a full PostgreSQL restart', () => {
   it('fails requests fast with UNAVAILABLE during the outage and carries on after it', async () => {
+    await setUp();
     const url = postgres!.connectionString;
     service = await startServiceProcess(url, { REAPER_INTERVAL_MS: '100' });
     const urls = [service.url];

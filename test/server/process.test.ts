@@ -1,8 +1,9 @@
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 import { graphqlRequest } from '../helpers/graphql-http.ts';
-import { startServiceProcess } from '../helpers/service-process.ts';
+import { CLI_NODE_ARGS, startServiceProcess } from '../helpers/service-process.ts';
 import type { ServiceProcess } from '../helpers/service-process.ts';
 
 const SEND = `mutation($q: String!, $p: JSON!) { send(queue: $q, message: { payload: $p }) { id } }`;
@@ -153,4 +154,25 @@ describe('the holdline serve process', () => {
     expect(await service.exited).toBe(0);
     expect(Date.now() - signalled).toBeLessThan(10_000);
   }, 60_000);
+
+  it('exits 1 within 5 s, with one line naming the address and PORT, when its port is taken', async () => {
+    const service = await start();
+    const port = new URL(service.url).port;
+    const started = Date.now();
+    const second = spawn(process.execPath, [...CLI_NODE_ARGS, 'serve'], {
+      env: { ...process.env, DATABASE_URL: t.url, HOST: '127.0.0.1', PORT: port },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    second.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise((resolve) =>
+      second.once('exit', (c, signal) => resolve(c ?? signal)),
+    );
+    expect(code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    const lines = stderr.trim().split('\n');
+    expect(lines).toEqual([expect.stringContaining(`127.0.0.1:${port}`)]);
+    expect(lines[0]).toContain('PORT');
+    expect(lines[0]).toContain('EADDRINUSE');
+  }, 30_000);
 });

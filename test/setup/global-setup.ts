@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -61,6 +61,8 @@ async function startServer(): Promise<TestServer> {
   const container = await startContainer();
   if (container !== undefined) return container;
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'holdline-test-pg-'));
+  // mkdtemp makes it 0700; as root PostgreSQL runs as the postgres user, who must enter it.
+  await chmod(dataDir, 0o755);
   const embedded = await startEmbeddedPostgres({
     dataDir: path.join(dataDir, 'data'),
     port: await freePort(),
