@@ -83,8 +83,10 @@ export function authenticationPlugin(
   admitted: WeakMap<Request, RequestAccess>,
 ): Plugin {
   return {
-    async onRequestParse({ request }) {
-      admitted.set(request, await gate.admit(request.headers.get('authorization')));
+    async onRequestParse({ request, serverContext }) {
+      // Admitted already by the JSON POST path, which handed the request on with its body.
+      const given = (serverContext as { access?: RequestAccess }).access;
+      admitted.set(request, given ?? (await gate.admit(request.headers.get('authorization'))));
     },
   };
 }

@@ -15,8 +15,8 @@ const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 /** What every resolver receives as its context: built per request (or per WebSocket operation). */
 export interface GraphQLContext {
   engine: QueueEngine;
-  /** The handler's logger with `requestId`. */
-  logger: Logger;
+  /** The handler's logger with `requestId` (and the token's name), made on first call. */
+  logger(): Logger;
   /** Given by the HTTP server, else the caller's x-request-id when sane, else a fresh UUID. */
   requestId: string;
   /** Settled-delivery news for `deliveries` subscriptions; fed by the ack/nack resolvers. */
@@ -62,7 +62,8 @@ export function requestIdOf(request: Request | IncomingMessage | undefined): str
 /**
  * Builds one request's context. Its logger (a pino child with the request's fields) is made
  * on first use: most requests log nothing, and a child per request is measurable work on
- * the service's hot path.
+ * the service's hot path. A method rather than a getter, because envelop copies the context
+ * with Object.assign, which would call a getter on every request.
  */
 export function createContext(
   deps: ContextDependencies,
@@ -74,7 +75,7 @@ export function createContext(
   return {
     access,
     engine: deps.engine,
-    get logger(): Logger {
+    logger(): Logger {
       // The token's name (never its secret) says who made the request.
       logger ??= deps.logger.child(
         access.kind === 'token' ? { requestId, tokenName: access.principal.name } : { requestId },

@@ -159,7 +159,7 @@ export function errorLoggingPlugin(map: ErrorMapper): Plugin {
 }
 
 function requestLogger(context: unknown): Logger | undefined {
-  return (context as Partial<GraphQLContext> | undefined)?.logger;
+  return (context as Partial<GraphQLContext> | undefined)?.logger?.();
 }
 
 /** A GraphQL input error with code BAD_USER_INPUT, for scalars and argument checks. */

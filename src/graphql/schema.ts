@@ -30,6 +30,8 @@ import { MAX_DEPTH_DEFAULT, depthLimitRule } from './depth-limit.ts';
 import { createErrorMapper, createMaskError, errorLoggingPlugin } from './errors.ts';
 import type { ErrorMapper } from './errors.ts';
 import { noIntrospectionRule } from './introspection.ts';
+import { createJsonPostHandler } from './json-post.ts';
+import type { GraphQLNodeHandler } from './json-post.ts';
 import { parseLimitPlugin } from './parse-limit.ts';
 import { MessageResolvers } from './resolvers/Message.ts';
 import { MutationResolvers } from './resolvers/Mutation.ts';
@@ -126,8 +128,13 @@ export interface GraphQLServerContext {
   socket?: WebSocket;
   /** The HTTP server's id for this request, used as is (it also sets the response header). */
   requestId?: string;
-  /** A WebSocket operation's access, admitted by attachWebSocketServer before it runs. */
+  /**
+   * The request's access when it was admitted before yoga saw it: a WebSocket operation
+   * (attachWebSocketServer), or a JSON POST that json-post.ts hands on with its body.
+   */
   access?: RequestAccess;
+  /** Aborts when the client goes away, for a request that reaches execution without a Fetch Request. */
+  signal?: AbortSignal;
 }
 
 /** The yoga instance: a node `(req, res)` handler with `fetch` and `handleNodeRequestAndResponse`. */
@@ -135,7 +142,12 @@ export type GraphQLYoga = YogaServerInstance<GraphQLServerContext, GraphQLContex
 
 /** What {@link createGraphQLHandler} returns. */
 export interface GraphQLHandler {
-  /** Serves GRAPHQL_PATH: queries, mutations, SSE subscriptions. */
+  /**
+   * Serves GRAPHQL_PATH over node's HTTP server: programs' JSON POSTs on the lean path of
+   * json-post.ts, everything else (browsers, GET, SSE) through yoga.
+   */
+  serve: GraphQLNodeHandler;
+  /** Yoga itself: in-process `yoga.fetch`, and what attachWebSocketServer attaches to. */
   yoga: GraphQLYoga;
   /**
    * Ends every open subscription of this handler (SSE and WebSocket): each stream stops, and
@@ -259,11 +271,15 @@ export function createGraphQLHandler(options: GraphQLHandlerOptions): GraphQLHan
         (gate === undefined ? OPEN_ACCESS : undefined);
       // With authentication on, a request that was not admitted must never run: fail closed.
       if (access === undefined) throw new Error('request reached execution without being admitted');
-      return createContext(deps, requestId, request?.signal, access);
+      return createContext(deps, requestId, request?.signal ?? initial.signal, access);
     },
   });
   webSocketSecurity.set(yoga, { gate, allowedOrigins, mapError });
-  return { yoga, releaseSubscriptions: () => streams.closeAll() };
+  return {
+    serve: createJsonPostHandler({ yoga, gate }),
+    yoga,
+    releaseSubscriptions: () => streams.closeAll(),
+  };
 }
 
 /** What attachWebSocketServer enforces for a yoga instance: what its HTTP side enforces. */

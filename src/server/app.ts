@@ -84,7 +84,7 @@ export function createApp(options: {
     logger: logger.child({ component: 'http' }),
     maxBodyBytes: config.maxBodyBytes,
     routes: {
-      graphql: (req, res, context) => graphql.yoga(req, res, context),
+      graphql: graphql.serve,
       registry: metrics.registry,
       metricsAccess: metricsAccess(config.metricsTokenRequired ? control : undefined),
       ready: () => runtime.ready(),

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { AccessControl, createToken } from '../../src/auth/index.ts';
+import { requestIdOf } from '../../src/graphql/context.ts';
 import { attachWebSocketServer } from '../../src/graphql/schema.ts';
 import type { GraphQLHandlerOptions } from '../../src/graphql/schema.ts';
 import type { TestDatabase } from '../helpers/database.ts';
@@ -22,7 +23,7 @@ export interface SecureService {
   control: AccessControl;
   /** http://127.0.0.1:port, for SSE and WebSocket. */
   baseUrl: string;
-  /** Runs one operation in-process (yoga.fetch) with `Authorization: Bearer <secret>`. */
+  /** Runs one operation over HTTP (a JSON POST) with `Authorization: Bearer <secret>`. */
   request<T = JsonObject>(
     secret: string | undefined,
     query: string,
@@ -55,7 +56,11 @@ export async function startSecureService(
   const { rateLimit, cacheMs, ...handlerOptions } = options;
   const control = new AccessControl({ db: t.db, logger: silentLogger(), cacheMs });
   const api = await startService(t, { ...handlerOptions, auth: { control, rateLimit } });
-  const server = http.createServer((req, res) => void api.handler.yoga(req, res));
+  // handler.serve, as the service mounts it: programs' JSON POSTs take the lean path
+  // (json-post.ts), the rest goes through yoga.
+  const server = http.createServer(
+    (req, res) => void api.handler.serve(req, res, { requestId: requestIdOf(req) }),
+  );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const disposeWebSockets = attachWebSocketServer(api.handler.yoga, server);
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -66,7 +71,7 @@ export async function startSecureService(
     variables?: Record<string, unknown>,
     headers: Record<string, string> = {},
   ): Promise<GraphQLResult<T> & { headers: Headers }> => {
-    const response = await api.handler.yoga.fetch('http://holdline.test/graphql', {
+    const response = await fetch(`${baseUrl}/graphql`, {
       method: 'POST',
       headers: {
         'content-type': 'application/json',

@@ -61,7 +61,7 @@ export const SubscriptionResolvers = {
           ? null
           : validateInteger(args.visibilityTimeout, 'visibilityTimeout', 1, LEASE_MAX_SECONDS);
       await requireQueue(ctx, args.queue);
-      const logger = ctx.logger.child({ subscription: 'deliveries', queue: args.queue });
+      const logger = ctx.logger().child({ subscription: 'deliveries', queue: args.queue });
       return abortableIterator(
         (signal) =>
           whileTokenLive(
@@ -93,7 +93,7 @@ export const SubscriptionResolvers = {
     ): Promise<AbortableIterator<QueueStats>> {
       authorize(ctx.access, 'read', args.queue);
       await requireQueue(ctx, args.queue);
-      const logger = ctx.logger.child({ subscription: 'queueStats', queue: args.queue });
+      const logger = ctx.logger().child({ subscription: 'queueStats', queue: args.queue });
       const watchAge = selects(info, 'oldestReadyAgeSeconds');
       return abortableIterator(
         (signal) =>
