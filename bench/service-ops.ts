@@ -166,7 +166,10 @@ const OPERATIONS: readonly Operation[] = [
           let done = 0;
           await loops(BATCH_CLIENTS, Math.ceil(units / RECEIVE_MAX), async () => {
             const got = await client.receive(QUEUE, { max: RECEIVE_MAX });
-            if (got.length > 0) done += await client.ackBatch(got.map((d) => d.receipt));
+            // Awaited first: `done += await …` would read `done` before the wait and lose
+            // the other consumers' counts meanwhile.
+            const acked = got.length > 0 ? await client.ackBatch(got.map((d) => d.receipt)) : 0;
+            done += acked;
           });
           return done;
         },

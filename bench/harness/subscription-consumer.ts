@@ -98,7 +98,7 @@ class AckPipeline implements RateLimitCounts {
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0, ACK_BATCH_MAX);
       try {
-        this.acked += await withRateLimitRetries(
+        const acked = await withRateLimitRetries(
           () => {
             this.calls++;
             return this.ackBatch(batch);
@@ -106,6 +106,7 @@ class AckPipeline implements RateLimitCounts {
           this,
           this.giveUp,
         );
+        this.acked += acked;
       } catch (error) {
         // Given up on at stop() while the rate limit held it back: not a failure of the
         // stream; the leases run out and the messages come again.
