@@ -7,6 +7,12 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { URL } from 'node:url';
 
+// The service runs as production unless NODE_ENV says otherwise, set before any library is
+// loaded (graphql-js reads it once, at import). Outside production graphql-js double-checks
+// every instanceof it makes for a second copy of itself: about a fifth of the service's CPU
+// per message on a drain over HTTP (docs/performance.md).
+if (process.argv[2] === 'serve') process.env.NODE_ENV ??= 'production';
+
 const root = new URL('../', import.meta.url);
 const built = new URL('dist/src/cli.js', root);
 
