@@ -15,6 +15,7 @@ import type pg from 'pg';
 import { sql } from 'kysely';
 import PgBoss from 'pg-boss';
 import pino from 'pino';
+import { createToken } from '../src/auth/index.ts';
 import { createClient } from '../src/client/index.ts';
 import { createDatabase, createPool } from '../src/db/pool.ts';
 import { QueueEngine, sendBatch } from '../src/queue/operations.ts';
@@ -50,7 +51,7 @@ import {
   pgBossOptions,
 } from './harness/peers.ts';
 import { waitForQuietMachine } from './harness/quiet.ts';
-import { BENCH_SERVICE_ENV, startService } from './harness/service.ts';
+import { startService } from './harness/service.ts';
 import type { QuietCheck } from './harness/quiet.ts';
 import { formatCount, formatFixed, markdownTable } from './harness/report.ts';
 
@@ -80,6 +81,10 @@ const QUIET_MIN_IDLE = 0.9;
 const QUIET_WINDOW_MS = args.smoke ? 50 : 1_000;
 const QUIET_TIMEOUT_MS = args.smoke ? 0 : 10_000;
 const QUEUE = 'bench';
+/** The service as a deployment runs it: authentication on (rate limit: the default). */
+const HTTP_SERVICE_ENV = { AUTH_REQUIRED: 'true', REAPER_ENABLED: 'false', POOL_MAX: '10' };
+/** Tokens made so far: each repetition's service gets its own (names are unique). */
+let httpTokens = 0;
 const PAD = 'x'.repeat(100);
 const CONSUMER_APPLICATION_NAME = 'holdline-bench-consumer';
 const HOLDLINE_RESET = 'TRUNCATE holdline.messages, holdline.dequeue_counts';
@@ -263,16 +268,25 @@ const SYSTEMS: readonly System[] = [
       api: 'createClient({ url }).receive + ackBatch',
       loops: CONSUMER_LOOPS,
       max: LEASE_MAX,
-      service: BENCH_SERVICE_ENV,
+      service: HTTP_SERVICE_ENV,
+      auth: 'on, token scoped to the queue; default rate limit',
     },
     reset: HOLDLINE_RESET,
     tables: ['holdline.messages'],
     pending: HOLDLINE_PENDING,
     prefill: holdlinePrefill,
     // The service runs in a child process (`holdline serve`), started before the clock.
+    // As production runs: authentication on, a token scoped to the queue, the default
+    // per-token rate limit (two requests per 1,000 messages stay far below it).
     prepare: async (bench) => {
-      const service = await startService(bench.url, BENCH_SERVICE_ENV);
-      const client = createClient({ url: service.url });
+      const token = await createToken(bench.admin, {
+        name: `bench-drain-${++httpTokens}`,
+        scopes: `send:${QUEUE},receive:${QUEUE}`,
+      });
+      const service = await startService(bench.url, HTTP_SERVICE_ENV, {
+        unset: ['RATE_LIMIT_PER_SECOND'],
+      });
+      const client = createClient({ url: service.url, token: token.secret });
       return {
         start: () =>
           Promise.resolve(
