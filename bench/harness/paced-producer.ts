@@ -5,6 +5,7 @@
  * slow commit does not slow the offered load (and hide its own latency).
  */
 import type { Kysely } from 'kysely';
+import { createClient } from '../../src/client/index.ts';
 import type { Database } from '../../src/db/database.ts';
 import { createDatabase, createPool } from '../../src/db/pool.ts';
 import { send } from '../../src/queue/operations.ts';
@@ -119,5 +120,20 @@ export function holdlineProducer(url: string, queue: string, connections: number
       await send(db, { queue, message: { payload } });
     },
     close: () => db.destroy(),
+  };
+}
+
+/**
+ * A producer that sends through the service, as an application without a database
+ * connection of its own does: the TypeScript client's `send` (one GraphQL mutation over
+ * HTTP per message, keep-alive connections) with `token`.
+ */
+export function serviceProducer(serviceUrl: string, token: string, queue: string): TimedProducer {
+  const client = createClient({ url: serviceUrl, token });
+  return {
+    send: async (payload) => {
+      await client.send(queue, { payload });
+    },
+    close: () => client.close(),
   };
 }
