@@ -177,9 +177,13 @@ describe.each(['sse', 'ws'] as const)('deliveries over %s', (transportName) => {
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
       const before = receives;
+      const lookedAt = Date.now();
       expect(await ack([delivery.receipt])).toBe(1);
       await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(receives).toBe(before);
+      // On a loaded machine the ack and the pause may outlast the poll interval, and the
+      // stream's next look then falls inside the window: that one is not the ack's.
+      const looksDue = Math.floor((Date.now() - lookedAt) / api.engine.pollInterval);
+      expect(receives - before).toBeLessThanOrEqual(looksDue);
       // Still awake for messages: the next send arrives.
       const [next] = await sendMany(queue, 1);
       expect((await nextDelivery(sub)).message.id).toBe(next);
