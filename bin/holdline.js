@@ -5,6 +5,7 @@
 // TypeScript sources through tsx's loader instead, so it is never stale; that costs about a
 // second of start-up and 50 MB of memory, which is why the build is preferred.
 import { existsSync, readdirSync, statSync } from 'node:fs';
+import process from 'node:process';
 import { URL } from 'node:url';
 
 // The service runs as production unless NODE_ENV says otherwise, set before any library is
