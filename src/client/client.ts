@@ -39,7 +39,7 @@ const MESSAGE_FIELDS = `id queue payload headers priority attempts state runAt c
 const DELIVERY_FIELDS = `receipt leaseExpiresAt message { ${MESSAGE_FIELDS} }`;
 const QUEUE_FIELDS = `name paused createdAt config {
   visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds backoffMaxSeconds
-  retentionSeconds maxPayloadBytes }`;
+  retentionSeconds maxPayloadBytes archiveSeconds }`;
 const STATS_FIELDS = `queue ready delayed leased total oldestReadyAgeSeconds`;
 
 /** Node socket errors that mean the request never reached the service. */

@@ -6,13 +6,14 @@ import {
   validateInteger,
   validateQueueName,
 } from '../../queue/index.ts';
-import type { Delivery, QueueStats } from '../../queue/index.ts';
+import type { Delivery, QueueStats, ReplayJob } from '../../queue/index.ts';
 import { abortableIterator } from '../abortable-iterator.ts';
 import type { AbortableIterator } from '../abortable-iterator.ts';
-import { authorize, whileTokenLive } from '../authorization.ts';
+import { authorize, mayAccess, whileTokenLive } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { PREFETCH_MAX, streamDeliveries } from '../delivery-stream.ts';
 import { createErrorMapper } from '../errors.ts';
+import { streamReplayJob } from '../replay-job-stream.ts';
 import { streamQueueStats } from '../stats-stream.ts';
 
 /**
@@ -105,5 +106,29 @@ export const SubscriptionResolvers = {
       );
     },
     resolve: (stats: QueueStats): QueueStats => stats,
+  },
+
+  replayJob: {
+    async subscribe(
+      _root: unknown,
+      args: { id: string },
+      ctx: GraphQLContext,
+    ): Promise<AbortableIterator<ReplayJob>> {
+      const job = await ctx.engine.replayJob(args.id);
+      // A job of a queue the token may not read is answered as no job, as Query.replayJob does.
+      if (job === undefined || !mayAccess(ctx.access, 'read', job.queue)) {
+        throw new QueueError('BAD_USER_INPUT', `there is no replay job ${args.id}`);
+      }
+      const logger = ctx.logger.child({ subscription: 'replayJob', job: args.id });
+      return abortableIterator(
+        (signal) =>
+          whileTokenLive(
+            ctx.access,
+            streamReplayJob({ engine: ctx.engine, logger, id: args.id }, signal),
+          ),
+        { mapError: createErrorMapper(logger), registry: ctx.streams, endOn: ctx.signal },
+      );
+    },
+    resolve: (job: ReplayJob): ReplayJob => job,
   },
 };
