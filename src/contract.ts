@@ -120,20 +120,29 @@ export interface ArchivedMessagePage<Payload = unknown> {
 /** RUNNING until every matching message is enqueued (DONE), or CANCELLED, or FAILED. */
 export type ReplayJobState = 'RUNNING' | 'DONE' | 'CANCELLED' | 'FAILED';
 
-/** A replay: archived messages of `queue` re-enqueued into `into`, run by the leader. */
+/** REPLAY: copies of archived messages; REDRIVE: dead letters moved back to their origin. */
+export type ReplayJobKind = 'REPLAY' | 'REDRIVE';
+
+/**
+ * A replay (archived messages of `queue` re-enqueued into `into`) or a redrive (dead letters
+ * of `queue` moved back into it), run by the leader in batches.
+ */
 export interface ReplayJob {
   /** bigint as a decimal string. */
   id: string;
-  /** The queue whose archive is replayed. */
+  kind: ReplayJobKind;
+  /** The queue whose archive is replayed, or whose dead letters are redriven. */
   queue: string;
-  /** The queue the copies go to. */
+  /** The queue the messages go to. */
   into: string;
   /** Bounds on the send time: from inclusive, to exclusive; null: open. */
   from: Date | null;
   to: Date | null;
   filter: ArchiveFilter | null;
-  /** Most copies per second; null: as fast as batches go. */
+  /** Most messages per second; null: as fast as batches go. */
   ratePerSecond: number | null;
+  /** A redrive's most dead letters to move; null: all (and for a replay). */
+  max: number | null;
   /** Only counted: nothing was enqueued. */
   dryRun: boolean;
   state: ReplayJobState;

@@ -31,8 +31,8 @@ import {
 import { receive } from './receive.ts';
 import type { ReceiveParams } from './receive.ts';
 import { redrive } from './redrive.ts';
-import { cancelReplay, getReplayJob, listReplayJobs, startReplay } from './replay.ts';
-import type { ReplayParams } from './replay.ts';
+import { cancelReplay, getReplayJob, listReplayJobs, startRedrive, startReplay } from './replay.ts';
+import type { RedriveJobParams, ReplayParams } from './replay.ts';
 import { publish, send, sendBatch } from './send.ts';
 import { DatabasePing } from './sql/index.ts';
 import { allQueueStats, getMessage, queueStats } from './stats.ts';
@@ -315,6 +315,13 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /** Starts a replay job (see replay.ts); the leader's replay runner does the work. */
   replay(params: ReplayParams): Promise<ReplayJob> {
     return startReplay(this.db, params);
+  }
+  /**
+   * Starts a redrive job (see replay.ts): dead letters move back in batches run by the
+   * leader, with a filter, a maximum and a rate. The `redrive` above stays one statement.
+   */
+  startRedrive(params: RedriveJobParams): Promise<ReplayJob> {
+    return startRedrive(this.db, params);
   }
   replayJob(id: string): Promise<ReplayJob | undefined> {
     return getReplayJob(this.db, { id });

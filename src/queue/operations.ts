@@ -23,7 +23,7 @@ export {
 export { decodeReceipt, encodeReceipt } from './receipts.ts';
 export { receive } from './receive.ts';
 export { redrive } from './redrive.ts';
-export { cancelReplay, getReplayJob, listReplayJobs, startReplay } from './replay.ts';
+export { cancelReplay, getReplayJob, listReplayJobs, startRedrive, startReplay } from './replay.ts';
 export { publish, send, sendBatch } from './send.ts';
 export { allQueueStats, getMessage, queueStats } from './stats.ts';
 export { bindQueue, listBindings, unbindQueue } from './topics.ts';

@@ -6,10 +6,11 @@ import {
   ReplayJobGetById,
   ReplayJobListByQueue,
   ReplayJobStart,
+  ReplayJobStartRedrive,
 } from './sql/index.ts';
 import type { ReplayJobRow } from './sql/tables.ts';
 import type { ArchiveFilter, ReplayJob, ReplayJobState } from './types.ts';
-import { validateQueueName } from './validation.ts';
+import { validateInteger, validateQueueName } from './validation.ts';
 
 /** Fastest replay rate a caller may ask for, in messages per second (far above what runs). */
 export const REPLAY_RATE_MAX = 1_000_000;
@@ -50,12 +51,14 @@ export function toReplayJob(row: ReplayJobRow): ReplayJob {
       : { payload: row.payload_filter, headers: row.headers_filter };
   return {
     id: String(row.id),
+    kind: row.kind === 'redrive' ? 'REDRIVE' : 'REPLAY',
     queue: row.queue,
     into: row.into_queue,
     from: row.from_at,
     to: row.to_at,
     filter,
     ratePerSecond: row.rate_per_second,
+    max: row.max_messages === null ? null : Number(row.max_messages),
     dryRun: row.dry_run,
     state: STATES[row.state],
     matched: Number(row.matched),
@@ -78,17 +81,8 @@ export async function startReplay(db: Executor, params: ReplayParams): Promise<R
   const queue = validateQueueName(params.queue);
   const into = validateQueueName(params.into ?? queue, 'into');
   const selection = validateArchiveSelection(params);
-  const rate = params.ratePerSecond ?? null;
-  if (
-    rate !== null &&
-    (typeof rate !== 'number' || !Number.isFinite(rate) || rate <= 0 || rate > REPLAY_RATE_MAX)
-  ) {
-    throw badInput(
-      `ratePerSecond must be a number above 0, at most ${REPLAY_RATE_MAX}; got ${String(rate)}`,
-    );
-  }
-  const dryRun = params.dryRun ?? false;
-  if (typeof dryRun !== 'boolean') throw badInput('dryRun must be true or false');
+  const rate = validateRate(params.ratePerSecond);
+  const dryRun = validateDryRun(params.dryRun);
   const { rows } = await translated(() =>
     ReplayJobStart.run(db, [
       queue,
@@ -97,6 +91,72 @@ export async function startReplay(db: Executor, params: ReplayParams): Promise<R
       selection.to,
       selection.payloadFilterJson,
       selection.headersFilterJson,
+      rate,
+      dryRun,
+    ]),
+  );
+  return toReplayJob(rows[0]!);
+}
+
+/** A rate above 0 and at most {@link REPLAY_RATE_MAX}, or null for none. */
+function validateRate(value: number | null | undefined): number | null {
+  const rate = value ?? null;
+  if (
+    rate !== null &&
+    (typeof rate !== 'number' || !Number.isFinite(rate) || rate <= 0 || rate > REPLAY_RATE_MAX)
+  ) {
+    throw badInput(
+      `ratePerSecond must be a number above 0, at most ${REPLAY_RATE_MAX}; got ${String(rate)}`,
+    );
+  }
+  return rate;
+}
+
+function validateDryRun(value: boolean | null | undefined): boolean {
+  const dryRun = value ?? false;
+  if (typeof dryRun !== 'boolean') throw badInput('dryRun must be true or false');
+  return dryRun;
+}
+
+/** Parameters of {@link startRedrive}. */
+export interface RedriveJobParams {
+  /** The origin queue whose dead letters move back into it. */
+  queue: string;
+  /** Only dead letters whose payload and headers contain these JSON objects. */
+  filter?: ArchiveFilter | null;
+  /** Most dead letters to move, 1 to {@link REDRIVE_JOB_MAX}; default: all. */
+  max?: number | null;
+  /** Most moves per second, above 0; default: as fast as batches go. */
+  ratePerSecond?: number | null;
+  /** Only count what would move. Default false. */
+  dryRun?: boolean | null;
+}
+
+/** Largest `max` of a redrive job. */
+export const REDRIVE_JOB_MAX = 1_000_000_000;
+
+/**
+ * Starts a redrive job (holdline.start_redrive): dead letters whose origin is `queue` and
+ * that match the filter move back to it in id order, ready at once with attempts reset, in
+ * batches run by the leader, at most `max` of them, at most `ratePerSecond` a second. The
+ * same kind of job as a replay (replayJob, replayJobs, cancelReplay). Leased dead letters
+ * are passed over. QUEUE_NOT_FOUND, or BAD_USER_INPUT before anything is recorded.
+ */
+export async function startRedrive(db: Executor, params: RedriveJobParams): Promise<ReplayJob> {
+  const queue = validateQueueName(params.queue);
+  const selection = validateArchiveSelection({ filter: params.filter });
+  const max =
+    params.max === undefined || params.max === null
+      ? null
+      : validateInteger(params.max, 'max', 1, REDRIVE_JOB_MAX);
+  const rate = validateRate(params.ratePerSecond);
+  const dryRun = validateDryRun(params.dryRun);
+  const { rows } = await translated(() =>
+    ReplayJobStartRedrive.run(db, [
+      queue,
+      selection.payloadFilterJson,
+      selection.headersFilterJson,
+      max,
       rate,
       dryRun,
     ]),

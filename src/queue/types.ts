@@ -9,6 +9,7 @@ export type {
   QueueConfig,
   QueueStats,
   ReplayJob,
+  ReplayJobKind,
   ReplayJobState,
   SendInput,
 } from '../contract.ts';

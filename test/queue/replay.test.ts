@@ -9,7 +9,10 @@ import {
   deleteQueue,
   getReplayJob,
   listReplayJobs,
+  nack,
+  queueStats,
   receive,
+  startRedrive,
   startReplay,
 } from '../../src/queue/operations.ts';
 import type { Executor, Message, ReplayJob, ReplayParams } from '../../src/queue/operations.ts';
@@ -271,5 +274,57 @@ describe('replay', () => {
     await sql`UPDATE holdline.message_archive SET acked_at = acked_at - interval '1 hour'
               WHERE queue = 'expiring'`.execute(t.db);
     expect((await startReplay(t.db, { queue: 'expiring', dryRun: true })).matched).toBe(0);
+  });
+});
+
+describe('redrive as a job', () => {
+  beforeAll(async () => {
+    await makeQueue(t.db, 'dl', { maxAttempts: 1 });
+    await sendMessages(t.db, 'dl', 10, (i) => ({ payload: { i, bad: i % 2 === 0 } }));
+    for (const delivery of await receive(t.db, { queue: 'dl', max: 10 })) {
+      await nack(t.db, { receipt: delivery.receipt, error: 'failed' });
+    }
+  });
+
+  it('moves back the dead letters matching a filter, at most max, in id order', async () => {
+    const dry = await startRedrive(t.db, {
+      queue: 'dl',
+      filter: { payload: { bad: true } },
+      dryRun: true,
+    });
+    expect(dry).toMatchObject({ kind: 'REDRIVE', state: 'DONE', matched: 5, replayed: 0 });
+
+    const job = await startRedrive(t.db, {
+      queue: 'dl',
+      filter: { payload: { bad: true } },
+      max: 3,
+    });
+    expect(job).toMatchObject({
+      kind: 'REDRIVE',
+      state: 'RUNNING',
+      matched: 3,
+      max: 3,
+      into: 'dl',
+    });
+    expect(await runToEnd(job)).toMatchObject({ state: 'DONE', replayed: 3 });
+    const back = await receiveAll(t.db, 'dl');
+    expect(back.map((m) => (m.payload as { i: number }).i)).toEqual([0, 2, 4]);
+    expect(back.every((m) => m.attempts === 1 && m.originQueue === null)).toBe(true);
+    expect((await queueStats(t.db, { queue: 'dl.dlq' }))!.total).toBe(7);
+  });
+
+  it('refuses bad input and a missing queue, recording no job', async () => {
+    const before = await jobCount();
+    for (const params of [
+      { queue: 'dl', max: 0 },
+      { queue: 'dl', ratePerSecond: 0 },
+      { queue: 'dl', filter: { headers: 'x' as never } },
+    ]) {
+      expect(await codeOf(startRedrive(t.db, params)), JSON.stringify(params)).toBe(
+        'BAD_USER_INPUT',
+      );
+    }
+    expect(await codeOf(startRedrive(t.db, { queue: 'nope' }))).toBe('QUEUE_NOT_FOUND');
+    expect(await jobCount()).toBe(before);
   });
 });

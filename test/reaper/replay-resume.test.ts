@@ -54,7 +54,12 @@ describe('replay job across SIGKILL', () => {
       if (deliveries.length === 0) break;
       await ackBatch(t.db, { receipts: deliveries.map((d) => d.receipt) });
     }
-    const job = await startReplay(t.db, { queue: 'ledger', into: 'ledger.copy' });
+    // 1,000 a second in batches of 20: slow enough that each kill lands mid-job.
+    const job = await startReplay(t.db, {
+      queue: 'ledger',
+      into: 'ledger.copy',
+      ratePerSecond: 1000,
+    });
     expect(job.matched).toBe(MESSAGES);
 
     const firstKill = await runAndKill(job.id, 300);
@@ -67,9 +72,11 @@ describe('replay job across SIGKILL', () => {
 
     // Another leader (this process) finishes the job.
     const reaper = idleReaper(t);
-    for (let pass = 0; pass < 50; pass++) {
+    for (let pass = 0; pass < 1000; pass++) {
       if ((await getReplayJob(t.db, { id: job.id }))!.state !== 'RUNNING') break;
       await reaper.runReplays();
+      // The rate spaces batches 20 ms apart; wait for the next rather than spin.
+      await new Promise((resolve) => setTimeout(resolve, 10));
     }
     expect(await getReplayJob(t.db, { id: job.id })).toMatchObject({
       state: 'DONE',

@@ -346,6 +346,28 @@ export const MutationResolvers = {
     });
   },
 
+  /** Needs `admin` on the queue, as redrive does. */
+  startRedrive(
+    _root: unknown,
+    args: {
+      queue: string;
+      filter?: ArchiveFilter | null;
+      max?: number | null;
+      ratePerSecond?: number | null;
+      dryRun?: boolean | null;
+    },
+    ctx: GraphQLContext,
+  ): Promise<ReplayJob> {
+    authorize(ctx.access, 'admin', args.queue);
+    return ctx.engine.startRedrive({
+      queue: args.queue,
+      filter: args.filter,
+      max: args.max,
+      ratePerSecond: args.ratePerSecond,
+      dryRun: args.dryRun,
+    });
+  },
+
   /**
    * Needs `send` on the job's target, as starting it did. A job in a queue the token may not
    * read is answered as no job (null), as replayJob does.

@@ -26,6 +26,27 @@ export const ReplayJobStart = new Statement<
                                       $6::jsonb, $7::double precision, $8::boolean)`,
 );
 
+/**
+ * Starts a redrive of queue $1's dead letters (holdline.start_redrive): payload containing $2,
+ * headers containing $3, at most $4 of them, $5 per second; $6: only count. The job's row.
+ */
+export const ReplayJobStartRedrive = new Statement<
+  ReplayJobRow,
+  [
+    queue: string,
+    payloadFilterJson: string | null,
+    headersFilterJson: string | null,
+    max: number | null,
+    ratePerSecond: number | null,
+    dryRun: boolean,
+  ]
+>(
+  'ReplayJobStartRedrive',
+  `
+  SELECT * FROM holdline.start_redrive($1, $2::jsonb, $3::jsonb, $4::bigint,
+                                       $5::double precision, $6::boolean)`,
+);
+
 /** Job $1, or no row. */
 export const ReplayJobGetById = new Statement<ReplayJobRow, [id: string]>(
   'ReplayJobGetById',

@@ -143,7 +143,7 @@ export interface MessageArchivePartitionsTable {
 /** holdline.replay_jobs (migrations/0011). bigint columns come as strings. */
 export interface ReplayJobsTable {
   id: ColumnType<string, never, never>;
-  kind: 'replay';
+  kind: 'replay' | 'redrive';
   queue: string;
   into_queue: string;
   from_at: Date | null;
@@ -151,6 +151,7 @@ export interface ReplayJobsTable {
   payload_filter: Record<string, unknown> | null;
   headers_filter: Record<string, unknown> | null;
   rate_per_second: number | null;
+  max_messages: string | null;
   dry_run: boolean;
   state: 'running' | 'done' | 'cancelled' | 'failed';
   matched: string;
