@@ -252,10 +252,12 @@ $$;
 
 -- The archive as each queue's retention shows it: a message acked longer ago than its queue's
 -- archive_seconds is gone here, though its partition may stay a while (partitions go whole,
--- by the longest retention in them). Messages of a queue deleted since are not shown.
+-- by the longest retention in them). Messages of a queue deleted since are not shown, nor,
+-- when a queue of the same name was created again, under the new one.
 CREATE VIEW holdline.archived_messages AS
 SELECT a.id, a.queue, a.payload, a.headers, a.priority, a.attempts, a.group_key, a.sent_at,
        a.acked_at
 FROM holdline.message_archive a
 JOIN holdline.queues q ON q.name = a.queue
-WHERE a.acked_at > now() - make_interval(secs => q.archive_seconds);
+WHERE a.acked_at > now() - make_interval(secs => q.archive_seconds)
+  AND a.acked_at >= q.created_at;

@@ -67,6 +67,8 @@ LANGUAGE sql STABLE AS $$
     AND a.id > coalesce(p_after_id, 0)
     AND (p_to_id IS NULL OR a.id <= p_to_id)
     AND a.acked_at > p_now - make_interval(secs => q.archive_seconds)
+    -- not what a deleted queue of the same name left behind
+    AND a.acked_at >= q.created_at
     AND (p_from IS NULL OR (a.sent_at >= p_from AND a.acked_at >= p_from))
     AND (p_to IS NULL OR a.sent_at < p_to)
     AND (p_payload_filter IS NULL OR a.payload @> p_payload_filter)

@@ -64,7 +64,8 @@ export class ReplayRunner extends PeriodicService {
           );
         }
       }
-      // With an injected clock, a job whose rate defers it stays due: one round is the pass.
+      // With an injected clock a job without a rate stays due at that same instant after its
+      // batch: one round is the whole pass, or it would never end.
       if (now !== undefined || Date.now() - started >= sliceMs) return batches;
     }
   }

@@ -7,6 +7,7 @@ import {
   ackEach,
   configureQueue,
   decodeReceipt,
+  deleteQueue,
   getQueue,
   listArchivedMessages,
   nack,
@@ -222,7 +223,10 @@ describe('archivedMessages', () => {
     await makeQueue(t.db, 'short', { archiveSeconds: 60 });
     await sendMessages(t.db, 'short', 2);
     await drain(t.db, 'short');
-    // The first was acked two minutes ago, as far as the archive can tell.
+    // The first was acked two minutes ago (in a queue created an hour ago), as far as the
+    // archive can tell.
+    await sql`UPDATE holdline.queues SET created_at = created_at - interval '1 hour'
+              WHERE name = 'short'`.execute(t.db);
     await sql`
       UPDATE holdline.message_archive SET acked_at = acked_at - interval '2 minutes'
       WHERE queue = 'short' AND id = (SELECT min(id) FROM holdline.message_archive WHERE queue = 'short')
@@ -234,6 +238,16 @@ describe('archivedMessages', () => {
       t.db,
     );
     expect(rows[0]!.n).toBe(1);
+  });
+
+  it('shows a queue created again under a deleted one’s name none of the old archive', async () => {
+    await makeQueue(t.db, 'reborn', { archiveSeconds: DAY });
+    await sendMessages(t.db, 'reborn', 2);
+    await drain(t.db, 'reborn');
+    expect((await listArchivedMessages(t.db, { queue: 'reborn' })).messages).toHaveLength(2);
+    await deleteQueue(t.db, { name: 'reborn' });
+    await makeQueue(t.db, 'reborn', { archiveSeconds: DAY });
+    expect((await listArchivedMessages(t.db, { queue: 'reborn' })).messages).toEqual([]);
   });
 
   it('refuses bad input with BAD_USER_INPUT and a missing queue with QUEUE_NOT_FOUND', async () => {

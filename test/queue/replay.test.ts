@@ -271,6 +271,9 @@ describe('replay', () => {
       receipts: (await receive(t.db, { queue: 'expiring', max: 3 })).map((d) => d.receipt),
     });
     await configureQueue(t.db, { name: 'expiring', config: { archiveSeconds: 60 } });
+    await sql`UPDATE holdline.queues SET created_at = created_at - interval '1 day'
+              WHERE name = 'expiring'`.execute(t.db);
+    expect((await startReplay(t.db, { queue: 'expiring', dryRun: true })).matched).toBe(3);
     await sql`UPDATE holdline.message_archive SET acked_at = acked_at - interval '1 hour'
               WHERE queue = 'expiring'`.execute(t.db);
     expect((await startReplay(t.db, { queue: 'expiring', dryRun: true })).matched).toBe(0);
