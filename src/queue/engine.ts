@@ -323,9 +323,11 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   startRedrive(params: RedriveJobParams): Promise<ReplayJob> {
     return startRedrive(this.db, params);
   }
+  /** One replay or redrive job; undefined when there is none with that id. */
   replayJob(id: string): Promise<ReplayJob | undefined> {
     return getReplayJob(this.db, { id });
   }
+  /** The newest jobs of a queue (replays of its archive, redrives of its dead letters). */
   replayJobs(queue: string): Promise<ReplayJob[]> {
     return listReplayJobs(this.db, { queue });
   }
