@@ -14,7 +14,7 @@ import {
   purgeQueue,
   receive,
 } from '../../src/queue/operations.ts';
-import type { Executor } from '../../src/queue/operations.ts';
+import type { Executor, ListArchivedMessagesParams } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 import { makeQueue, sendMessages } from '../helpers/factories.ts';
@@ -252,10 +252,10 @@ describe('archivedMessages', () => {
 
   it('refuses bad input with BAD_USER_INPUT and a missing queue with QUEUE_NOT_FOUND', async () => {
     const now = new Date();
-    const bad = [
+    const bad: ListArchivedMessagesParams[] = [
       { queue: 'browse', from: now, to: new Date(now.getTime() - 1) },
-      { queue: 'browse', filter: { payload: [1, 2] } },
-      { queue: 'browse', filter: { headers: 'acme' } },
+      { queue: 'browse', filter: { payload: [1, 2] as never } },
+      { queue: 'browse', filter: { headers: 'acme' as never } },
       { queue: 'browse', filter: 'x' as never },
       { queue: 'browse', first: 0 },
       { queue: 'browse', first: 1001 },

@@ -43,9 +43,13 @@ beforeAll(async () => {
     headers: i % 2 === 0 ? { region: 'eu' } : null,
     groupKey: i < 4 ? 'g1' : null,
   }));
-  // Acked one by one from last to first: ack order is the reverse of send order.
-  const deliveries = await receive(t.db, { queue: 'orders', max: 30 });
-  for (const delivery of deliveries.reverse()) await ack(t.db, { receipt: delivery.receipt });
+  // Acked one by one from last to first: ack order is the reverse of send order (the group's
+  // messages come one per receive, after the rest).
+  for (;;) {
+    const deliveries = await receive(t.db, { queue: 'orders', max: 30 });
+    if (deliveries.length === 0) break;
+    for (const delivery of deliveries.reverse()) await ack(t.db, { receipt: delivery.receipt });
+  }
 });
 afterAll(async () => {
   await t.drop();
@@ -190,7 +194,7 @@ describe('replay', () => {
       state: 'CANCELLED',
       replayed: 7,
     });
-    expect(await receiveAll(t.db, 'cancelled')).toHaveLength(7);
+    expect((await queueStats(t.db, { queue: 'cancelled' }))!.total).toBe(7);
     // Cancelling an ended job changes nothing.
     expect(await cancelReplay(t.db, { id: job.id })).toMatchObject({ state: 'CANCELLED' });
     expect(await cancelReplay(t.db, { id: '999999' })).toBeUndefined();

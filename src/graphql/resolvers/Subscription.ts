@@ -43,7 +43,7 @@ function selects(info: GraphQLResolveInfo, field: string): boolean {
 
 /**
  * Resolvers of type Subscription. Each `subscribe` checks the token's scope (`receive` for
- * deliveries, `read` for queueStats), its arguments and the queue, then hands out a stream
+ * deliveries, `read` for queueStats and for a replayJob's queue), its arguments and the queue, then hands out a stream
  * (delivery-stream.ts, stats-stream.ts) that stops at once when the subscriber leaves, and
  * ends with UNAUTHENTICATED once the token is revoked (whileTokenLive). Errors in mid-stream
  * are mapped here, since graphql-ws forwards them without yoga's masking.
