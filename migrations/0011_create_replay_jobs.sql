@@ -116,6 +116,8 @@ BEGIN
   IF NOT EXISTS (SELECT FROM holdline.queues q WHERE q.name = v_into) THEN
     RAISE EXCEPTION 'queue "%" does not exist', v_into USING ERRCODE = 'HL404';
   END IF;
+  -- Shared with every replay batch, exclusive for archive_create_partitions: see replay_batch.
+  PERFORM pg_advisory_xact_lock_shared(1212961868, 2);
   SELECT coalesce(max(a.id), 0) INTO v_to_id FROM holdline.message_archive a WHERE a.queue = p_queue;
   SELECT count(*) INTO v_matched
   FROM holdline.archive_matches(p_queue, 0, v_to_id, p_from, p_to, p_payload_filter,
@@ -213,6 +215,14 @@ BEGIN
       PERFORM holdline.wake(v_job.queue);
     END IF;
   ELSE
+    -- LOUD: without this lock a batch can skip messages. archive_create_partitions moves rows
+    -- out of the default partition into a partition it attaches in the same transaction; a
+    -- statement planned before that commit but reading after it sees neither the rows (gone
+    -- from the default partition) nor their new partition, and a short batch ends the job.
+    -- Taken shared here and exclusively there, it makes this batch plan and read after the
+    -- move or before it. Browsing does not take it: a page read during the move may miss
+    -- rows that are back at the next read.
+    PERFORM pg_advisory_xact_lock_shared(1212961868, 2);
     SELECT array_agg(b.m ORDER BY (b.m).id) INTO v_rows
     FROM (SELECT m FROM holdline.archive_matches(v_job.queue, v_job.last_id, v_job.to_id,
                                                  v_job.from_at, v_job.to_at, v_job.payload_filter,

@@ -31,7 +31,10 @@ async function runAndKill(jobId: string, atLeast: number): Promise<number> {
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const lastPrinted = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no progress from the replay leader')), 20_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error('no progress from the replay leader'));
+    }, 20_000);
     createInterface({ input: child.stdout }).on('line', (line) => {
       const [word, id, replayed] = line.split(' ');
       if (word !== 'progress' || id !== jobId || Number(replayed) < atLeast) return;
