@@ -168,6 +168,30 @@ describe('replay', () => {
     expect(none).toMatchObject({ state: 'DONE', matched: 0, replayed: 0 });
   });
 
+  it('runs from plain SQL: start_replay, then replay_batch until the job is done', async () => {
+    await makeQueue(t.db, 'sql.copy');
+    const { rows: archived } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM holdline.archived_messages WHERE queue = 'orders'`.execute(
+      t.db,
+    );
+    expect(archived[0]!.n).toBe(30);
+    const { rows: started } = await sql<{ id: string; matched: string }>`
+      SELECT id::text, matched FROM holdline.start_replay('orders', 'sql.copy',
+        p_payload_filter => '{"kind": "refund"}')`.execute(t.db);
+    let state = 'running';
+    for (let batch = 0; state === 'running'; batch++) {
+      expect(batch).toBeLessThan(10);
+      const { rows } = await sql<{ state: string }>`
+        SELECT state FROM holdline.replay_batch(${started[0]!.id}::bigint, 4)`.execute(t.db);
+      state = rows[0]!.state;
+    }
+    expect(state).toBe('done');
+    expect((await queueStats(t.db, { queue: 'sql.copy' }))!.total).toBe(
+      Number(started[0]!.matched),
+    );
+    expect(Number(started[0]!.matched)).toBe(10);
+  });
+
   it('only counts on a dry run', async () => {
     await makeQueue(t.db, 'dry');
     const job = await startReplay(t.db, {
