@@ -128,49 +128,59 @@ END
 $$;
 
 --
--- Name: archive_create_partitions(integer, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
+-- Name: archive_create_partitions(integer, timestamp with time zone, integer); Type: FUNCTION; Schema: holdline; Owner: -
 --
 
-CREATE FUNCTION holdline.archive_create_partitions(p_days_ahead integer DEFAULT 2, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF text
+CREATE FUNCTION holdline.archive_create_partitions(p_ahead integer DEFAULT 2, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_width_seconds integer DEFAULT 86400) RETURNS SETOF text
     LANGUAGE plpgsql
     SET lock_timeout TO '2s'
     AS $_$
 DECLARE
   v_now timestamptz := coalesce(p_now, now());
-  v_day timestamptz;
+  v_width interval := make_interval(secs => p_width_seconds);
+  v_start timestamptz;
+  v_end timestamptz;
   v_last timestamptz;
   v_name text;
 BEGIN
-  IF p_days_ahead IS NULL OR p_days_ahead NOT BETWEEN 0 AND 366 THEN
-    RAISE EXCEPTION 'days_ahead must be between 0 and 366, got %', p_days_ahead
+  IF p_ahead IS NULL OR p_ahead NOT BETWEEN 0 AND 1000 THEN
+    RAISE EXCEPTION 'ahead must be between 0 and 1000, got %', p_ahead USING ERRCODE = 'HL400';
+  END IF;
+  IF p_width_seconds IS NULL OR p_width_seconds NOT BETWEEN 60 AND 604800 THEN
+    RAISE EXCEPTION 'width_seconds must be between 60 and 604800, got %', p_width_seconds
       USING ERRCODE = 'HL400';
   END IF;
   -- 'HLQU', key 2: one partition maintainer at a time.
   PERFORM pg_advisory_xact_lock(1212961868, 2);
-  SELECT least(date_trunc('day', v_now, 'UTC'), min(date_trunc('day', d.acked_at, 'UTC')))
-    INTO v_day FROM holdline.message_archive_default d;
-  v_last := date_trunc('day', v_now, 'UTC') + make_interval(days => p_days_ahead);
-  WHILE v_day <= v_last LOOP
-    IF NOT EXISTS (SELECT FROM holdline.message_archive_partitions p WHERE p.starts_at = v_day) THEN
-      v_name := 'message_archive_' || to_char(v_day AT TIME ZONE 'UTC', 'YYYYMMDD');
+  -- Partition bounds are whole multiples of the width since the epoch (midnights UTC for a day).
+  v_last := to_timestamp(floor(extract(epoch FROM v_now) / p_width_seconds) * p_width_seconds)
+            + v_width * p_ahead;
+  SELECT to_timestamp(floor(extract(epoch FROM least(v_now, min(d.acked_at))) / p_width_seconds)
+                      * p_width_seconds)
+    INTO v_start FROM holdline.message_archive_default d;
+  WHILE v_start <= v_last LOOP
+    v_end := v_start + v_width;
+    IF NOT EXISTS (SELECT FROM holdline.message_archive_partitions p
+                   WHERE p.starts_at < v_end AND p.ends_at > v_start) THEN
+      v_name := 'message_archive_' || to_char(v_start AT TIME ZONE 'UTC',
+        CASE WHEN p_width_seconds % 86400 = 0 THEN 'YYYYMMDD' ELSE 'YYYYMMDD"_"HH24MISS' END);
       EXECUTE format('CREATE TABLE holdline.%I (LIKE holdline.message_archive INCLUDING DEFAULTS)',
                      v_name);
       EXECUTE format(
         'WITH moved AS (DELETE FROM holdline.message_archive_default d
                         WHERE d.acked_at >= $1 AND d.acked_at < $2 RETURNING d.*)
          INSERT INTO holdline.%I SELECT * FROM moved', v_name)
-        USING v_day, v_day + interval '24 hours';
-      -- 24 hours, not '1 day': a day is 23 or 25 hours in a session time zone with DST.
+        USING v_start, v_end;
       -- Bounds written as UTC text, whatever the session's DateStyle and TimeZone.
       EXECUTE format('ALTER TABLE holdline.message_archive ATTACH PARTITION holdline.%I
                       FOR VALUES FROM (%L) TO (%L)', v_name,
-                     to_char(v_day AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'),
-                     to_char((v_day + interval '24 hours') AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'));
+                     to_char(v_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'),
+                     to_char(v_end AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'));
       INSERT INTO holdline.message_archive_partitions (partition_name, starts_at, ends_at)
-      VALUES (v_name, v_day, v_day + interval '24 hours');
+      VALUES (v_name, v_start, v_end);
       RETURN NEXT v_name;
     END IF;
-    v_day := v_day + interval '24 hours';
+    v_start := v_end;
   END LOOP;
 END
 $_$;

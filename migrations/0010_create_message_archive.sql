@@ -1,8 +1,8 @@
 -- 0010: the archive. Queues get archive_seconds (0, the default: off). A queue with it on has
 -- each acked message moved into holdline.message_archive by the ack itself, in the same
 -- statement (holdline.ack and both holdline.ack_batch, replaced here with the same signatures
--- and results). The archive is partitioned by acked_at, one partition per UTC day, created
--- ahead and dropped whole by the leader (holdline.archive_create_partitions,
+-- and results). The archive is partitioned by acked_at, one partition per UTC day by default
+-- (ARCHIVE_PARTITION_SECONDS), created ahead and dropped whole by the leader (holdline.archive_create_partitions,
 -- holdline.archive_drop_partitions): its rows are never deleted one by one, so it never
 -- bloats. Read it through the view holdline.archived_messages, which honours each queue's
 -- retention.
@@ -43,7 +43,7 @@ CREATE INDEX message_archive_queue_id_idx ON holdline.message_archive (queue, id
 -- partition.
 CREATE TABLE holdline.message_archive_default PARTITION OF holdline.message_archive DEFAULT;
 
--- The day partitions that exist, with their bounds: the leader's own bookkeeping, so that it
+-- The partitions that exist, with their bounds: the leader's own bookkeeping, so that it
 -- never parses bounds back out of the catalog.
 CREATE TABLE holdline.message_archive_partitions (
   partition_name text PRIMARY KEY,
@@ -52,59 +52,72 @@ CREATE TABLE holdline.message_archive_partitions (
   CHECK (ends_at > starts_at)
 );
 
--- Creates the missing day partitions (UTC days) of holdline.message_archive, from today (or
--- the oldest day with rows waiting in the default partition) through p_days_ahead days after
--- p_now (default now()). Rows of the default partition move into their day's partition as it
--- is created (the only DELETE the archive ever sees, and only after the leader was away).
--- Returns the names created. Serialised by an advisory lock; waits at most 2 s for a lock.
--- Attaching takes SHARE UPDATE EXCLUSIVE on holdline.message_archive (acks go on).
+-- Creates the missing partitions of holdline.message_archive, each p_width_seconds wide
+-- (default a UTC day; 60 to 604,800, aligned to the epoch), from the one holding p_now
+-- (default now()), or the oldest with rows waiting in the default partition, through
+-- p_ahead partitions after p_now's. Rows of the default partition move into their
+-- partition as it is created (the only DELETE the archive ever sees, and only after the
+-- leader was away). A range that overlaps a partition of another width is skipped: a new
+-- width takes over as the old partitions end. Returns the names created. Serialised by an
+-- advisory lock (replay batches take it shared: see replay_batch, 0011); waits at most 2 s
+-- for a lock. Attaching takes SHARE UPDATE EXCLUSIVE on holdline.message_archive (acks go on).
 CREATE FUNCTION holdline.archive_create_partitions(
-  p_days_ahead integer DEFAULT 2, p_now timestamptz DEFAULT NULL
+  p_ahead integer DEFAULT 2, p_now timestamptz DEFAULT NULL, p_width_seconds integer DEFAULT 86400
 ) RETURNS SETOF text
 LANGUAGE plpgsql
 SET lock_timeout = '2s'
 AS $$
 DECLARE
   v_now timestamptz := coalesce(p_now, now());
-  v_day timestamptz;
+  v_width interval := make_interval(secs => p_width_seconds);
+  v_start timestamptz;
+  v_end timestamptz;
   v_last timestamptz;
   v_name text;
 BEGIN
-  IF p_days_ahead IS NULL OR p_days_ahead NOT BETWEEN 0 AND 366 THEN
-    RAISE EXCEPTION 'days_ahead must be between 0 and 366, got %', p_days_ahead
+  IF p_ahead IS NULL OR p_ahead NOT BETWEEN 0 AND 1000 THEN
+    RAISE EXCEPTION 'ahead must be between 0 and 1000, got %', p_ahead USING ERRCODE = 'HL400';
+  END IF;
+  IF p_width_seconds IS NULL OR p_width_seconds NOT BETWEEN 60 AND 604800 THEN
+    RAISE EXCEPTION 'width_seconds must be between 60 and 604800, got %', p_width_seconds
       USING ERRCODE = 'HL400';
   END IF;
   -- 'HLQU', key 2: one partition maintainer at a time.
   PERFORM pg_advisory_xact_lock(1212961868, 2);
-  SELECT least(date_trunc('day', v_now, 'UTC'), min(date_trunc('day', d.acked_at, 'UTC')))
-    INTO v_day FROM holdline.message_archive_default d;
-  v_last := date_trunc('day', v_now, 'UTC') + make_interval(days => p_days_ahead);
-  WHILE v_day <= v_last LOOP
-    IF NOT EXISTS (SELECT FROM holdline.message_archive_partitions p WHERE p.starts_at = v_day) THEN
-      v_name := 'message_archive_' || to_char(v_day AT TIME ZONE 'UTC', 'YYYYMMDD');
+  -- Partition bounds are whole multiples of the width since the epoch (midnights UTC for a day).
+  v_last := to_timestamp(floor(extract(epoch FROM v_now) / p_width_seconds) * p_width_seconds)
+            + v_width * p_ahead;
+  SELECT to_timestamp(floor(extract(epoch FROM least(v_now, min(d.acked_at))) / p_width_seconds)
+                      * p_width_seconds)
+    INTO v_start FROM holdline.message_archive_default d;
+  WHILE v_start <= v_last LOOP
+    v_end := v_start + v_width;
+    IF NOT EXISTS (SELECT FROM holdline.message_archive_partitions p
+                   WHERE p.starts_at < v_end AND p.ends_at > v_start) THEN
+      v_name := 'message_archive_' || to_char(v_start AT TIME ZONE 'UTC',
+        CASE WHEN p_width_seconds % 86400 = 0 THEN 'YYYYMMDD' ELSE 'YYYYMMDD"_"HH24MISS' END);
       EXECUTE format('CREATE TABLE holdline.%I (LIKE holdline.message_archive INCLUDING DEFAULTS)',
                      v_name);
       EXECUTE format(
         'WITH moved AS (DELETE FROM holdline.message_archive_default d
                         WHERE d.acked_at >= $1 AND d.acked_at < $2 RETURNING d.*)
          INSERT INTO holdline.%I SELECT * FROM moved', v_name)
-        USING v_day, v_day + interval '24 hours';
-      -- 24 hours, not '1 day': a day is 23 or 25 hours in a session time zone with DST.
+        USING v_start, v_end;
       -- Bounds written as UTC text, whatever the session's DateStyle and TimeZone.
       EXECUTE format('ALTER TABLE holdline.message_archive ATTACH PARTITION holdline.%I
                       FOR VALUES FROM (%L) TO (%L)', v_name,
-                     to_char(v_day AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'),
-                     to_char((v_day + interval '24 hours') AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'));
+                     to_char(v_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'),
+                     to_char(v_end AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'));
       INSERT INTO holdline.message_archive_partitions (partition_name, starts_at, ends_at)
-      VALUES (v_name, v_day, v_day + interval '24 hours');
+      VALUES (v_name, v_start, v_end);
       RETURN NEXT v_name;
     END IF;
-    v_day := v_day + interval '24 hours';
+    v_start := v_end;
   END LOOP;
 END
 $$;
 
--- Drops, whole, every day partition that ended longer ago (as of p_now, default now()) than
+-- Drops, whole, every partition that ended longer ago (as of p_now, default now()) than
 -- the longest archive_seconds of the queues with rows in it; a queue deleted since, or with
 -- its archive turned off, keeps nothing. Returns the names dropped. Never DELETEs a row.
 -- Dropping a partition takes ACCESS EXCLUSIVE on holdline.message_archive for an instant

@@ -86,13 +86,18 @@ export class QueueMaintenance {
   }
 
   /**
-   * Creates the archive's missing day partitions (UTC days) through `daysAhead` days after
-   * `now` (default: the database clock), moving rows that waited in its default partition
-   * into theirs. Returns the names created. Serialised among processes by an advisory lock.
+   * Creates the archive's missing partitions, `widthSeconds` wide (86,400: UTC days),
+   * through `ahead` partitions after the one holding `now` (default: the database clock),
+   * moving rows that waited in its default partition into theirs. Returns the names
+   * created. Serialised among processes by an advisory lock.
    */
-  async createArchivePartitions(daysAhead: number, now?: Date): Promise<string[]> {
+  async createArchivePartitions(
+    ahead: number,
+    widthSeconds: number,
+    now?: Date,
+  ): Promise<string[]> {
     const { rows } = await translated(() =>
-      ArchivePartitionCreateAhead.run(this.db, [daysAhead, now ?? null]),
+      ArchivePartitionCreateAhead.run(this.db, [ahead, now ?? null, widthSeconds]),
     );
     return rows.map((row) => row.name);
   }

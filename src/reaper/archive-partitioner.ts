@@ -1,13 +1,21 @@
 import { PeriodicService } from './periodic-service.ts';
 import type { MaintenanceServiceOptions } from './periodic-service.ts';
 
-/** Day partitions of the archive kept ready beyond today: acks never wait for a CREATE. */
-export const ARCHIVE_DAYS_AHEAD_DEFAULT = 2;
+/** Partitions of the archive kept ready beyond the current one: acks never wait for a CREATE. */
+export const ARCHIVE_PARTITIONS_AHEAD_DEFAULT = 2;
+/** Width of one archive partition, in seconds: a UTC day. */
+export const ARCHIVE_PARTITION_SECONDS_DEFAULT = 86_400;
 
 /** Options for {@link ArchivePartitioner}. */
 export interface ArchivePartitionerOptions extends MaintenanceServiceOptions {
-  /** Default {@link ARCHIVE_DAYS_AHEAD_DEFAULT}. */
-  daysAhead?: number;
+  /** Default {@link ARCHIVE_PARTITIONS_AHEAD_DEFAULT}. */
+  partitionsAhead?: number;
+  /**
+   * Width of one partition, 60 to 604,800 seconds. Default
+   * {@link ARCHIVE_PARTITION_SECONDS_DEFAULT}. Narrower partitions free space sooner for
+   * queues with a short archiveSeconds, at the price of more tables.
+   */
+  partitionSeconds?: number;
   /** Told of each pass that created or dropped a partition. */
   onChanged?: (change: ArchivePartitionChange) => void;
 }
@@ -20,8 +28,8 @@ export interface ArchivePartitionChange {
 
 /**
  * Keeps the archive (holdline.message_archive, partitioned by ack time, one partition per
- * UTC day) from ever bloating: creates the partitions of today and the next days ahead, and
- * drops whole those older than the longest archiveSeconds of the queues in them. Archived
+ * UTC day by default) from ever bloating: creates the current partition and the next ones
+ * ahead, and drops whole those older than the longest archiveSeconds of the queues in them. Archived
  * rows are never DELETEd, so the archive leaves no dead tuples for vacuum to chase; a
  * queue's shorter retention is honoured when reading. Runs while this process leads.
  */
@@ -37,7 +45,8 @@ export class ArchivePartitioner extends PeriodicService {
   async maintain(now?: Date): Promise<ArchivePartitionChange> {
     const { maintenance } = this.options;
     const created = await maintenance.createArchivePartitions(
-      this.options.daysAhead ?? ARCHIVE_DAYS_AHEAD_DEFAULT,
+      this.options.partitionsAhead ?? ARCHIVE_PARTITIONS_AHEAD_DEFAULT,
+      this.options.partitionSeconds ?? ARCHIVE_PARTITION_SECONDS_DEFAULT,
       now,
     );
     const dropped = await maintenance.dropExpiredArchivePartitions(now);

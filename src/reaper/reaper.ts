@@ -50,6 +50,8 @@ export interface ReaperOptions {
   replayIntervalMs?: number;
   /** Archived messages per replay batch. Default {@link REPLAY_BATCH_SIZE_DEFAULT}. */
   replayBatchSize?: number;
+  /** Width of one archive partition, in seconds. Default a UTC day (archive-partitioner.ts). */
+  archivePartitionSeconds?: number;
 }
 
 interface ReaperEvents {
@@ -121,6 +123,7 @@ export class Reaper extends EventEmitter<ReaperEvents> {
       maintenance,
       logger,
       intervalMs: options.archiveIntervalMs ?? ARCHIVE_INTERVAL_MS_DEFAULT,
+      partitionSeconds: options.archivePartitionSeconds,
       isLeader,
       onChanged: (change) => this.emit('archivePartitions', change),
     });

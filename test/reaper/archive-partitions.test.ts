@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ackBatch, receive } from '../../src/queue/operations.ts';
+import { QueueMaintenance } from '../../src/queue/operations.ts';
 import type { Executor } from '../../src/queue/operations.ts';
 import type { Reaper } from '../../src/reaper/reaper.ts';
 import { createTestDatabase } from '../helpers/database.ts';
@@ -125,5 +126,35 @@ describe('archive partitions', () => {
     expect(
       (await reaper.maintainArchive(new Date(start.getTime() + 4 * DAY_MS))).dropped,
     ).toContain(name);
+  });
+
+  it('makes partitions a minute wide when asked, and a new width waits for the old ranges', async () => {
+    const maintenance = new QueueMaintenance(t.db);
+    const start = utcDay(40);
+    const stamp = (minutes: number): string =>
+      `message_archive_${new Date(start.getTime() + minutes * 60_000)
+        .toISOString()
+        .slice(0, 19)
+        .replace(/[-:]/g, '')
+        .replace('T', '_')}`;
+    expect(await maintenance.createArchivePartitions(2, 60, start)).toEqual([
+      stamp(0),
+      stamp(1),
+      stamp(2),
+    ]);
+    // Back to days: the day that overlaps those minutes is skipped, the next two are made.
+    const days = await maintenance.createArchivePartitions(2, 86_400, start);
+    expect(days).toHaveLength(2);
+    expect(days).not.toContain(
+      `message_archive_${start.toISOString().slice(0, 10).replaceAll('-', '')}`,
+    );
+    // Nothing retains them: the minutes go as soon as they end.
+    const dropped = await maintenance.dropExpiredArchivePartitions(
+      new Date(start.getTime() + 3 * 60_000),
+    );
+    expect(dropped).toEqual(expect.arrayContaining([stamp(0), stamp(1), stamp(2)]));
+    await expect(maintenance.createArchivePartitions(2, 59, start)).rejects.toMatchObject({
+      code: 'BAD_USER_INPUT',
+    });
   });
 });

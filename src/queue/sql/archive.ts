@@ -34,16 +34,18 @@ export const ArchivedMessageListPage = new Statement<
 );
 
 /**
- * Creates the archive's missing day partitions through $1 days after $2 (NULL: now()), moving
- * rows of the default partition into theirs (holdline.archive_create_partitions); the names
- * created.
+ * Creates the archive's missing partitions, $3 seconds wide, through $1 partitions after the
+ * one holding $2 (NULL: now()), moving rows of the default partition into theirs
+ * (holdline.archive_create_partitions); the names created.
  */
 export const ArchivePartitionCreateAhead = new Statement<
   { name: string },
-  [daysAhead: number, now: Date | null]
+  [ahead: number, now: Date | null, widthSeconds: number]
 >(
   'ArchivePartitionCreateAhead',
-  `SELECT name FROM holdline.archive_create_partitions($1::integer, $2::timestamptz) AS name`,
+  `
+  SELECT name
+  FROM holdline.archive_create_partitions($1::integer, $2::timestamptz, $3::integer) AS name`,
 );
 
 /**
