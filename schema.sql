@@ -24,10 +24,28 @@ CREATE FUNCTION holdline.ack(p_id bigint, p_lease_token uuid) RETURNS TABLE(queu
     LANGUAGE plpgsql
     AS $$
 BEGIN
+  IF NOT EXISTS (SELECT FROM holdline.queues q WHERE q.archive_seconds > 0) THEN
+    RETURN QUERY
+    DELETE FROM holdline.messages m
+    WHERE m.id = p_id AND m.lease_token = p_lease_token
+    RETURNING m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
+    RETURN;
+  END IF;
   RETURN QUERY
-  DELETE FROM holdline.messages m
-  WHERE m.id = p_id AND m.lease_token = p_lease_token
-  RETURNING m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
+  WITH acked AS (
+    DELETE FROM holdline.messages m
+    WHERE m.id = p_id AND m.lease_token = p_lease_token
+    RETURNING m.*
+  ), archived AS (
+    INSERT INTO holdline.message_archive
+      (id, queue, payload, headers, priority, attempts, group_key, sent_at, acked_at)
+    SELECT k.id, k.queue, k.payload, k.headers, k.priority, k.attempts, k.group_key,
+           k.created_at, now()
+    FROM acked k JOIN holdline.queues q ON q.name = k.queue
+    WHERE q.archive_seconds > 0
+  )
+  SELECT k.queue, extract(epoch FROM clock_timestamp() - k.created_at)::double precision
+  FROM acked k;
 END
 $$;
 
@@ -42,11 +60,30 @@ BEGIN
   IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_lease_tokens) THEN
     RAISE EXCEPTION 'ids and lease_tokens must have the same length' USING ERRCODE = 'HL400';
   END IF;
+  IF NOT EXISTS (SELECT FROM holdline.queues q WHERE q.archive_seconds > 0) THEN
+    RETURN QUERY
+    DELETE FROM holdline.messages m
+    USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
+    WHERE m.id = r.id AND m.lease_token = r.lease_token
+    RETURNING m.id, m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
+    RETURN;
+  END IF;
   RETURN QUERY
-  DELETE FROM holdline.messages m
-  USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-  WHERE m.id = r.id AND m.lease_token = r.lease_token
-  RETURNING m.id, m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
+  WITH acked AS (
+    DELETE FROM holdline.messages m
+    USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
+    WHERE m.id = r.id AND m.lease_token = r.lease_token
+    RETURNING m.*
+  ), archived AS (
+    INSERT INTO holdline.message_archive
+      (id, queue, payload, headers, priority, attempts, group_key, sent_at, acked_at)
+    SELECT k.id, k.queue, k.payload, k.headers, k.priority, k.attempts, k.group_key,
+           k.created_at, now()
+    FROM acked k JOIN holdline.queues q ON q.name = k.queue
+    WHERE q.archive_seconds > 0
+  )
+  SELECT k.id, k.queue, extract(epoch FROM clock_timestamp() - k.created_at)::double precision
+  FROM acked k;
 END
 $$;
 
@@ -61,13 +98,164 @@ BEGIN
   IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_lease_tokens) THEN
     RAISE EXCEPTION 'ids and lease_tokens must have the same length' USING ERRCODE = 'HL400';
   END IF;
+  IF NOT EXISTS (SELECT FROM holdline.queues q WHERE q.archive_seconds > 0) THEN
+    RETURN QUERY
+    DELETE FROM holdline.messages m
+    USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
+    WHERE m.id = r.id AND m.lease_token = r.lease_token
+      AND (p_queue_patterns IS NULL OR m.queue LIKE ANY (p_queue_patterns))
+    RETURNING m.id, m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
+    RETURN;
+  END IF;
   RETURN QUERY
-  DELETE FROM holdline.messages m
-  USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-  WHERE m.id = r.id AND m.lease_token = r.lease_token
-    AND (p_queue_patterns IS NULL OR m.queue LIKE ANY (p_queue_patterns))
-  RETURNING m.id, m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
+  WITH acked AS (
+    DELETE FROM holdline.messages m
+    USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
+    WHERE m.id = r.id AND m.lease_token = r.lease_token
+      AND (p_queue_patterns IS NULL OR m.queue LIKE ANY (p_queue_patterns))
+    RETURNING m.*
+  ), archived AS (
+    INSERT INTO holdline.message_archive
+      (id, queue, payload, headers, priority, attempts, group_key, sent_at, acked_at)
+    SELECT k.id, k.queue, k.payload, k.headers, k.priority, k.attempts, k.group_key,
+           k.created_at, now()
+    FROM acked k JOIN holdline.queues q ON q.name = k.queue
+    WHERE q.archive_seconds > 0
+  )
+  SELECT k.id, k.queue, extract(epoch FROM clock_timestamp() - k.created_at)::double precision
+  FROM acked k;
 END
+$$;
+
+--
+-- Name: archive_create_partitions(integer, timestamp with time zone, integer); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.archive_create_partitions(p_ahead integer DEFAULT 2, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_width_seconds integer DEFAULT 86400) RETURNS SETOF text
+    LANGUAGE plpgsql
+    SET lock_timeout TO '2s'
+    AS $_$
+DECLARE
+  v_now timestamptz := coalesce(p_now, now());
+  v_width interval := make_interval(secs => p_width_seconds);
+  v_start timestamptz;
+  v_end timestamptz;
+  v_last timestamptz;
+  v_name text;
+BEGIN
+  IF p_ahead IS NULL OR p_ahead NOT BETWEEN 0 AND 1000 THEN
+    RAISE EXCEPTION 'ahead must be between 0 and 1000, got %', p_ahead USING ERRCODE = 'HL400';
+  END IF;
+  IF p_width_seconds IS NULL OR p_width_seconds NOT BETWEEN 60 AND 604800 THEN
+    RAISE EXCEPTION 'width_seconds must be between 60 and 604800, got %', p_width_seconds
+      USING ERRCODE = 'HL400';
+  END IF;
+  -- 'HLQU', key 2: one partition maintainer at a time.
+  PERFORM pg_advisory_xact_lock(1212961868, 2);
+  -- Partition bounds are whole multiples of the width since the epoch (midnights UTC for a day).
+  v_last := to_timestamp(floor(extract(epoch FROM v_now) / p_width_seconds) * p_width_seconds)
+            + v_width * p_ahead;
+  SELECT to_timestamp(floor(extract(epoch FROM least(v_now, min(d.acked_at))) / p_width_seconds)
+                      * p_width_seconds)
+    INTO v_start FROM holdline.message_archive_default d;
+  WHILE v_start <= v_last LOOP
+    v_end := v_start + v_width;
+    IF NOT EXISTS (SELECT FROM holdline.message_archive_partitions p
+                   WHERE p.starts_at < v_end AND p.ends_at > v_start) THEN
+      v_name := 'message_archive_' || to_char(v_start AT TIME ZONE 'UTC',
+        CASE WHEN p_width_seconds % 86400 = 0 THEN 'YYYYMMDD' ELSE 'YYYYMMDD"_"HH24MISS' END);
+      EXECUTE format('CREATE TABLE holdline.%I (LIKE holdline.message_archive INCLUDING DEFAULTS)',
+                     v_name);
+      EXECUTE format(
+        'WITH moved AS (DELETE FROM holdline.message_archive_default d
+                        WHERE d.acked_at >= $1 AND d.acked_at < $2 RETURNING d.*)
+         INSERT INTO holdline.%I SELECT * FROM moved', v_name)
+        USING v_start, v_end;
+      -- Bounds written as UTC text, whatever the session's DateStyle and TimeZone.
+      EXECUTE format('ALTER TABLE holdline.message_archive ATTACH PARTITION holdline.%I
+                      FOR VALUES FROM (%L) TO (%L)', v_name,
+                     to_char(v_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'),
+                     to_char(v_end AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'));
+      INSERT INTO holdline.message_archive_partitions (partition_name, starts_at, ends_at)
+      VALUES (v_name, v_start, v_end);
+      RETURN NEXT v_name;
+    END IF;
+    v_start := v_end;
+  END LOOP;
+END
+$_$;
+
+--
+-- Name: archive_drop_partitions(timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.archive_drop_partitions(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF text
+    LANGUAGE plpgsql
+    SET lock_timeout TO '2s'
+    AS $$
+DECLARE
+  v_now timestamptz := coalesce(p_now, now());
+  v_partition holdline.message_archive_partitions;
+  v_keep_seconds integer;
+BEGIN
+  PERFORM pg_advisory_xact_lock(1212961868, 2);
+  FOR v_partition IN
+    SELECT * FROM holdline.message_archive_partitions p WHERE p.ends_at <= v_now ORDER BY p.starts_at
+  LOOP
+    -- One probe of the partition's (queue, id) index per archiving queue.
+    EXECUTE format(
+      'SELECT coalesce(max(q.archive_seconds), 0) FROM holdline.queues q
+       WHERE q.archive_seconds > 0
+         AND EXISTS (SELECT FROM holdline.%I a WHERE a.queue = q.name)', v_partition.partition_name)
+      INTO v_keep_seconds;
+    IF v_partition.ends_at + make_interval(secs => v_keep_seconds) <= v_now THEN
+      EXECUTE format('DROP TABLE holdline.%I', v_partition.partition_name);
+      DELETE FROM holdline.message_archive_partitions p
+      WHERE p.partition_name = v_partition.partition_name;
+      RETURN NEXT v_partition.partition_name;
+    END IF;
+  END LOOP;
+END
+$$;
+
+--
+-- Name: message_archive; Type: TABLE; Schema: holdline; Owner: -
+--
+
+CREATE TABLE holdline.message_archive (
+    id bigint NOT NULL,
+    queue text NOT NULL,
+    payload jsonb NOT NULL,
+    headers jsonb,
+    priority integer NOT NULL,
+    attempts integer NOT NULL,
+    group_key text,
+    sent_at timestamp with time zone NOT NULL,
+    acked_at timestamp with time zone NOT NULL
+)
+PARTITION BY RANGE (acked_at);
+
+--
+-- Name: archive_matches(text, bigint, bigint, timestamp with time zone, timestamp with time zone, jsonb, jsonb, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.archive_matches(p_queue text, p_after_id bigint, p_to_id bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_payload_filter jsonb, p_headers_filter jsonb, p_now timestamp with time zone) RETURNS SETOF holdline.message_archive
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT a.*
+  FROM holdline.message_archive a
+  JOIN holdline.queues q ON q.name = a.queue
+  WHERE a.queue = p_queue
+    AND a.id > coalesce(p_after_id, 0)
+    AND (p_to_id IS NULL OR a.id <= p_to_id)
+    AND a.acked_at > p_now - make_interval(secs => q.archive_seconds)
+    -- not what a deleted queue of the same name left behind
+    AND a.acked_at >= q.created_at
+    AND (p_from IS NULL OR (a.sent_at >= p_from AND a.acked_at >= p_from))
+    AND (p_to IS NULL OR a.sent_at < p_to)
+    AND (p_payload_filter IS NULL OR a.payload @> p_payload_filter)
+    AND (p_headers_filter IS NULL OR a.headers @> p_headers_filter)
+  ORDER BY a.id
 $$;
 
 --
@@ -91,6 +279,57 @@ CREATE FUNCTION holdline.bound_queues(topic text) RETURNS SETOF text
   SELECT DISTINCT b.queue FROM holdline.topic_bindings b
   WHERE '.' || topic ~ b.pattern_regex
   ORDER BY b.queue
+$$;
+
+--
+-- Name: replay_jobs; Type: TABLE; Schema: holdline; Owner: -
+--
+
+CREATE TABLE holdline.replay_jobs (
+    id bigint NOT NULL,
+    kind text DEFAULT 'replay'::text NOT NULL,
+    queue text NOT NULL,
+    into_queue text NOT NULL,
+    from_at timestamp with time zone,
+    to_at timestamp with time zone,
+    payload_filter jsonb,
+    headers_filter jsonb,
+    rate_per_second double precision,
+    max_messages bigint,
+    dry_run boolean DEFAULT false NOT NULL,
+    state text NOT NULL,
+    matched bigint DEFAULT 0 NOT NULL,
+    replayed bigint DEFAULT 0 NOT NULL,
+    last_id bigint DEFAULT 0 NOT NULL,
+    to_id bigint DEFAULT 0 NOT NULL,
+    next_batch_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT replay_jobs_kind_check CHECK ((kind = ANY (ARRAY['replay'::text, 'redrive'::text]))),
+    CONSTRAINT replay_jobs_max_messages_check CHECK ((max_messages > 0)),
+    CONSTRAINT replay_jobs_rate_per_second_check CHECK ((rate_per_second > (0)::double precision)),
+    CONSTRAINT replay_jobs_state_check CHECK ((state = ANY (ARRAY['running'::text, 'done'::text, 'cancelled'::text, 'failed'::text])))
+);
+
+--
+-- Name: cancel_replay(bigint, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.cancel_replay(p_job_id bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF holdline.replay_jobs
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  RETURN QUERY
+  UPDATE holdline.replay_jobs j
+  SET state = 'cancelled', updated_at = coalesce(p_now, now()), finished_at = coalesce(p_now, now())
+  WHERE j.id = p_job_id AND j.state = 'running'
+  RETURNING j.*;
+  IF NOT FOUND THEN
+    RETURN QUERY SELECT * FROM holdline.replay_jobs j WHERE j.id = p_job_id;
+  END IF;
+END
 $$;
 
 --
@@ -308,6 +547,140 @@ BEGIN
     PERFORM holdline.wake(p_origin_queue);
   END IF;
   RETURN v_moved;
+END
+$$;
+
+--
+-- Name: replay_batch(bigint, integer, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.replay_batch(p_job_id bigint, p_limit integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF holdline.replay_jobs
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_now timestamptz := coalesce(p_now, now());
+  v_job holdline.replay_jobs;
+  v_limit integer;
+  v_max_bytes integer;
+  v_rows holdline.message_archive[];
+  v_n integer;
+  v_new_ids bigint[];
+  v_too_large bigint;
+  v_last_id bigint;
+  v_done boolean;
+BEGIN
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
+    RAISE EXCEPTION 'limit must be between 1 and 10000, got %', p_limit USING ERRCODE = 'HL400';
+  END IF;
+  SELECT * INTO v_job FROM holdline.replay_jobs j WHERE j.id = p_job_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  IF v_job.state <> 'running' THEN
+    RETURN NEXT v_job;
+    RETURN;
+  END IF;
+  v_limit := p_limit;
+  IF v_job.rate_per_second IS NOT NULL THEN
+    v_limit := least(v_limit, greatest(1, ceil(v_job.rate_per_second / 10))::integer);
+  END IF;
+  IF v_job.max_messages IS NOT NULL THEN
+    v_limit := least(v_limit, v_job.max_messages - v_job.replayed);
+  END IF;
+
+  -- The target's queue lock, shared, as every send takes it (0002, send_batch).
+  PERFORM pg_advisory_xact_lock_shared(1212961868, hashtext(v_job.into_queue));
+  SELECT q.max_payload_bytes INTO v_max_bytes FROM holdline.queues q WHERE q.name = v_job.into_queue;
+  IF NOT FOUND THEN
+    RETURN QUERY
+    UPDATE holdline.replay_jobs j
+    SET state = 'failed', last_error = format('queue "%s" no longer exists', v_job.into_queue),
+        updated_at = v_now, finished_at = v_now
+    WHERE j.id = p_job_id RETURNING j.*;
+    RETURN;
+  END IF;
+
+  IF v_job.kind = 'redrive' THEN
+    -- holdline.redrive's move, one batch at a time, after the cursor, filtered. Dead letters
+    -- being consumed (leased) or locked by another transaction are passed over.
+    WITH dead AS (
+      SELECT m.id FROM holdline.messages m
+      WHERE m.origin_queue = v_job.queue AND m.lease_token IS NULL
+        AND m.id > v_job.last_id AND m.id <= v_job.to_id
+        AND (v_job.payload_filter IS NULL OR m.payload @> v_job.payload_filter)
+        AND (v_job.headers_filter IS NULL OR m.headers @> v_job.headers_filter)
+      ORDER BY m.id
+      LIMIT v_limit
+      FOR UPDATE SKIP LOCKED
+    ), moved AS (
+      UPDATE holdline.messages m
+      SET queue = v_job.queue, origin_queue = NULL, dead_lettered_at = NULL, attempts = 0,
+          run_at = v_now
+      FROM dead WHERE m.id = dead.id
+      RETURNING m.id
+    )
+    SELECT count(*), max(moved.id) INTO v_n, v_last_id FROM moved;
+    IF v_n > 0 THEN
+      PERFORM holdline.wake(v_job.queue);
+    END IF;
+  ELSE
+    -- LOUD: without this lock a batch can skip messages. archive_create_partitions moves rows
+    -- out of the default partition into a partition it attaches in the same transaction; a
+    -- statement planned before that commit but reading after it sees neither the rows (gone
+    -- from the default partition) nor their new partition, and a short batch ends the job.
+    -- Taken shared here and exclusively there, it makes this batch plan and read after the
+    -- move or before it. Browsing does not take it: a page read during the move may miss
+    -- rows that are back at the next read.
+    PERFORM pg_advisory_xact_lock_shared(1212961868, 2);
+    SELECT array_agg(b.m ORDER BY (b.m).id) INTO v_rows
+    FROM (SELECT m FROM holdline.archive_matches(v_job.queue, v_job.last_id, v_job.to_id,
+                                                 v_job.from_at, v_job.to_at, v_job.payload_filter,
+                                                 v_job.headers_filter, v_now) AS m
+          LIMIT v_limit) b;
+    v_n := coalesce(cardinality(v_rows), 0);
+
+    IF v_n > 0 THEN
+      SELECT min(r.id) INTO v_too_large FROM unnest(v_rows) r
+      WHERE octet_length(r.payload::text) > v_max_bytes;
+      IF v_too_large IS NOT NULL THEN
+        RETURN QUERY
+        UPDATE holdline.replay_jobs j
+        SET state = 'failed',
+            last_error = format('archived message %s has a payload over the %s bytes queue "%s" accepts',
+                                v_too_large, v_max_bytes, v_job.into_queue),
+            updated_at = v_now, finished_at = v_now
+        WHERE j.id = p_job_id RETURNING j.*;
+        RETURN;
+      END IF;
+      -- Ids drawn in the original order, as send_batch draws them: the copies keep send order.
+      SELECT array_agg(nextval('holdline.messages_id_seq') ORDER BY g) INTO v_new_ids
+      FROM generate_series(1, v_n) AS g;
+      INSERT INTO holdline.messages (id, queue, payload, headers, priority, group_key, run_at)
+      OVERRIDING SYSTEM VALUE
+      SELECT v_new_ids[r.ord], v_job.into_queue, r.payload,
+             coalesce(r.headers, '{}'::jsonb) || jsonb_build_object('holdline-original-id', r.id::text),
+             r.priority, r.group_key, v_now
+      FROM unnest(v_rows) WITH ORDINALITY AS r(id, queue, payload, headers, priority, attempts,
+                                               group_key, sent_at, acked_at, ord)
+      ORDER BY r.ord;
+      PERFORM holdline.wake(v_job.into_queue);
+      v_last_id := (v_rows[v_n]).id;
+    END IF;
+  END IF;
+
+  -- Done when a batch comes up short, or a redrive has moved its maximum.
+  v_done := v_n < v_limit OR coalesce(v_job.replayed + v_n >= v_job.max_messages, false);
+  RETURN QUERY
+  UPDATE holdline.replay_jobs j
+  SET last_id = CASE WHEN v_done THEN j.to_id ELSE v_last_id END,
+      replayed = j.replayed + v_n,
+      state = CASE WHEN v_done THEN 'done' ELSE 'running' END,
+      finished_at = CASE WHEN v_done THEN v_now END,
+      next_batch_at = CASE WHEN j.rate_per_second IS NULL THEN v_now
+                           ELSE v_now + make_interval(secs => v_n / j.rate_per_second) END,
+      updated_at = v_now
+  WHERE j.id = p_job_id
+  RETURNING j.*;
 END
 $$;
 
@@ -646,6 +1019,98 @@ CREATE FUNCTION holdline.send_one_of_batch(p_queue text, p_payload jsonb, p_run_
 $$;
 
 --
+-- Name: start_redrive(text, jsonb, jsonb, bigint, double precision, boolean, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.start_redrive(p_queue text, p_payload_filter jsonb DEFAULT NULL::jsonb, p_headers_filter jsonb DEFAULT NULL::jsonb, p_max bigint DEFAULT NULL::bigint, p_rate_per_second double precision DEFAULT NULL::double precision, p_dry_run boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF holdline.replay_jobs
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_now timestamptz := coalesce(p_now, now());
+  v_to_id bigint;
+  v_matched bigint;
+BEGIN
+  IF jsonb_typeof(p_payload_filter) <> 'object' OR jsonb_typeof(p_headers_filter) <> 'object' THEN
+    RAISE EXCEPTION 'filters must be JSON objects' USING ERRCODE = 'HL400';
+  END IF;
+  IF p_rate_per_second <= 0 OR p_rate_per_second = 'NaN' OR p_rate_per_second = 'Infinity' THEN
+    RAISE EXCEPTION 'rate_per_second must be a positive number, got %', p_rate_per_second
+      USING ERRCODE = 'HL400';
+  END IF;
+  IF p_max < 1 THEN
+    RAISE EXCEPTION 'max must be at least 1 (or NULL for all), got %', p_max USING ERRCODE = 'HL400';
+  END IF;
+  IF NOT EXISTS (SELECT FROM holdline.queues q WHERE q.name = p_queue) THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue USING ERRCODE = 'HL404';
+  END IF;
+  -- messages_origin_idx (0001): the queue's dead letters by id.
+  SELECT coalesce(max(m.id), 0), least(count(*), p_max) INTO v_to_id, v_matched
+  FROM holdline.messages m
+  WHERE m.origin_queue = p_queue AND m.lease_token IS NULL
+    AND (p_payload_filter IS NULL OR m.payload @> p_payload_filter)
+    AND (p_headers_filter IS NULL OR m.headers @> p_headers_filter);
+  RETURN QUERY
+  INSERT INTO holdline.replay_jobs (kind, queue, into_queue, payload_filter, headers_filter,
+                                    rate_per_second, max_messages, dry_run, state, matched,
+                                    to_id, next_batch_at, created_at, updated_at, finished_at)
+  VALUES ('redrive', p_queue, p_queue, p_payload_filter, p_headers_filter, p_rate_per_second,
+          p_max, coalesce(p_dry_run, false),
+          CASE WHEN p_dry_run IS TRUE OR v_matched = 0 THEN 'done' ELSE 'running' END,
+          v_matched, v_to_id, v_now, v_now, v_now,
+          CASE WHEN p_dry_run IS TRUE OR v_matched = 0 THEN v_now END)
+  RETURNING *;
+END
+$$;
+
+--
+-- Name: start_replay(text, text, timestamp with time zone, timestamp with time zone, jsonb, jsonb, double precision, boolean, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.start_replay(p_queue text, p_into text DEFAULT NULL::text, p_from timestamp with time zone DEFAULT NULL::timestamp with time zone, p_to timestamp with time zone DEFAULT NULL::timestamp with time zone, p_payload_filter jsonb DEFAULT NULL::jsonb, p_headers_filter jsonb DEFAULT NULL::jsonb, p_rate_per_second double precision DEFAULT NULL::double precision, p_dry_run boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF holdline.replay_jobs
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_now timestamptz := coalesce(p_now, now());
+  v_into text := coalesce(p_into, p_queue);
+  v_to_id bigint;
+  v_matched bigint;
+BEGIN
+  IF p_from > p_to THEN
+    RAISE EXCEPTION 'from (%) must not be after to (%)', p_from, p_to USING ERRCODE = 'HL400';
+  END IF;
+  IF jsonb_typeof(p_payload_filter) <> 'object' OR jsonb_typeof(p_headers_filter) <> 'object' THEN
+    RAISE EXCEPTION 'filters must be JSON objects' USING ERRCODE = 'HL400';
+  END IF;
+  IF p_rate_per_second <= 0 OR p_rate_per_second = 'NaN' OR p_rate_per_second = 'Infinity' THEN
+    RAISE EXCEPTION 'rate_per_second must be a positive number, got %', p_rate_per_second
+      USING ERRCODE = 'HL400';
+  END IF;
+  IF NOT EXISTS (SELECT FROM holdline.queues q WHERE q.name = p_queue) THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue USING ERRCODE = 'HL404';
+  END IF;
+  IF NOT EXISTS (SELECT FROM holdline.queues q WHERE q.name = v_into) THEN
+    RAISE EXCEPTION 'queue "%" does not exist', v_into USING ERRCODE = 'HL404';
+  END IF;
+  -- Shared with every replay batch, exclusive for archive_create_partitions: see replay_batch.
+  PERFORM pg_advisory_xact_lock_shared(1212961868, 2);
+  SELECT coalesce(max(a.id), 0) INTO v_to_id FROM holdline.message_archive a WHERE a.queue = p_queue;
+  SELECT count(*) INTO v_matched
+  FROM holdline.archive_matches(p_queue, 0, v_to_id, p_from, p_to, p_payload_filter,
+                                p_headers_filter, v_now);
+  RETURN QUERY
+  INSERT INTO holdline.replay_jobs (queue, into_queue, from_at, to_at, payload_filter,
+                                    headers_filter, rate_per_second, dry_run, state, matched,
+                                    to_id, next_batch_at, created_at, updated_at, finished_at)
+  VALUES (p_queue, v_into, p_from, p_to, p_payload_filter, p_headers_filter, p_rate_per_second,
+          coalesce(p_dry_run, false),
+          CASE WHEN p_dry_run IS TRUE OR v_matched = 0 THEN 'done' ELSE 'running' END,
+          v_matched, v_to_id, v_now, v_now, v_now,
+          CASE WHEN p_dry_run IS TRUE OR v_matched = 0 THEN v_now END)
+  RETURNING *;
+END
+$$;
+
+--
 -- Name: topic_pattern_regex(text); Type: FUNCTION; Schema: holdline; Owner: -
 --
 
@@ -705,6 +1170,52 @@ ALTER TABLE holdline.api_tokens ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY
 );
 
 --
+-- Name: queues; Type: TABLE; Schema: holdline; Owner: -
+--
+
+CREATE TABLE holdline.queues (
+    name text NOT NULL,
+    paused boolean DEFAULT false NOT NULL,
+    visibility_timeout_seconds integer DEFAULT 30 NOT NULL,
+    max_attempts integer DEFAULT 5 NOT NULL,
+    dead_letter_queue text,
+    backoff_initial_seconds double precision DEFAULT 1 NOT NULL,
+    backoff_max_seconds double precision DEFAULT 300 NOT NULL,
+    retention_seconds integer DEFAULT 1209600 NOT NULL,
+    max_payload_bytes integer DEFAULT 1048576 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    archive_seconds integer DEFAULT 0 NOT NULL,
+    CONSTRAINT queues_archive_seconds_check CHECK (((archive_seconds >= 0) AND (archive_seconds <= 31536000))),
+    CONSTRAINT queues_backoff_initial_seconds_check CHECK (((backoff_initial_seconds >= (0)::double precision) AND (backoff_initial_seconds <= (86400)::double precision))),
+    CONSTRAINT queues_check CHECK (((dead_letter_queue ~ '^[A-Za-z0-9_.-]{1,128}$'::text) AND (dead_letter_queue <> name))),
+    CONSTRAINT queues_check1 CHECK (((backoff_max_seconds >= backoff_initial_seconds) AND (backoff_max_seconds <= ((86400 * 7))::double precision))),
+    CONSTRAINT queues_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
+    CONSTRAINT queues_max_payload_bytes_check CHECK (((max_payload_bytes >= 1) AND (max_payload_bytes <= 268435456))),
+    CONSTRAINT queues_name_check CHECK ((name ~ '^[A-Za-z0-9_.-]{1,128}$'::text)),
+    CONSTRAINT queues_retention_seconds_check CHECK (((retention_seconds >= 60) AND (retention_seconds <= 31536000))),
+    CONSTRAINT queues_visibility_timeout_seconds_check CHECK (((visibility_timeout_seconds >= 1) AND (visibility_timeout_seconds <= 43200)))
+);
+
+--
+-- Name: archived_messages; Type: VIEW; Schema: holdline; Owner: -
+--
+
+CREATE VIEW holdline.archived_messages AS
+ SELECT a.id,
+    a.queue,
+    a.payload,
+    a.headers,
+    a.priority,
+    a.attempts,
+    a.group_key,
+    a.sent_at,
+    a.acked_at
+   FROM (holdline.message_archive a
+     JOIN holdline.queues q ON ((q.name = a.queue)))
+  WHERE ((a.acked_at > (now() - make_interval(secs => (q.archive_seconds)::double precision))) AND (a.acked_at >= q.created_at));
+
+--
 -- Name: dead_letters; Type: VIEW; Schema: holdline; Owner: -
 --
 
@@ -732,6 +1243,33 @@ CREATE TABLE holdline.dequeue_counts (
 );
 
 --
+-- Name: message_archive_default; Type: TABLE; Schema: holdline; Owner: -
+--
+
+CREATE TABLE holdline.message_archive_default (
+    id bigint NOT NULL,
+    queue text NOT NULL,
+    payload jsonb NOT NULL,
+    headers jsonb,
+    priority integer NOT NULL,
+    attempts integer NOT NULL,
+    group_key text,
+    sent_at timestamp with time zone NOT NULL,
+    acked_at timestamp with time zone NOT NULL
+);
+
+--
+-- Name: message_archive_partitions; Type: TABLE; Schema: holdline; Owner: -
+--
+
+CREATE TABLE holdline.message_archive_partitions (
+    partition_name text NOT NULL,
+    starts_at timestamp with time zone NOT NULL,
+    ends_at timestamp with time zone NOT NULL,
+    CONSTRAINT message_archive_partitions_check CHECK ((ends_at > starts_at))
+);
+
+--
 -- Name: messages_id_seq; Type: SEQUENCE; Schema: holdline; Owner: -
 --
 
@@ -742,32 +1280,6 @@ ALTER TABLE holdline.messages ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
-);
-
---
--- Name: queues; Type: TABLE; Schema: holdline; Owner: -
---
-
-CREATE TABLE holdline.queues (
-    name text NOT NULL,
-    paused boolean DEFAULT false NOT NULL,
-    visibility_timeout_seconds integer DEFAULT 30 NOT NULL,
-    max_attempts integer DEFAULT 5 NOT NULL,
-    dead_letter_queue text,
-    backoff_initial_seconds double precision DEFAULT 1 NOT NULL,
-    backoff_max_seconds double precision DEFAULT 300 NOT NULL,
-    retention_seconds integer DEFAULT 1209600 NOT NULL,
-    max_payload_bytes integer DEFAULT 1048576 NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT queues_backoff_initial_seconds_check CHECK (((backoff_initial_seconds >= (0)::double precision) AND (backoff_initial_seconds <= (86400)::double precision))),
-    CONSTRAINT queues_check CHECK (((dead_letter_queue ~ '^[A-Za-z0-9_.-]{1,128}$'::text) AND (dead_letter_queue <> name))),
-    CONSTRAINT queues_check1 CHECK (((backoff_max_seconds >= backoff_initial_seconds) AND (backoff_max_seconds <= ((86400 * 7))::double precision))),
-    CONSTRAINT queues_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
-    CONSTRAINT queues_max_payload_bytes_check CHECK (((max_payload_bytes >= 1) AND (max_payload_bytes <= 268435456))),
-    CONSTRAINT queues_name_check CHECK ((name ~ '^[A-Za-z0-9_.-]{1,128}$'::text)),
-    CONSTRAINT queues_retention_seconds_check CHECK (((retention_seconds >= 60) AND (retention_seconds <= 31536000))),
-    CONSTRAINT queues_visibility_timeout_seconds_check CHECK (((visibility_timeout_seconds >= 1) AND (visibility_timeout_seconds <= 43200)))
 );
 
 --
@@ -784,6 +1296,19 @@ CREATE VIEW holdline.queue_stats AS
    FROM (holdline.queues q
      LEFT JOIN holdline.messages m ON ((m.queue = q.name)))
   GROUP BY q.name;
+
+--
+-- Name: replay_jobs_id_seq; Type: SEQUENCE; Schema: holdline; Owner: -
+--
+
+ALTER TABLE holdline.replay_jobs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME holdline.replay_jobs_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 --
 -- Name: topic_bindings; Type: TABLE; Schema: holdline; Owner: -
@@ -808,6 +1333,12 @@ CREATE UNLOGGED TABLE holdline.waiting_consumers (
 );
 
 --
+-- Name: message_archive_default; Type: TABLE ATTACH; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.message_archive ATTACH PARTITION holdline.message_archive_default DEFAULT;
+
+--
 -- Name: api_tokens api_tokens_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
 --
 
@@ -829,6 +1360,20 @@ ALTER TABLE ONLY holdline.dequeue_counts
     ADD CONSTRAINT dequeue_counts_pkey PRIMARY KEY (queue, minute);
 
 --
+-- Name: message_archive_partitions message_archive_partitions_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.message_archive_partitions
+    ADD CONSTRAINT message_archive_partitions_pkey PRIMARY KEY (partition_name);
+
+--
+-- Name: message_archive_partitions message_archive_partitions_starts_at_key; Type: CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.message_archive_partitions
+    ADD CONSTRAINT message_archive_partitions_starts_at_key UNIQUE (starts_at);
+
+--
 -- Name: messages messages_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
 --
 
@@ -841,6 +1386,13 @@ ALTER TABLE ONLY holdline.messages
 
 ALTER TABLE ONLY holdline.queues
     ADD CONSTRAINT queues_pkey PRIMARY KEY (name);
+
+--
+-- Name: replay_jobs replay_jobs_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.replay_jobs
+    ADD CONSTRAINT replay_jobs_pkey PRIMARY KEY (id);
 
 --
 -- Name: topic_bindings topic_bindings_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
@@ -861,6 +1413,18 @@ ALTER TABLE ONLY holdline.waiting_consumers
 --
 
 CREATE UNIQUE INDEX api_tokens_live_name ON holdline.api_tokens USING btree (name) WHERE (revoked_at IS NULL);
+
+--
+-- Name: message_archive_queue_id_idx; Type: INDEX; Schema: holdline; Owner: -
+--
+
+CREATE INDEX message_archive_queue_id_idx ON ONLY holdline.message_archive USING btree (queue, id);
+
+--
+-- Name: message_archive_default_queue_id_idx; Type: INDEX; Schema: holdline; Owner: -
+--
+
+CREATE INDEX message_archive_default_queue_id_idx ON holdline.message_archive_default USING btree (queue, id);
 
 --
 -- Name: messages_dedup_idx; Type: INDEX; Schema: holdline; Owner: -
@@ -891,6 +1455,30 @@ CREATE INDEX messages_origin_idx ON holdline.messages USING btree (origin_queue,
 --
 
 CREATE INDEX messages_receive_idx ON holdline.messages USING btree (queue, priority DESC, run_at, id) WHERE (lease_token IS NULL);
+
+--
+-- Name: queues_archiving_idx; Type: INDEX; Schema: holdline; Owner: -
+--
+
+CREATE INDEX queues_archiving_idx ON holdline.queues USING btree (name) WHERE (archive_seconds > 0);
+
+--
+-- Name: replay_jobs_due_idx; Type: INDEX; Schema: holdline; Owner: -
+--
+
+CREATE INDEX replay_jobs_due_idx ON holdline.replay_jobs USING btree (next_batch_at) WHERE (state = 'running'::text);
+
+--
+-- Name: replay_jobs_queue_idx; Type: INDEX; Schema: holdline; Owner: -
+--
+
+CREATE INDEX replay_jobs_queue_idx ON holdline.replay_jobs USING btree (queue, id);
+
+--
+-- Name: message_archive_default_queue_id_idx; Type: INDEX ATTACH; Schema: holdline; Owner: -
+--
+
+ALTER INDEX holdline.message_archive_queue_id_idx ATTACH PARTITION holdline.message_archive_default_queue_id_idx;
 
 --
 -- Name: topic_bindings topic_bindings_queue_fkey; Type: FK CONSTRAINT; Schema: holdline; Owner: -

@@ -87,7 +87,12 @@ const HTTP_SERVICE_ENV = { AUTH_REQUIRED: 'true', REAPER_ENABLED: 'false', POOL_
 let httpTokens = 0;
 const PAD = 'x'.repeat(100);
 const CONSUMER_APPLICATION_NAME = 'holdline-bench-consumer';
-const HOLDLINE_RESET = 'TRUNCATE holdline.messages, holdline.dequeue_counts';
+/** Every holdline system starts from empty tables with the queue's archive off. */
+const HOLDLINE_RESET =
+  'TRUNCATE holdline.messages, holdline.dequeue_counts, holdline.message_archive; ' +
+  `UPDATE holdline.queues SET archive_seconds = 0 WHERE name = '${QUEUE}'`;
+/** How long the archive-on run keeps acked messages (a day: the partitions stay put). */
+const ARCHIVE_SECONDS = 86_400;
 const HOLDLINE_PENDING = `SELECT count(*)::integer AS n FROM holdline.messages WHERE queue = '${QUEUE}'`;
 const PG_BOSS_PENDING_BENCH = PG_BOSS_PENDING.replace('$1', `'${QUEUE}'`);
 
@@ -179,7 +184,7 @@ async function onBenchConnection(
   }
 }
 
-const SYSTEMS: readonly System[] = [
+const ALL_SYSTEMS: readonly System[] = [
   {
     key: 'raw',
     label: `raw SQL: SKIP LOCKED lease of ${LEASE_MAX} + DELETE ack`,
@@ -205,40 +210,9 @@ const SYSTEMS: readonly System[] = [
       });
     },
   },
-  {
-    key: 'holdline-engine',
-    label: `holdline engine loop: receive max ${LEASE_MAX} + ackBatch`,
-    settings: { loops: CONSUMER_LOOPS, max: LEASE_MAX, api: 'QueueEngine.receive + ackBatch' },
-    reset: HOLDLINE_RESET,
-    tables: ['holdline.messages'],
-    pending: HOLDLINE_PENDING,
-    prefill: holdlinePrefill,
-    prepare: (bench) => {
-      const db = createDatabase(
-        createPool({
-          connectionString: bench.url,
-          max: CONSUMER_LOOPS,
-          applicationName: CONSUMER_APPLICATION_NAME,
-        }),
-      );
-      const engine = new QueueEngine({ db, logger });
-      engine.start();
-      return Promise.resolve({
-        start: () =>
-          Promise.resolve(
-            receiveLoops(MESSAGES, async (max) => {
-              const deliveries = await engine.receive({ queue: QUEUE, max });
-              if (deliveries.length > 0) await engine.ackBatch(deliveries.map((d) => d.receipt));
-              return deliveries.length;
-            }),
-          ),
-        close: async () => {
-          await engine.stop();
-          await db.destroy();
-        },
-      });
-    },
-  },
+  holdlineEngineSystem(false),
+  // Issue 17's target: the archive on costs at most 15% of the drain (on ≥ 0.85× off).
+  holdlineEngineSystem(true),
   {
     key: 'holdline-worker',
     label: `holdline in-process worker: consume(), concurrency ${HOLDLINE_WORKER_SETTINGS.concurrency}`,
@@ -372,6 +346,71 @@ const SYSTEMS: readonly System[] = [
       }),
   },
 ];
+
+/**
+ * W3's engine loop (receive of LEASE_MAX + ackBatch); with `archive`, the queue's archive is
+ * on, so every ack also writes the message into holdline.message_archive (its day
+ * partitions made beforehand, as the leader makes them).
+ */
+function holdlineEngineSystem(archive: boolean): System {
+  return {
+    key: archive ? 'holdline-engine-archive' : 'holdline-engine',
+    label: `holdline engine loop: receive max ${LEASE_MAX} + ackBatch${archive ? ', archive on' : ''}`,
+    settings: {
+      loops: CONSUMER_LOOPS,
+      max: LEASE_MAX,
+      api: 'QueueEngine.receive + ackBatch',
+      archiveSeconds: archive ? ARCHIVE_SECONDS : 0,
+    },
+    reset: HOLDLINE_RESET,
+    tables: archive ? ['holdline.messages', 'holdline.message_archive'] : ['holdline.messages'],
+    pending: HOLDLINE_PENDING,
+    prefill: async (bench) => {
+      if (archive) {
+        await sql`UPDATE holdline.queues SET archive_seconds = ${ARCHIVE_SECONDS} WHERE name = ${QUEUE}`.execute(
+          bench.admin,
+        );
+        await sql`SELECT holdline.archive_create_partitions()`.execute(bench.admin);
+      }
+      await holdlinePrefill(bench);
+    },
+    prepare: (bench) => {
+      const db = createDatabase(
+        createPool({
+          connectionString: bench.url,
+          max: CONSUMER_LOOPS,
+          applicationName: CONSUMER_APPLICATION_NAME,
+        }),
+      );
+      const engine = new QueueEngine({ db, logger });
+      engine.start();
+      return Promise.resolve({
+        start: () =>
+          Promise.resolve(
+            receiveLoops(MESSAGES, async (max) => {
+              const deliveries = await engine.receive({ queue: QUEUE, max });
+              if (deliveries.length > 0) await engine.ackBatch(deliveries.map((d) => d.receipt));
+              return deliveries.length;
+            }),
+          ),
+        close: async () => {
+          await engine.stop();
+          await db.destroy();
+        },
+      });
+    },
+  };
+}
+
+/**
+ * BENCH_SYSTEMS=holdline-engine,holdline-engine-archive runs only those systems (raw SQL
+ * always runs: the table's ratios are to it), e.g. to compare the archive on and off alone.
+ */
+const ONLY = process.env.BENCH_SYSTEMS?.split(',').map((key) => key.trim());
+const SYSTEMS: readonly System[] =
+  ONLY === undefined
+    ? ALL_SYSTEMS
+    : ALL_SYSTEMS.filter((system) => system.key === 'raw' || ONLY.includes(system.key));
 
 function reportPgBossError(error: unknown): void {
   process.stderr.write(`pg-boss: ${String(error)}\n`);

@@ -12,6 +12,7 @@
  *
  *   npm run bench:soak                            # 10 minutes at 2,000 msgs/s
  *   npx tsx bench/soak.ts [--minutes N] [--rate R] [--smoke]
+ *   npx tsx bench/soak.ts --archive-seconds 120 [--partition-seconds 60]   # archive on
  *
  * --smoke: three windows of 2 s at 100 msgs/s (--minutes then counts windows). Not run by
  * `npm run bench`. Prints one JSON line per minute, then a markdown table and the verdicts.
@@ -37,7 +38,19 @@ import { median } from './harness/stats.ts';
 import { startSubscriptionConsumer } from './harness/subscription-consumer.ts';
 
 const BENCH = 'soak';
-const args = parseBenchArgs(process.argv.slice(2), ['minutes', 'rate']);
+const args = parseBenchArgs(process.argv.slice(2), [
+  'minutes',
+  'rate',
+  'archive-seconds',
+  'partition-seconds',
+]);
+/**
+ * --archive-seconds N: the queue archives what it acks for N seconds, and the service's
+ * leader keeps archive partitions --partition-seconds wide (default 60): a compressed clock,
+ * so that partitions are created and dropped within the soak (issue 17).
+ */
+const ARCHIVE_SECONDS = args.numbers['archive-seconds'];
+const ARCHIVE_PARTITION_SECONDS = args.numbers['partition-seconds'] ?? 60;
 
 const WINDOWS = args.numbers.minutes ?? (args.smoke ? 3 : 10);
 const RATE_PER_SECOND = args.numbers.rate ?? (args.smoke ? 100 : 2_000);
@@ -56,7 +69,14 @@ const SUBSCRIPTION_PREFETCH = 100;
  * over ten minutes its periodic work is part of what is measured.
  */
 /** As production runs: authentication on, the reaper on, the default rate limit (unset below). */
-const SOAK_SERVICE_ENV = { AUTH_REQUIRED: 'true', REAPER_ENABLED: 'true', POOL_MAX: '10' } as const;
+const SOAK_SERVICE_ENV: Record<string, string> = {
+  AUTH_REQUIRED: 'true',
+  REAPER_ENABLED: 'true',
+  POOL_MAX: '10',
+  ...(ARCHIVE_SECONDS === undefined
+    ? {}
+    : { ARCHIVE_PARTITION_SECONDS: String(ARCHIVE_PARTITION_SECONDS) }),
+};
 const HANDLED_TIMEOUT_MS = 60_000;
 const IDLE_WAITING_TIMEOUT_MS = 5_000;
 const QUEUE = 'bench';
@@ -108,6 +128,27 @@ async function tableStats(bench: BenchDatabase): Promise<TableStats> {
   return { ...rows[0]!, indexBytes: Object.fromEntries(indexes.map((i) => [i.name, i.bytes])) };
 }
 
+/** The archive's partitions (holdline.message_archive), summed, from pg_stat_user_tables. */
+interface ArchiveStats {
+  partitions: number;
+  totalBytes: number;
+  liveTuples: number;
+  deadTuples: number;
+}
+
+async function archiveStats(bench: BenchDatabase): Promise<ArchiveStats> {
+  const { rows } = await sql<ArchiveStats>`
+    SELECT count(*)::float8 AS partitions,
+           coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)::float8 AS "totalBytes",
+           coalesce(sum(s.n_live_tup), 0)::float8 AS "liveTuples",
+           coalesce(sum(s.n_dead_tup), 0)::float8 AS "deadTuples"
+    FROM pg_inherits i
+    LEFT JOIN pg_stat_user_tables s ON s.relid = i.inhrelid
+    WHERE i.inhparent = 'holdline.message_archive'::regclass
+  `.execute(bench.admin);
+  return rows[0]!;
+}
+
 const sumOf = (values: Record<string, number>): number =>
   Object.values(values).reduce((a, b) => a + b, 0);
 
@@ -122,6 +163,8 @@ interface WindowMeasurement extends DeliveryLatencySummary {
   /** Messages first handled in the window, per second. */
   handledPerSecond: number;
   table: TableStats;
+  /** With --archive-seconds: the archive at the window's end. */
+  archive: ArchiveStats | null;
   /** Largest VmRSS of the service process in the window (read every second); null where
    * /proc is missing. */
   serviceRssBytes: number | null;
@@ -148,7 +191,31 @@ function verdicts(windows: readonly WindowMeasurement[]): Verdict[] {
   const rss = windows.map((w) => w.serviceRssBytes ?? Number.NaN);
   const maxRss = Math.max(...rss);
   const mib = (bytes: number): string => `${formatFixed(bytes / 2 ** 20, 1)} MiB`;
+  const archiveVerdicts: Verdict[] = [];
+  if (last.archive !== null && first.archive !== null) {
+    // Full once a retention and a partition have passed: compare the last window with the
+    // first window after that.
+    const settled =
+      windows.find((w) => w.fromSeconds >= (ARCHIVE_SECONDS ?? 0) + ARCHIVE_PARTITION_SECONDS) ??
+      last;
+    const archiveGrowth = last.archive.totalBytes / settled.archive!.totalBytes;
+    const deadMax = Math.max(...windows.map((w) => w.archive?.deadTuples ?? 0));
+    const partitionsMax = Math.max(...windows.map((w) => w.archive?.partitions ?? 0));
+    archiveVerdicts.push(
+      {
+        target: `archive flat within ${TABLE_GROWTH_MAX}× once full (${lastName} vs ${WINDOW_NAME} ${settled.window})`,
+        measured: `${mib(last.archive.totalBytes)} vs ${mib(settled.archive!.totalBytes)} (${formatFixed(archiveGrowth, 2)}×), at most ${formatCount(partitionsMax)} partitions`,
+        met: archiveGrowth <= TABLE_GROWTH_MAX,
+      },
+      {
+        target: 'no dead tuples in the archive (any window)',
+        measured: formatCount(deadMax),
+        met: deadMax === 0,
+      },
+    );
+  }
   return [
+    ...archiveVerdicts,
     {
       target: `throughput flat within ${THROUGHPUT_DRIFT_MAX * 100}% (${lastName} vs ${WINDOW_NAME} 1)`,
       measured: `${formatCount(last.handledPerSecond)} vs ${formatCount(first.handledPerSecond)} msgs/s (${formatFixed(throughputRatio, 2)}×)`,
@@ -195,6 +262,9 @@ function table(windows: readonly WindowMeasurement[]): string {
       'autovacuums',
       'service RSS peak MiB',
       'service CPU ms/msg',
+      'archive partitions',
+      'archive MiB',
+      'archive dead tuples',
     ],
     windows.map((w) => [
       String(w.window),
@@ -210,6 +280,9 @@ function table(windows: readonly WindowMeasurement[]): string {
       formatCount(w.table.autovacuumCount),
       w.serviceRssBytes === null ? 'n/a' : mib(w.serviceRssBytes),
       w.serviceCpuMsPerMessage === null ? 'n/a' : formatFixed(w.serviceCpuMsPerMessage, 2),
+      w.archive === null ? '–' : formatCount(w.archive.partitions),
+      w.archive === null ? '–' : mib(w.archive.totalBytes),
+      w.archive === null ? '–' : formatCount(w.archive.deadTuples),
     ]),
   );
 }
@@ -265,6 +338,7 @@ async function soak(
         ...delivered,
         handledPerSecond: (delivered.handled / WINDOW_MS) * 1000,
         table: await tableStats(bench),
+        archive: ARCHIVE_SECONDS === undefined ? null : await archiveStats(bench),
         serviceRssBytes: rss ?? null,
         serviceCpuMsPerMessage:
           serviceCpuMs === undefined ? null : serviceCpuMs / Math.max(1, delivered.handled),
@@ -296,12 +370,16 @@ async function main(): Promise<void> {
       windowSeconds: WINDOW_MS / 1000,
       smoke: args.smoke,
       settings: {
+        archiveSeconds: ARCHIVE_SECONDS ?? 0,
         producer: `the client's send over HTTP from the bench process, ${PRODUCER_CONNECTIONS} in flight, token send:${QUEUE}`,
         consumer: `subscription deliveries(queue, prefetch ${SUBSCRIPTION_PREFETCH}) over graphql-ws, ackBatch on the same socket, token receive:${QUEUE}`,
         service: SOAK_SERVICE_ENV,
       },
     });
-    await createQueue(bench.admin, { name: QUEUE });
+    await createQueue(bench.admin, {
+      name: QUEUE,
+      config: ARCHIVE_SECONDS === undefined ? {} : { archiveSeconds: ARCHIVE_SECONDS },
+    });
     const latencies = new DeliveryLatencies(WARMUP_MESSAGES + MESSAGES);
     const producerToken = await createToken(bench.admin, {
       name: 'soak-producer',

@@ -24,6 +24,11 @@ export interface QueueConfig {
   retentionSeconds: number;
   /** Largest payload accepted, as JSON text in bytes. */
   maxPayloadBytes: number;
+  /**
+   * How long acked messages stay in the queue's archive, for archivedMessages and replay;
+   * 0 (the default): acked messages are deleted, nothing is archived.
+   */
+  archiveSeconds: number;
 }
 
 /** A named queue and its settings. */
@@ -76,4 +81,78 @@ export interface SendInput {
   /** Messages of a group are delivered one at a time, in send order. */
   groupKey?: string | null;
   headers?: Record<string, unknown> | null;
+}
+
+/**
+ * JSON containment filters (PostgreSQL's `@>`) on an archived message: it matches when its
+ * payload contains `payload` and its headers contain `headers`. Each is a JSON object; a
+ * filter left out matches everything.
+ */
+export interface ArchiveFilter {
+  payload?: Record<string, unknown> | null;
+  headers?: Record<string, unknown> | null;
+}
+
+/** A message a consumer acked in a queue whose archive was on (archiveSeconds > 0). */
+export interface ArchivedMessage<Payload = unknown> {
+  /** The id it had while live; bigint as a decimal string. */
+  id: string;
+  queue: string;
+  payload: Payload;
+  headers: Record<string, unknown> | null;
+  priority: number;
+  /** Deliveries it took, the acked one included. */
+  attempts: number;
+  groupKey: string | null;
+  /** When it was sent (the start of the sending transaction). */
+  sentAt: Date;
+  ackedAt: Date;
+}
+
+/** One page of archived messages in send order, and where the next starts. */
+export interface ArchivedMessagePage<Payload = unknown> {
+  messages: ArchivedMessage<Payload>[];
+  /** Pass as `after` for the next page; null when this page is empty. */
+  endCursor: string | null;
+  hasNextPage: boolean;
+}
+
+/** RUNNING until every matching message is enqueued (DONE), or CANCELLED, or FAILED. */
+export type ReplayJobState = 'RUNNING' | 'DONE' | 'CANCELLED' | 'FAILED';
+
+/** REPLAY: copies of archived messages; REDRIVE: dead letters moved back to their origin. */
+export type ReplayJobKind = 'REPLAY' | 'REDRIVE';
+
+/**
+ * A replay (archived messages of `queue` re-enqueued into `into`) or a redrive (dead letters
+ * of `queue` moved back into it), run by the leader in batches.
+ */
+export interface ReplayJob {
+  /** bigint as a decimal string. */
+  id: string;
+  kind: ReplayJobKind;
+  /** The queue whose archive is replayed, or whose dead letters are redriven. */
+  queue: string;
+  /** The queue the messages go to. */
+  into: string;
+  /** Bounds on the send time: from inclusive, to exclusive; null: open. */
+  from: Date | null;
+  to: Date | null;
+  filter: ArchiveFilter | null;
+  /** Most messages per second; null: as fast as batches go. */
+  ratePerSecond: number | null;
+  /** A redrive's most dead letters to move; null: all (and for a replay). */
+  max: number | null;
+  /** Only counted: nothing was enqueued. */
+  dryRun: boolean;
+  state: ReplayJobState;
+  /** Messages matching when the job started. */
+  matched: number;
+  /** Copies enqueued so far. */
+  replayed: number;
+  /** Why a FAILED job failed. */
+  lastError: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  finishedAt: Date | null;
 }

@@ -4,6 +4,9 @@ import { HoldlineError, toHoldlineErrorCode } from './errors.ts';
 import { retryOptions, sendIdempotency, withRetries } from './retry.ts';
 import type { Idempotency, RetryOptions } from './retry.ts';
 import type {
+  ArchivedMessage,
+  ArchivedMessagePage,
+  ArchivedMessagesOptions,
   Delivery,
   ListMessagesOptions,
   Message,
@@ -11,6 +14,8 @@ import type {
   NackOptions,
   Queue,
   ReceiveOptions,
+  ReplayJob,
+  ReplayOptions,
 } from './types.ts';
 import type { HoldlineClient } from './holdline-client.ts';
 import { QueueWorker, WorkerGroup } from './worker.ts';
@@ -39,8 +44,11 @@ const MESSAGE_FIELDS = `id queue payload headers priority attempts state runAt c
 const DELIVERY_FIELDS = `receipt leaseExpiresAt message { ${MESSAGE_FIELDS} }`;
 const QUEUE_FIELDS = `name paused createdAt config {
   visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds backoffMaxSeconds
-  retentionSeconds maxPayloadBytes }`;
+  retentionSeconds maxPayloadBytes archiveSeconds }`;
 const STATS_FIELDS = `queue ready delayed leased total oldestReadyAgeSeconds`;
+const ARCHIVED_FIELDS = `id queue payload headers priority attempts groupKey sentAt ackedAt`;
+const REPLAY_JOB_FIELDS = `id kind queue into from to filter ratePerSecond max dryRun state matched
+  replayed lastError createdAt updatedAt finishedAt`;
 
 /** Node socket errors that mean the request never reached the service. */
 const NOT_CONNECTED_CODES: ReadonlySet<string> = new Set([
@@ -345,6 +353,79 @@ class HttpClient implements HoldlineClient {
     return data.messages.map((m) => toMessage<P>(m));
   }
 
+  async archivedMessages<P>(
+    queue: string,
+    options: ArchivedMessagesOptions = {},
+  ): Promise<ArchivedMessagePage<P>> {
+    const data = await this.request<{
+      archivedMessages: {
+        messages: WireArchived[];
+        endCursor: string | null;
+        hasNextPage: boolean;
+      };
+    }>(
+      `query ArchivedMessages($queue: String!, $from: DateTime, $to: DateTime,
+                              $filter: ArchiveFilter, $first: Int, $after: String) {
+        archivedMessages(queue: $queue, from: $from, to: $to, filter: $filter, first: $first,
+                         after: $after) {
+          messages { ${ARCHIVED_FIELDS} } endCursor hasNextPage } }`,
+      {
+        queue,
+        from: options.from?.toISOString() ?? null,
+        to: options.to?.toISOString() ?? null,
+        filter: options.filter ?? null,
+        first: options.first ?? 50,
+        after: options.after ?? null,
+      },
+      'idempotent',
+    );
+    const page = data.archivedMessages;
+    return {
+      messages: page.messages.map((m) => toArchivedMessage<P>(m)),
+      endCursor: page.endCursor,
+      hasNextPage: page.hasNextPage,
+    };
+  }
+
+  async replay(queue: string, options: ReplayOptions = {}): Promise<ReplayJob> {
+    const data = await this.request<{ replay: WireReplayJob }>(
+      `mutation Replay($queue: String!, $into: String, $from: DateTime, $to: DateTime,
+                       $filter: ArchiveFilter, $ratePerSecond: Float, $dryRun: Boolean) {
+        replay(queue: $queue, into: $into, from: $from, to: $to, filter: $filter,
+               ratePerSecond: $ratePerSecond, dryRun: $dryRun) { ${REPLAY_JOB_FIELDS} } }`,
+      {
+        queue,
+        into: options.into ?? null,
+        from: options.from?.toISOString() ?? null,
+        to: options.to?.toISOString() ?? null,
+        filter: options.filter ?? null,
+        ratePerSecond: options.ratePerSecond ?? null,
+        dryRun: options.dryRun ?? false,
+      },
+      // A repeat after success would start a second job: twice the copies.
+      'not-idempotent',
+    );
+    return toReplayJob(data.replay);
+  }
+
+  async replayJob(id: string): Promise<ReplayJob | null> {
+    const data = await this.request<{ replayJob: WireReplayJob | null }>(
+      `query ReplayJob($id: ID!) { replayJob(id: $id) { ${REPLAY_JOB_FIELDS} } }`,
+      { id },
+      'idempotent',
+    );
+    return data.replayJob === null ? null : toReplayJob(data.replayJob);
+  }
+
+  async cancelReplay(id: string): Promise<ReplayJob | null> {
+    const data = await this.request<{ cancelReplay: WireReplayJob | null }>(
+      `mutation CancelReplay($id: ID!) { cancelReplay(id: $id) { ${REPLAY_JOB_FIELDS} } }`,
+      { id },
+      'idempotent',
+    );
+    return data.cancelReplay === null ? null : toReplayJob(data.cancelReplay);
+  }
+
   consume<P>(
     queue: string,
     handler: MessageHandler<P>,
@@ -523,6 +604,44 @@ function toDelivery<P>(wire: WireDelivery): Delivery<P> {
     receipt: wire.receipt,
     leaseExpiresAt: new Date(wire.leaseExpiresAt),
     message: toMessage<P>(wire.message),
+  };
+}
+
+/** An archived message as GraphQL sends it: dates as strings. */
+type WireArchived = Omit<ArchivedMessage, 'sentAt' | 'ackedAt'> & {
+  sentAt: string;
+  ackedAt: string;
+};
+/** A replay job as GraphQL sends it: dates as strings. */
+type WireReplayJob = Omit<ReplayJob, 'from' | 'to' | 'createdAt' | 'updatedAt' | 'finishedAt'> & {
+  from: string | null;
+  to: string | null;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+};
+
+function optionalDate(text: string | null): Date | null {
+  return text === null ? null : new Date(text);
+}
+
+function toArchivedMessage<P>(wire: WireArchived): ArchivedMessage<P> {
+  return {
+    ...wire,
+    payload: wire.payload as P,
+    sentAt: new Date(wire.sentAt),
+    ackedAt: new Date(wire.ackedAt),
+  };
+}
+
+function toReplayJob(wire: WireReplayJob): ReplayJob {
+  return {
+    ...wire,
+    from: optionalDate(wire.from),
+    to: optionalDate(wire.to),
+    createdAt: new Date(wire.createdAt),
+    updatedAt: new Date(wire.updatedAt),
+    finishedAt: optionalDate(wire.finishedAt),
   };
 }
 

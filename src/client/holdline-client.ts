@@ -1,10 +1,14 @@
 import type {
+  ArchivedMessagePage,
+  ArchivedMessagesOptions,
   ListMessagesOptions,
   Message,
   MessageWithPosition,
   Queue,
   QueueConfig,
   QueueStats,
+  ReplayJob,
+  ReplayOptions,
   SendInput,
   WorkerTransport,
 } from './types.ts';
@@ -58,6 +62,18 @@ export interface HoldlineClient extends WorkerTransport {
     queue: string,
     options?: ListMessagesOptions,
   ): Promise<Message<Payload>[]>;
+
+  /** One page of a queue's archive in send order (archivedMessages). */
+  archivedMessages<Payload = unknown>(
+    queue: string,
+    options?: ArchivedMessagesOptions,
+  ): Promise<ArchivedMessagePage<Payload>>;
+  /** Starts a replay job of a queue's archive; the service's leader runs it. */
+  replay(queue: string, options?: ReplayOptions): Promise<ReplayJob>;
+  /** One replay job, or null. */
+  replayJob(id: string): Promise<ReplayJob | null>;
+  /** Cancels a running replay job; null when there is none. */
+  cancelReplay(id: string): Promise<ReplayJob | null>;
 
   /** Starts a worker on `queue` over this client; see {@link QueueWorker}. */
   consume<Payload = unknown>(

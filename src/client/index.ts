@@ -18,6 +18,10 @@ export {
 export type { RetryOptions } from './retry.ts';
 export type { HoldlineClient } from './holdline-client.ts';
 export type {
+  ArchiveFilter,
+  ArchivedMessage,
+  ArchivedMessagePage,
+  ArchivedMessagesOptions,
   Delivery,
   ListMessagesOptions,
   Message,
@@ -28,6 +32,10 @@ export type {
   QueueConfig,
   QueueStats,
   ReceiveOptions,
+  ReplayJob,
+  ReplayJobKind,
+  ReplayJobState,
+  ReplayOptions,
   SendInput,
   WorkerTransport,
 } from './types.ts';

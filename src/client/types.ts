@@ -1,12 +1,59 @@
 import type {
+  ArchiveFilter,
+  ArchivedMessage,
+  ArchivedMessagePage,
   ContractMessage,
   MessageState,
   QueueConfig,
   QueueStats,
+  ReplayJob,
+  ReplayJobKind,
+  ReplayJobState,
   SendInput,
 } from '../contract.ts';
 
-export type { MessageState, QueueConfig, QueueStats, SendInput };
+export type {
+  ArchiveFilter,
+  ArchivedMessage,
+  ArchivedMessagePage,
+  MessageState,
+  QueueConfig,
+  QueueStats,
+  ReplayJob,
+  ReplayJobKind,
+  ReplayJobState,
+  SendInput,
+};
+
+/** Options of {@link HoldlineClient.archivedMessages}. */
+export interface ArchivedMessagesOptions {
+  /** Only messages sent at or after this time. */
+  from?: Date | null;
+  /** Only messages sent before this time. */
+  to?: Date | null;
+  /** JSON containment (@>) on payload and headers. */
+  filter?: ArchiveFilter | null;
+  /** Page size, 1 to 1000. Default 50. */
+  first?: number;
+  /** The endCursor of the previous page. */
+  after?: string | null;
+}
+
+/** Options of {@link HoldlineClient.replay}. */
+export interface ReplayOptions {
+  /** Where the copies go. Default: the queue itself. */
+  into?: string | null;
+  /** Only messages sent at or after this time. */
+  from?: Date | null;
+  /** Only messages sent before this time. */
+  to?: Date | null;
+  /** JSON containment (@>) on payload and headers. */
+  filter?: ArchiveFilter | null;
+  /** Most copies per second. Default: no limit. */
+  ratePerSecond?: number | null;
+  /** Only count. Default false. */
+  dryRun?: boolean;
+}
 
 /**
  * A message as the contract (the GraphQL `Message` type) describes it. `Payload` is what the

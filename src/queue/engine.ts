@@ -7,6 +7,8 @@ import { leaseLost } from './lease-lost.ts';
 import { Coalescer } from './coalescer.ts';
 import { decodeReceipt } from './receipts.ts';
 import type { Receipt } from './receipts.ts';
+import { listArchivedMessages } from './archive.ts';
+import type { ListArchivedMessagesParams } from './archive.ts';
 import { listMessages } from './browse.ts';
 import type { ListMessagesParams } from './browse.ts';
 import type { AckedMessage } from './ack.ts';
@@ -29,11 +31,22 @@ import {
 import { receive } from './receive.ts';
 import type { ReceiveParams } from './receive.ts';
 import { redrive } from './redrive.ts';
+import { cancelReplay, getReplayJob, listReplayJobs, startRedrive, startReplay } from './replay.ts';
+import type { RedriveJobParams, ReplayParams } from './replay.ts';
 import { publish, send, sendBatch } from './send.ts';
 import { DatabasePing } from './sql/index.ts';
 import { allQueueStats, getMessage, queueStats } from './stats.ts';
 import { bindQueue, listBindings, unbindQueue } from './topics.ts';
-import type { Delivery, Message, Queue, QueueConfig, QueueStats, SendInput } from './types.ts';
+import type {
+  ArchivedMessagePage,
+  Delivery,
+  Message,
+  Queue,
+  QueueConfig,
+  QueueStats,
+  ReplayJob,
+  SendInput,
+} from './types.ts';
 import {
   BATCH_MAX_LIMIT,
   WAIT_MAX_SECONDS,
@@ -294,6 +307,33 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /** One page of a queue's messages in send order, for inspection (see browse.ts). */
   listMessages(params: ListMessagesParams): Promise<Message[]> {
     return listMessages(this.db, params);
+  }
+  /** One page of a queue's archive in send order (see archive.ts). */
+  listArchivedMessages(params: ListArchivedMessagesParams): Promise<ArchivedMessagePage> {
+    return listArchivedMessages(this.db, params);
+  }
+  /** Starts a replay job (see replay.ts); the leader's replay runner does the work. */
+  replay(params: ReplayParams): Promise<ReplayJob> {
+    return startReplay(this.db, params);
+  }
+  /**
+   * Starts a redrive job (see replay.ts): dead letters move back in batches run by the
+   * leader, with a filter, a maximum and a rate. The `redrive` above stays one statement.
+   */
+  startRedrive(params: RedriveJobParams): Promise<ReplayJob> {
+    return startRedrive(this.db, params);
+  }
+  /** One replay or redrive job; undefined when there is none with that id. */
+  replayJob(id: string): Promise<ReplayJob | undefined> {
+    return getReplayJob(this.db, { id });
+  }
+  /** The newest jobs of a queue (replays of its archive, redrives of its dead letters). */
+  replayJobs(queue: string): Promise<ReplayJob[]> {
+    return listReplayJobs(this.db, { queue });
+  }
+  /** Cancels a running replay job; undefined when there is no such job. */
+  cancelReplay(id: string): Promise<ReplayJob | undefined> {
+    return cancelReplay(this.db, { id });
   }
   bindQueue(queue: string, pattern: string): Promise<void> {
     return bindQueue(this.db, { queue, pattern });

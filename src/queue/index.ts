@@ -16,6 +16,9 @@ export type {
 export type { AckedMessage } from './ack.ts';
 export type { NackedMessage, NackOutcome } from './nack.ts';
 export type { ListMessagesParams } from './browse.ts';
+export type { ListArchivedMessagesParams } from './archive.ts';
+export { ARCHIVED_MESSAGES_FIRST_DEFAULT, ARCHIVED_MESSAGES_FIRST_MAX } from './archive.ts';
+export type { RedriveJobParams, ReplayParams } from './replay.ts';
 export type { MessageWithPosition } from './stats.ts';
 export type { ReceiveParams } from './receive.ts';
 export { QueueMaintenance } from './maintenance.ts';

@@ -1,15 +1,21 @@
 import type { StatementClient } from './sql/index.ts';
 import { translated } from './errors.ts';
 import type { Executor } from './executor.ts';
+import { toReplayJob } from './replay.ts';
 import {
+  ArchivePartitionCreateAhead,
+  ArchivePartitionDropExpired,
   DequeueCountDeleteOlderThan,
   LeaderLockTry,
   MessageDeleteExpired,
   MessageReapExpiredLeases,
   MessageTableVacuum,
   MessageTableVacuumState,
+  ReplayJobListDue,
+  ReplayJobRunBatch,
   WaitingConsumerDeleteStale,
 } from './sql/index.ts';
+import type { ReplayJob } from './types.ts';
 
 /** Expired leases of one queue handled in a pass, and where they went. */
 export interface ReapedLeases {
@@ -77,6 +83,53 @@ export class QueueMaintenance {
   /** VACUUM (SKIP_LOCKED) of the messages table; on a pool connection, outside a transaction. */
   async vacuumMessageTable(): Promise<void> {
     await translated(() => MessageTableVacuum.run(this.db, []));
+  }
+
+  /**
+   * Creates the archive's missing partitions, `widthSeconds` wide (86,400: UTC days),
+   * through `ahead` partitions after the one holding `now` (default: the database clock),
+   * moving rows that waited in its default partition into theirs. Returns the names
+   * created. Serialised among processes by an advisory lock.
+   */
+  async createArchivePartitions(
+    ahead: number,
+    widthSeconds: number,
+    now?: Date,
+  ): Promise<string[]> {
+    const { rows } = await translated(() =>
+      ArchivePartitionCreateAhead.run(this.db, [ahead, now ?? null, widthSeconds]),
+    );
+    return rows.map((row) => row.name);
+  }
+
+  /**
+   * Drops, whole, the archive's day partitions that ended longer ago than the longest
+   * archiveSeconds of the queues with rows in them, as of `now`. Never deletes rows one by
+   * one. Returns the names dropped.
+   */
+  async dropExpiredArchivePartitions(now?: Date): Promise<string[]> {
+    const { rows } = await translated(() =>
+      ArchivePartitionDropExpired.run(this.db, [now ?? null]),
+    );
+    return rows.map((row) => row.name);
+  }
+
+  /** Ids of running replay jobs due for a batch as of `now`, oldest first, `limit` at most. */
+  async dueReplayJobs(limit: number, now?: Date): Promise<string[]> {
+    const { rows } = await translated(() => ReplayJobListDue.run(this.db, [limit, now ?? null]));
+    return rows.map((row) => row.id);
+  }
+
+  /**
+   * Runs one batch of at most `limit` messages of replay job `id` as of `now`: the copies and
+   * the job's cursor commit together (one statement), so a process killed at any point leaves
+   * the job where its last batch ended. Returns the job afterwards; undefined when gone.
+   */
+  async runReplayBatch(id: string, limit: number, now?: Date): Promise<ReplayJob | undefined> {
+    const { rows } = await translated(() =>
+      ReplayJobRunBatch.run(this.db, [id, limit, now ?? null]),
+    );
+    return rows[0] === undefined ? undefined : toReplayJob(rows[0]);
   }
 
   /**

@@ -4,7 +4,8 @@
  * the engine around them) import them from here; runtime code outside src/queue never does
  * (eslint.config.js).
  */
-export { ack, ackBatch } from './ack.ts';
+export { ack, ackBatch, ackEach } from './ack.ts';
+export { listArchivedMessages } from './archive.ts';
 export { listMessages } from './browse.ts';
 export { DequeueMeter } from './dequeue-meter.ts';
 export { extendLease } from './extend-lease.ts';
@@ -22,6 +23,7 @@ export {
 export { decodeReceipt, encodeReceipt } from './receipts.ts';
 export { receive } from './receive.ts';
 export { redrive } from './redrive.ts';
+export { cancelReplay, getReplayJob, listReplayJobs, startRedrive, startReplay } from './replay.ts';
 export { publish, send, sendBatch } from './send.ts';
 export { allQueueStats, getMessage, queueStats } from './stats.ts';
 export { bindQueue, listBindings, unbindQueue } from './topics.ts';

@@ -13,7 +13,7 @@ import {
   QueueUpdateConfig,
   WaitingConsumerDeleteByQueue,
 } from './sql/index.ts';
-import type { QueueRow } from './sql/index.ts';
+import type { ConfigParams, QueueRow } from './sql/index.ts';
 import type { Queue, QueueConfig } from './types.ts';
 import {
   QUEUE_NAME_PATTERN,
@@ -37,6 +37,7 @@ export const QUEUE_CONFIG_DEFAULTS: QueueConfig = {
   backoffMaxSeconds: 300,
   retentionSeconds: 1_209_600,
   maxPayloadBytes: 1_048_576,
+  archiveSeconds: 0,
 };
 
 function toQueue(row: QueueRow): Queue {
@@ -52,14 +53,13 @@ function toQueue(row: QueueRow): Queue {
       backoffMaxSeconds: row.backoff_max_seconds,
       retentionSeconds: row.retention_seconds,
       maxPayloadBytes: row.max_payload_bytes,
+      archiveSeconds: row.archive_seconds,
     },
   };
 }
 
 /** The numeric settings as QueueInsert / QueueUpdateConfig take them: NULL for "not given". */
-function numericSettings(
-  config: Partial<QueueConfig>,
-): [number | null, number | null, number | null, number | null, number | null, number | null] {
+function numericSettings(config: Partial<QueueConfig>): ConfigParams {
   return [
     config.visibilityTimeoutSeconds ?? null,
     config.maxAttempts ?? null,
@@ -67,6 +67,7 @@ function numericSettings(
     config.backoffMaxSeconds ?? null,
     config.retentionSeconds ?? null,
     config.maxPayloadBytes ?? null,
+    config.archiveSeconds ?? null,
   ];
 }
 

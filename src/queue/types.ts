@@ -1,6 +1,18 @@
 import type { ContractMessage } from '../contract.ts';
 
-export type { MessageState, Queue, QueueConfig, QueueStats, SendInput } from '../contract.ts';
+export type {
+  ArchiveFilter,
+  ArchivedMessage,
+  ArchivedMessagePage,
+  MessageState,
+  Queue,
+  QueueConfig,
+  QueueStats,
+  ReplayJob,
+  ReplayJobKind,
+  ReplayJobState,
+  SendInput,
+} from '../contract.ts';
 
 /** A message as the engine holds it: the contract's fields and the engine's own. */
 export interface Message extends ContractMessage {

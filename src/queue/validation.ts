@@ -127,6 +127,7 @@ export const QUEUE_CONFIG_BOUNDS = {
   backoffMaxSeconds: { min: 0, max: 604_800, integer: false },
   retentionSeconds: { min: 60, max: 31_536_000, integer: true },
   maxPayloadBytes: { min: 1, max: 268_435_456, integer: true },
+  archiveSeconds: { min: 0, max: 31_536_000, integer: true },
 } as const;
 
 /**

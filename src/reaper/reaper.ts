@@ -1,14 +1,18 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { QueueMaintenance } from '../queue/index.ts';
-import type { Executor, ReapedLeases } from '../queue/index.ts';
+import type { Executor, ReapedLeases, ReplayJob } from '../queue/index.ts';
+import { ArchivePartitioner } from './archive-partitioner.ts';
+import type { ArchivePartitionChange } from './archive-partitioner.ts';
 import { Housekeeper } from './housekeeper.ts';
 import { LeaderElection } from './leader-election.ts';
 import { LeaseRescuer } from './lease-rescuer.ts';
+import { REPLAY_BATCH_SIZE_DEFAULT, ReplayRunner } from './replay-runner.ts';
 import { VACUUM_DEAD_TUPLES_DEFAULT } from './vacuum.ts';
 import { VacuumScheduler } from './vacuum-scheduler.ts';
 
 export type { ReapedLeases } from '../queue/index.ts';
+export type { ArchivePartitionChange } from './archive-partitioner.ts';
 
 /** How often the leader runs its passes, and standbys try to take over. */
 export const REAPER_INTERVAL_MS_DEFAULT = 1_000;
@@ -18,6 +22,11 @@ export const REAPER_BATCH_SIZE_DEFAULT = 1_000;
 export const HOUSEKEEPING_INTERVAL_MS_DEFAULT = 60_000;
 /** How often the leader checks whether the messages table needs a vacuum (vacuum.ts). */
 export const VACUUM_CHECK_INTERVAL_MS_DEFAULT = 10_000;
+
+/** How often the leader creates archive partitions ahead and drops expired ones. */
+export const ARCHIVE_INTERVAL_MS_DEFAULT = 60_000;
+/** How often the leader looks for replay jobs due for a batch. */
+export const REPLAY_INTERVAL_MS_DEFAULT = 200;
 
 /** Options for {@link Reaper}. */
 export interface ReaperOptions {
@@ -35,6 +44,14 @@ export interface ReaperOptions {
   vacuumCheckIntervalMs?: number;
   /** Dead row versions that make the leader vacuum. Default {@link VACUUM_DEAD_TUPLES_DEFAULT}. */
   vacuumDeadTuples?: number;
+  /** Default {@link ARCHIVE_INTERVAL_MS_DEFAULT}. */
+  archiveIntervalMs?: number;
+  /** Default {@link REPLAY_INTERVAL_MS_DEFAULT}. */
+  replayIntervalMs?: number;
+  /** Archived messages per replay batch. Default {@link REPLAY_BATCH_SIZE_DEFAULT}. */
+  replayBatchSize?: number;
+  /** Width of one archive partition, in seconds. Default a UTC day (archive-partitioner.ts). */
+  archivePartitionSeconds?: number;
 }
 
 interface ReaperEvents {
@@ -42,15 +59,21 @@ interface ReaperEvents {
   leadership: [leader: boolean];
   /** The leader vacuumed the messages table, which had `deadTuples` dead row versions. */
   vacuumed: [deadTuples: number];
+  /** The leader created or dropped archive partitions. */
+  archivePartitions: [ArchivePartitionChange];
+  /** The leader ran a batch of a replay job; the job as it is after it. */
+  replayProgress: [ReplayJob];
 }
 
 /**
  * The maintainer: one leader election (leader-election.ts) and the services the leader runs,
  * each on its own loop with the same start/stop lifecycle: the lease rescuer (every
  * intervalMs: requeues expired leases with backoff, dead-letters exhausted messages), the
- * housekeeper (every minute: retention, stale waiting-consumer rows, old dequeue counts) and
- * the vacuum scheduler (every ten seconds: vacuums the messages table if autovacuum has
- * fallen behind). With several processes exactly one leads at a time; a standby takes over
+ * housekeeper (every minute: retention, stale waiting-consumer rows, old dequeue counts), the
+ * vacuum scheduler (every ten seconds: vacuums the messages table if autovacuum has fallen
+ * behind), the archive partitioner (every minute: day partitions of the archive created
+ * ahead, expired ones dropped whole) and the replay runner (every 200 ms: batches of replay
+ * jobs). With several processes exactly one leads at a time; a standby takes over
  * within intervalMs of the leader's connection or process dying. Errors are logged per pass
  * and the loops carry on.
  * Lifecycle: start() once, stop() any number of times.
@@ -60,6 +83,8 @@ export class Reaper extends EventEmitter<ReaperEvents> {
   private readonly rescuer: LeaseRescuer;
   private readonly housekeeper: Housekeeper;
   private readonly vacuum: VacuumScheduler;
+  private readonly archive: ArchivePartitioner;
+  private readonly replays: ReplayRunner;
 
   constructor(options: ReaperOptions) {
     super();
@@ -93,6 +118,22 @@ export class Reaper extends EventEmitter<ReaperEvents> {
       deadTuples: options.vacuumDeadTuples ?? VACUUM_DEAD_TUPLES_DEFAULT,
       isLeader,
       onVacuumed: (deadTuples) => this.emit('vacuumed', deadTuples),
+    });
+    this.archive = new ArchivePartitioner({
+      maintenance,
+      logger,
+      intervalMs: options.archiveIntervalMs ?? ARCHIVE_INTERVAL_MS_DEFAULT,
+      partitionSeconds: options.archivePartitionSeconds,
+      isLeader,
+      onChanged: (change) => this.emit('archivePartitions', change),
+    });
+    this.replays = new ReplayRunner({
+      maintenance,
+      logger,
+      intervalMs: options.replayIntervalMs ?? REPLAY_INTERVAL_MS_DEFAULT,
+      batchSize: options.replayBatchSize ?? REPLAY_BATCH_SIZE_DEFAULT,
+      isLeader,
+      onProgress: (job) => this.emit('replayProgress', job),
     });
     this.election.events.on('leadership', (leader) => {
       this.emit('leadership', leader);
@@ -131,7 +172,26 @@ export class Reaper extends EventEmitter<ReaperEvents> {
     return this.housekeeper.housekeep(now);
   }
 
-  private services(): (LeaseRescuer | Housekeeper | VacuumScheduler)[] {
-    return [this.rescuer, this.housekeeper, this.vacuum];
+  /**
+   * Creates the archive's partitions ahead and drops expired ones as of `now` (default: the
+   * database clock). Runs whether or not this process leads.
+   */
+  maintainArchive(now?: Date): Promise<ArchivePartitionChange> {
+    return this.archive.maintain(now);
+  }
+
+  /**
+   * Runs batches of the replay jobs due as of `now` (default: the database clock): with a
+   * clock given, one batch of each due job; else until none is due or a second has passed.
+   * Runs whether or not this process leads. Returns the batches run.
+   */
+  runReplays(now?: Date): Promise<number> {
+    return this.replays.runDue(now);
+  }
+
+  private services(): (
+    LeaseRescuer | Housekeeper | VacuumScheduler | ArchivePartitioner | ReplayRunner
+  )[] {
+    return [this.rescuer, this.housekeeper, this.vacuum, this.archive, this.replays];
   }
 }

@@ -50,7 +50,12 @@ export function createApp(options: {
     preparedStatements: config.preparedStatements,
     listenDatabaseUrl: options.listenDatabaseUrl,
     pollIntervalMs: config.pollIntervalMs,
-    reaper: config.reaperEnabled ? { intervalMs: config.reaperIntervalMs } : false,
+    reaper: config.reaperEnabled
+      ? {
+          intervalMs: config.reaperIntervalMs,
+          archivePartitionSeconds: config.archivePartitionSeconds,
+        }
+      : false,
     metrics: true,
   });
   const { db, engine, reaper } = runtime;

@@ -29,6 +29,8 @@ export interface Config {
   pollIntervalMs: number;
   reaperEnabled: boolean;
   reaperIntervalMs: number;
+  /** Width of one partition of the message archive, in seconds (a UTC day by default). */
+  archivePartitionSeconds: number;
   /** Largest HTTP request body accepted. */
   maxBodyBytes: number;
   /** Deepest GraphQL selection accepted. */
@@ -141,6 +143,7 @@ export function loadConfig(env: Env = process.env): Config {
     pollIntervalMs: integer(env, 'POLL_INTERVAL_MS', 1_000, 10, 60_000),
     reaperEnabled: boolean(env, 'REAPER_ENABLED', true),
     reaperIntervalMs: integer(env, 'REAPER_INTERVAL_MS', 1_000, 10, 60_000),
+    archivePartitionSeconds: integer(env, 'ARCHIVE_PARTITION_SECONDS', 86_400, 60, 604_800),
     maxBodyBytes: integer(env, 'MAX_BODY_BYTES', 8 * 1024 * 1024, 1_024, 1024 * 1024 * 1024),
     maxQueryDepth: integer(env, 'MAX_QUERY_DEPTH', 10, 2, 100),
     maxQueryCost: integer(env, 'MAX_QUERY_COST', 20_000, 1, 10_000_000),

@@ -3,6 +3,8 @@ import type { HoldlineClient } from '../client/holdline-client.ts';
 import { retryOptions, sendIdempotency, withRetries } from '../client/retry.ts';
 import type { Idempotency, RetryOptions } from '../client/retry.ts';
 import type {
+  ArchivedMessagePage,
+  ArchivedMessagesOptions,
   Delivery,
   ListMessagesOptions,
   Message,
@@ -10,6 +12,8 @@ import type {
   NackOptions,
   Queue,
   ReceiveOptions,
+  ReplayJob,
+  ReplayOptions,
 } from '../client/types.ts';
 import { QueueWorker, WorkerGroup } from '../client/worker.ts';
 import type { ConsumeOptions, MessageHandler } from '../client/worker.ts';
@@ -211,6 +215,31 @@ export class EngineTransport implements HoldlineClient {
     return this.call('idempotent', async () =>
       (await this.engine.listMessages({ queue, ...options })).map((m) => toContractMessage<P>(m)),
     );
+  }
+
+  archivedMessages<P>(
+    queue: string,
+    options: ArchivedMessagesOptions = {},
+  ): Promise<ArchivedMessagePage<P>> {
+    return this.call('idempotent', async () => {
+      const page = await this.engine.listArchivedMessages({ queue, ...options });
+      return {
+        ...page,
+        messages: page.messages.map((m) => ({ ...m, payload: m.payload as P })),
+      };
+    });
+  }
+
+  replay(queue: string, options: ReplayOptions = {}): Promise<ReplayJob> {
+    return this.call('not-idempotent', () => this.engine.replay({ queue, ...options }));
+  }
+
+  replayJob(id: string): Promise<ReplayJob | null> {
+    return this.call('idempotent', async () => (await this.engine.replayJob(id)) ?? null);
+  }
+
+  cancelReplay(id: string): Promise<ReplayJob | null> {
+    return this.call('idempotent', async () => (await this.engine.cancelReplay(id)) ?? null);
   }
 
   consume<P>(

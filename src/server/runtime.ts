@@ -38,7 +38,7 @@ export interface RuntimeOptions {
    * Run the maintainer (src/reaper): needs listenDatabaseUrl. false: none. Default: none.
    * Only one process leads at a time, so it is safe in every process.
    */
-  reaper?: false | { intervalMs?: number };
+  reaper?: false | { intervalMs?: number; archivePartitionSeconds?: number };
   /** Build the Prometheus metrics (src/server/metrics.ts) over the engine and reaper. */
   metrics?: boolean;
 }
@@ -105,6 +105,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
           connectionString: options.listenDatabaseUrl,
           logger,
           intervalMs: options.reaper.intervalMs,
+          archivePartitionSeconds: options.reaper.archivePartitionSeconds,
         });
   const metrics = options.metrics === true ? createMetrics(engine, reaper) : undefined;
 

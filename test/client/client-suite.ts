@@ -105,6 +105,35 @@ export function defineClientSuite(target: () => SuiteTarget): void {
       expect(await client.deleteQueue(queue)).toBe(false);
     });
 
+    it('archives acked messages, pages the archive and starts, reads and cancels a replay', async () => {
+      const { client } = target();
+      const queue = 'client-archive';
+      const created = await client.createQueue(queue, { archiveSeconds: 3600 });
+      expect(created.config.archiveSeconds).toBe(3600);
+      await client.sendBatch(queue, [
+        { payload: { n: 1, kind: 'a' } },
+        { payload: { n: 2, kind: 'b' } },
+      ]);
+      const deliveries = await client.receive(queue, { max: 2 });
+      expect(await client.ackBatch(deliveries.map((d) => d.receipt))).toBe(2);
+
+      const page = await client.archivedMessages<{ n: number }>(queue, {
+        filter: { payload: { kind: 'b' } },
+      });
+      expect(page.messages.map((m) => m.payload.n)).toEqual([2]);
+      expect(page.messages[0]!.ackedAt).toBeInstanceOf(Date);
+      expect(page.hasNextPage).toBe(false);
+
+      const dry = await client.replay(queue, { dryRun: true, from: new Date(0) });
+      expect(dry).toMatchObject({ kind: 'REPLAY', state: 'DONE', matched: 2, into: queue });
+      const job = await client.replay(queue, { ratePerSecond: 1 });
+      expect(await client.replayJob(job.id)).toMatchObject({ id: job.id, state: 'RUNNING' });
+      expect(await client.cancelReplay(job.id)).toMatchObject({ state: 'CANCELLED' });
+      expect(await client.replayJob('99999999')).toBeNull();
+      await expectCode(client.replay(queue, { ratePerSecond: 0 }), 'BAD_USER_INPUT');
+      await expectCode(client.archivedMessages('client-missing'), 'QUEUE_NOT_FOUND');
+    });
+
     it('rejects with a HoldlineError carrying the contract code', async () => {
       const { client } = target();
       const queue = 'client-errors';

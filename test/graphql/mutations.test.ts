@@ -20,7 +20,7 @@ const CREATE = `mutation ($name: String!, $config: QueueConfigInput) {
   createQueue(name: $name, config: $config) {
     name paused
     config { visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds
-             backoffMaxSeconds retentionSeconds maxPayloadBytes }
+             backoffMaxSeconds retentionSeconds maxPayloadBytes archiveSeconds }
   }
 }`;
 const CONFIGURE = `mutation ($name: String!, $config: QueueConfigInput!) {
@@ -92,6 +92,7 @@ describe('createQueue', () => {
         backoffMaxSeconds: 300,
         retentionSeconds: 1_209_600,
         maxPayloadBytes: 1_048_576,
+        archiveSeconds: 0,
       },
     });
   });
@@ -105,6 +106,7 @@ describe('createQueue', () => {
       backoffMaxSeconds: 10,
       retentionSeconds: 3600,
       maxPayloadBytes: 2048,
+      archiveSeconds: 7200,
     };
     const data = await api.ok<{ createQueue: QueueJson }>(CREATE, { name: 'm-create-all', config });
     expect(data.createQueue.config).toEqual(config);

@@ -242,6 +242,27 @@ const CASES: Case[] = [
     query: `mutation ($r: String!) { extendLease(receipt: $r, seconds: 60) { receipt } }`,
     vars: async () => ({ r: await receipt('op.extend') }),
   },
+  {
+    name: 'Query.archivedMessages',
+    action: 'receive',
+    pattern: 'op.archive.*',
+    query: `query ($queue: String!) { archivedMessages(queue: $queue) { messages { id payload } } }`,
+    vars: async () => ({ queue: await queue(unique('op.archive')) }),
+  },
+  {
+    name: 'Query.replayJobs',
+    action: 'read',
+    pattern: 'op.jobs.*',
+    query: `query ($queue: String!) { replayJobs(queue: $queue) { id } }`,
+    vars: async () => ({ queue: await queue(unique('op.jobs')) }),
+  },
+  {
+    name: 'Mutation.startRedrive',
+    action: 'admin',
+    pattern: 'op.redrivejob.*',
+    query: `mutation ($queue: String!) { startRedrive(queue: $queue, dryRun: true) { id } }`,
+    vars: async () => ({ queue: await queue(unique('op.redrivejob')) }),
+  },
 ];
 
 /**

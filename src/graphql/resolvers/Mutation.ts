@@ -1,6 +1,20 @@
 import { QueueError } from '../../queue/index.ts';
-import type { Delivery, Message, Queue, QueueConfig, SendInput } from '../../queue/index.ts';
-import { authorize, authorizeAll, forbidden, receiptAuthorization } from '../authorization.ts';
+import type {
+  ArchiveFilter,
+  Delivery,
+  Message,
+  Queue,
+  QueueConfig,
+  ReplayJob,
+  SendInput,
+} from '../../queue/index.ts';
+import {
+  authorize,
+  authorizeAll,
+  forbidden,
+  mayAccess,
+  receiptAuthorization,
+} from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { badUserInput } from '../errors.ts';
 
@@ -13,6 +27,7 @@ interface QueueConfigInput {
   backoffMaxSeconds?: number | null;
   retentionSeconds?: number | null;
   maxPayloadBytes?: number | null;
+  archiveSeconds?: number | null;
 }
 
 /** GraphQL input SendInput; payload and headers are whatever JSON the client sent. */
@@ -34,6 +49,7 @@ const NUMERIC_SETTINGS = [
   ['backoffMaxSeconds', 'backoffMaxSeconds'],
   ['retentionSeconds', 'retentionSeconds'],
   ['maxPayloadBytes', 'maxPayloadBytes'],
+  ['archiveSeconds', 'archiveSeconds'],
 ] as const;
 
 /**
@@ -298,5 +314,72 @@ export const MutationResolvers = {
         }
       },
     });
+  },
+
+  /**
+   * Reading the archive is receiving what the queue delivered: `receive` on `queue`; the
+   * copies are sends: `send` on the target. Both checked before anything is recorded.
+   */
+  replay(
+    _root: unknown,
+    args: {
+      queue: string;
+      from?: Date | null;
+      to?: Date | null;
+      filter?: ArchiveFilter | null;
+      into?: string | null;
+      ratePerSecond?: number | null;
+      dryRun?: boolean | null;
+    },
+    ctx: GraphQLContext,
+  ): Promise<ReplayJob> {
+    authorize(ctx.access, 'receive', args.queue);
+    authorize(ctx.access, 'send', args.into ?? args.queue);
+    return ctx.engine.replay({
+      queue: args.queue,
+      into: args.into,
+      from: args.from,
+      to: args.to,
+      filter: args.filter,
+      ratePerSecond: args.ratePerSecond,
+      dryRun: args.dryRun,
+    });
+  },
+
+  /** Needs `admin` on the queue, as redrive does. */
+  startRedrive(
+    _root: unknown,
+    args: {
+      queue: string;
+      filter?: ArchiveFilter | null;
+      max?: number | null;
+      ratePerSecond?: number | null;
+      dryRun?: boolean | null;
+    },
+    ctx: GraphQLContext,
+  ): Promise<ReplayJob> {
+    authorize(ctx.access, 'admin', args.queue);
+    return ctx.engine.startRedrive({
+      queue: args.queue,
+      filter: args.filter,
+      max: args.max,
+      ratePerSecond: args.ratePerSecond,
+      dryRun: args.dryRun,
+    });
+  },
+
+  /**
+   * Needs `send` on the job's target, as starting it did. A job in a queue the token may not
+   * read is answered as no job (null), as replayJob does.
+   */
+  async cancelReplay(
+    _root: unknown,
+    args: { id: string },
+    ctx: GraphQLContext,
+  ): Promise<ReplayJob | null> {
+    const job = await ctx.engine.replayJob(args.id);
+    if (job === undefined || !mayAccess(ctx.access, 'read', job.queue)) return null;
+    authorize(ctx.access, 'send', job.into);
+    return (await ctx.engine.cancelReplay(args.id)) ?? null;
   },
 };

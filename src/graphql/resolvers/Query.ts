@@ -1,4 +1,12 @@
-import type { Message, MessageState, MessageWithPosition, Queue } from '../../queue/index.ts';
+import type {
+  ArchiveFilter,
+  ArchivedMessagePage,
+  Message,
+  MessageState,
+  MessageWithPosition,
+  Queue,
+  ReplayJob,
+} from '../../queue/index.ts';
 import { authorize, mayAccess } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { withSharedStats } from './Queue.ts';
@@ -12,9 +20,20 @@ interface MessagesArgs {
   after?: string | null;
 }
 
+/** Arguments of Query.archivedMessages. */
+interface ArchivedMessagesArgs {
+  queue: string;
+  from?: Date | null;
+  to?: Date | null;
+  filter?: ArchiveFilter | null;
+  first?: number | null;
+  after?: string | null;
+}
+
 /**
  * Resolvers of type Query: reads, each one engine call, each needing `read` on its queue
- * (which `receive` and `admin` scopes imply).
+ * (which `receive` and `admin` scopes imply); the archive needs `receive`, as its messages
+ * are what consumers of the queue received.
  */
 export const QueryResolvers = {
   /** Only the queues the token may read: the others are not listed, not refused. */
@@ -52,5 +71,37 @@ export const QueryResolvers = {
       first: args.first,
       after: args.after,
     });
+  },
+
+  archivedMessages(
+    _root: unknown,
+    args: ArchivedMessagesArgs,
+    ctx: GraphQLContext,
+  ): Promise<ArchivedMessagePage> {
+    authorize(ctx.access, 'receive', args.queue);
+    return ctx.engine.listArchivedMessages({
+      queue: args.queue,
+      from: args.from,
+      to: args.to,
+      filter: args.filter,
+      first: args.first,
+      after: args.after,
+    });
+  },
+
+  /** Null, as for no job at all, when the job replays a queue the token may not read. */
+  async replayJob(
+    _root: unknown,
+    args: { id: string },
+    ctx: GraphQLContext,
+  ): Promise<ReplayJob | null> {
+    const job = await ctx.engine.replayJob(args.id);
+    if (job === undefined || !mayAccess(ctx.access, 'read', job.queue)) return null;
+    return job;
+  },
+
+  replayJobs(_root: unknown, args: { queue: string }, ctx: GraphQLContext): Promise<ReplayJob[]> {
+    authorize(ctx.access, 'read', args.queue);
+    return ctx.engine.replayJobs(args.queue);
   },
 };

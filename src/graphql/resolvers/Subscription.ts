@@ -6,13 +6,14 @@ import {
   validateInteger,
   validateQueueName,
 } from '../../queue/index.ts';
-import type { Delivery, QueueStats } from '../../queue/index.ts';
+import type { Delivery, QueueStats, ReplayJob } from '../../queue/index.ts';
 import { abortableIterator } from '../abortable-iterator.ts';
 import type { AbortableIterator } from '../abortable-iterator.ts';
-import { authorize, whileTokenLive } from '../authorization.ts';
+import { authorize, mayAccess, whileTokenLive } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { PREFETCH_MAX, streamDeliveries } from '../delivery-stream.ts';
 import { createErrorMapper } from '../errors.ts';
+import { streamReplayJob } from '../replay-job-stream.ts';
 import { streamQueueStats } from '../stats-stream.ts';
 
 /**
@@ -42,7 +43,7 @@ function selects(info: GraphQLResolveInfo, field: string): boolean {
 
 /**
  * Resolvers of type Subscription. Each `subscribe` checks the token's scope (`receive` for
- * deliveries, `read` for queueStats), its arguments and the queue, then hands out a stream
+ * deliveries, `read` for queueStats and for a replayJob's queue), its arguments and the queue, then hands out a stream
  * (delivery-stream.ts, stats-stream.ts) that stops at once when the subscriber leaves, and
  * ends with UNAUTHENTICATED once the token is revoked (whileTokenLive). Errors in mid-stream
  * are mapped here, since graphql-ws forwards them without yoga's masking.
@@ -105,5 +106,29 @@ export const SubscriptionResolvers = {
       );
     },
     resolve: (stats: QueueStats): QueueStats => stats,
+  },
+
+  replayJob: {
+    async subscribe(
+      _root: unknown,
+      args: { id: string },
+      ctx: GraphQLContext,
+    ): Promise<AbortableIterator<ReplayJob>> {
+      const job = await ctx.engine.replayJob(args.id);
+      // A job of a queue the token may not read is answered as no job, as Query.replayJob does.
+      if (job === undefined || !mayAccess(ctx.access, 'read', job.queue)) {
+        throw new QueueError('BAD_USER_INPUT', `there is no replay job ${args.id}`);
+      }
+      const logger = ctx.logger.child({ subscription: 'replayJob', job: args.id });
+      return abortableIterator(
+        (signal) =>
+          whileTokenLive(
+            ctx.access,
+            streamReplayJob({ engine: ctx.engine, logger, id: args.id }, signal),
+          ),
+        { mapError: createErrorMapper(logger), registry: ctx.streams, endOn: ctx.signal },
+      );
+    },
+    resolve: (job: ReplayJob): ReplayJob => job,
   },
 };

@@ -4,11 +4,13 @@
  * import it; the SQL functions they call are in migrations/ and, as the migrations leave
  * them, in schema.sql.
  */
+export * from './archive.ts';
 export * from './dequeue-count.ts';
 export * from './health.ts';
 export * from './leader.ts';
 export * from './message.ts';
 export * from './queue.ts';
+export * from './replay-job.ts';
 export * from './topic-binding.ts';
 export * from './waiting-consumer.ts';
 export type { StatementClient } from '../../db/statement.ts';

@@ -7,13 +7,14 @@ import { Statement } from '../../db/statement.ts';
 export type QueueRow = Selectable<QueuesTable>;
 
 /** A queue's settings as columns, every one given (QueueInsert) or NULL for "keep" (QueueUpdateConfig). */
-type ConfigParams = [
+export type ConfigParams = [
   visibilityTimeoutSeconds: number | null,
   maxAttempts: number | null,
   backoffInitialSeconds: number | null,
   backoffMaxSeconds: number | null,
   retentionSeconds: number | null,
   maxPayloadBytes: number | null,
+  archiveSeconds: number | null,
 ];
 
 /** Inserts queue $1 with every setting given; no row when the name is taken. */
@@ -25,9 +26,9 @@ export const QueueInsert = new Statement<
   `
   INSERT INTO holdline.queues (name, dead_letter_queue, visibility_timeout_seconds,
                                max_attempts, backoff_initial_seconds, backoff_max_seconds,
-                               retention_seconds, max_payload_bytes)
+                               retention_seconds, max_payload_bytes, archive_seconds)
   VALUES ($1, $2, $3::integer, $4::integer, $5::double precision, $6::double precision,
-          $7::integer, $8::integer)
+          $7::integer, $8::integer, $9::integer)
   ON CONFLICT (name) DO NOTHING
   RETURNING *`,
 );
@@ -50,6 +51,7 @@ export const QueueUpdateConfig = new Statement<
       backoff_max_seconds = coalesce($7::double precision, backoff_max_seconds),
       retention_seconds = coalesce($8::integer, retention_seconds),
       max_payload_bytes = coalesce($9::integer, max_payload_bytes),
+      archive_seconds = coalesce($10::integer, archive_seconds),
       updated_at = now()
   WHERE name = $1
   RETURNING *`,

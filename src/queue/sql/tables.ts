@@ -13,6 +13,10 @@ declare module '../../db/database.ts' {
     'holdline.dequeue_counts': DequeueCountsTable;
     'holdline.queue_stats': QueueStatsView;
     'holdline.dead_letters': DeadLettersView;
+    'holdline.message_archive': MessageArchiveTable;
+    'holdline.message_archive_partitions': MessageArchivePartitionsTable;
+    'holdline.archived_messages': MessageArchiveTable;
+    'holdline.replay_jobs': ReplayJobsTable;
   }
 }
 
@@ -28,6 +32,7 @@ export interface QueuesTable {
   backoff_max_seconds: Generated<number>;
   retention_seconds: Generated<number>;
   max_payload_bytes: Generated<number>;
+  archive_seconds: Generated<number>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -110,3 +115,55 @@ export type MessageRow = {
   dead_lettered_at: Date | null;
   created_at: Date;
 };
+
+/** holdline.message_archive and the view holdline.archived_messages (migrations/0010). */
+export interface MessageArchiveTable {
+  /** The id the message had while live; bigint, so a string. */
+  id: string;
+  queue: string;
+  payload: unknown;
+  headers: Record<string, unknown> | null;
+  priority: number;
+  attempts: number;
+  group_key: string | null;
+  sent_at: Date;
+  acked_at: Date;
+}
+
+/** An archived message as ArchivedMessageListPage selects it. */
+export type ArchivedMessageRow = MessageArchiveTable;
+
+/** holdline.message_archive_partitions: the archive's day partitions and their bounds. */
+export interface MessageArchivePartitionsTable {
+  partition_name: string;
+  starts_at: Date;
+  ends_at: Date;
+}
+
+/** holdline.replay_jobs (migrations/0011). bigint columns come as strings. */
+export interface ReplayJobsTable {
+  id: ColumnType<string, never, never>;
+  kind: 'replay' | 'redrive';
+  queue: string;
+  into_queue: string;
+  from_at: Date | null;
+  to_at: Date | null;
+  payload_filter: Record<string, unknown> | null;
+  headers_filter: Record<string, unknown> | null;
+  rate_per_second: number | null;
+  max_messages: string | null;
+  dry_run: boolean;
+  state: 'running' | 'done' | 'cancelled' | 'failed';
+  matched: string;
+  replayed: string;
+  last_id: string;
+  to_id: string;
+  next_batch_at: Date;
+  last_error: string | null;
+  created_at: Date;
+  updated_at: Date;
+  finished_at: Date | null;
+}
+
+/** A row of holdline.replay_jobs as the functions return it. */
+export type ReplayJobRow = Omit<ReplayJobsTable, 'id'> & { id: string };
