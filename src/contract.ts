@@ -24,6 +24,42 @@ export interface QueueConfig {
   retentionSeconds: number;
   /** Largest payload accepted, as JSON text in bytes. */
   maxPayloadBytes: number;
+  /**
+   * Most messages of the queue leased at once, across every consumer and instance (1 to
+   * 100,000); null: no cap.
+   */
+  maxInFlight: number | null;
+}
+
+/**
+ * Why an unleased message is not being delivered, judged in this order (the first that holds):
+ * BACKING_OFF (not yet due after a failed delivery), DELAYED (not yet due, never delivered),
+ * QUEUE_PAUSED, GROUP_HEAD_IN_FLIGHT (an earlier message of its group is still in the queue),
+ * CONCURRENCY_CAP (the queue's maxInFlight leases are all held), RATE_LIMITED (the queue's
+ * rate limit has no token left), else READY.
+ */
+export type WaitingReason =
+  | 'READY'
+  | 'DELAYED'
+  | 'BACKING_OFF'
+  | 'GROUP_HEAD_IN_FLIGHT'
+  | 'QUEUE_PAUSED'
+  | 'CONCURRENCY_CAP'
+  | 'RATE_LIMITED';
+
+/** A queue's unleased messages counted by {@link WaitingReason}, beside its leases. */
+export interface WaitingCounts {
+  queue: string;
+  ready: number;
+  delayed: number;
+  backingOff: number;
+  groupHeadInFlight: number;
+  queuePaused: number;
+  concurrencyCap: number;
+  rateLimited: number;
+  leased: number;
+  /** The queue's concurrency cap; null: none. */
+  maxInFlight: number | null;
 }
 
 /** A named queue and its settings. */

@@ -1,5 +1,5 @@
 import { linkAbortSignals } from '../abort-signals.ts';
-import type { QueueConfig, QueueStats, SendInput } from '../contract.ts';
+import type { QueueConfig, QueueStats, SendInput, WaitingReason } from '../contract.ts';
 import { HoldlineError, toHoldlineErrorCode } from './errors.ts';
 import { retryOptions, sendIdempotency, withRetries } from './retry.ts';
 import type { Idempotency, RetryOptions } from './retry.ts';
@@ -39,7 +39,7 @@ const MESSAGE_FIELDS = `id queue payload headers priority attempts state runAt c
 const DELIVERY_FIELDS = `receipt leaseExpiresAt message { ${MESSAGE_FIELDS} }`;
 const QUEUE_FIELDS = `name paused createdAt config {
   visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds backoffMaxSeconds
-  retentionSeconds maxPayloadBytes }`;
+  retentionSeconds maxPayloadBytes maxInFlight }`;
 const STATS_FIELDS = `queue ready delayed leased total oldestReadyAgeSeconds`;
 
 /** Node socket errors that mean the request never reached the service. */
@@ -55,6 +55,8 @@ type WireMessage = Omit<Message, 'runAt' | 'createdAt'> & { runAt: string; creat
 type WireMessageWithPosition = WireMessage & {
   position: number | null;
   estimatedWaitSeconds: number | null;
+  waitingReason: WaitingReason | null;
+  nextEligibleAt: string | null;
 };
 interface WireDelivery {
   receipt: string;
@@ -317,7 +319,8 @@ class HttpClient implements HoldlineClient {
   async getMessage<P>(id: string): Promise<MessageWithPosition<P> | null> {
     const data = await this.request<{ message: WireMessageWithPosition | null }>(
       `query Message($id: ID!) {
-        message(id: $id) { ${MESSAGE_FIELDS} position estimatedWaitSeconds } }`,
+        message(id: $id) {
+          ${MESSAGE_FIELDS} position estimatedWaitSeconds waitingReason nextEligibleAt } }`,
       { id },
       'idempotent',
     );
@@ -327,6 +330,8 @@ class HttpClient implements HoldlineClient {
       ...toMessage<P>(message),
       position: message.position,
       estimatedWaitSeconds: message.estimatedWaitSeconds,
+      waitingReason: message.waitingReason,
+      nextEligibleAt: message.nextEligibleAt === null ? null : new Date(message.nextEligibleAt),
     };
   }
 

@@ -4,9 +4,10 @@ import type {
   QueueConfig,
   QueueStats,
   SendInput,
+  WaitingReason,
 } from '../contract.ts';
 
-export type { MessageState, QueueConfig, QueueStats, SendInput };
+export type { MessageState, QueueConfig, QueueStats, SendInput, WaitingReason };
 
 /**
  * A message as the contract (the GraphQL `Message` type) describes it. `Payload` is what the
@@ -20,6 +21,10 @@ export type MessageWithPosition<Payload = unknown> = Message<Payload> & {
   position: number | null;
   /** Estimated seconds until delivery at the queue's recent rate; null when unknown. */
   estimatedWaitSeconds: number | null;
+  /** Why it is not being delivered yet; null while leased. */
+  waitingReason: WaitingReason | null;
+  /** When it will next be eligible, where known (its due time; now when READY). */
+  nextEligibleAt: Date | null;
 };
 
 /** A leased message and the receipt that acks, nacks or extends it. */

@@ -34,7 +34,7 @@ import { parseLimitPlugin } from './parse-limit.ts';
 import { MessageResolvers } from './resolvers/Message.ts';
 import { MutationResolvers } from './resolvers/Mutation.ts';
 import { QueryResolvers } from './resolvers/Query.ts';
-import { QueueConfigResolvers, QueueResolvers } from './resolvers/Queue.ts';
+import { QueueConfigResolvers, QueueResolvers, QueueStatsResolvers } from './resolvers/Queue.ts';
 import { SubscriptionResolvers } from './resolvers/Subscription.ts';
 import { DateTimeScalar, JSONScalar } from './scalars.ts';
 
@@ -110,6 +110,7 @@ export function createExecutableSchema(): GraphQLSchema {
       Subscription: SubscriptionResolvers,
       Queue: QueueResolvers,
       QueueConfig: QueueConfigResolvers,
+      QueueStats: QueueStatsResolvers,
       Message: MessageResolvers,
     },
   });

@@ -31,9 +31,17 @@ import type { ReceiveParams } from './receive.ts';
 import { redrive } from './redrive.ts';
 import { publish, send, sendBatch } from './send.ts';
 import { DatabasePing } from './sql/index.ts';
-import { allQueueStats, getMessage, queueStats } from './stats.ts';
+import { allQueueStats, getMessage, queueStats, waitingCounts } from './stats.ts';
 import { bindQueue, listBindings, unbindQueue } from './topics.ts';
-import type { Delivery, Message, Queue, QueueConfig, QueueStats, SendInput } from './types.ts';
+import type {
+  Delivery,
+  Message,
+  Queue,
+  QueueConfig,
+  QueueStats,
+  SendInput,
+  WaitingCounts,
+} from './types.ts';
 import {
   BATCH_MAX_LIMIT,
   WAIT_MAX_SECONDS,
@@ -158,6 +166,13 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   private readonly closing = new AbortController();
   private readonly acks: Coalescer<PendingAck, AckedMessage | undefined>;
   private readonly sends: Coalescer<PendingSend, Message>;
+  /**
+   * Queues with a concurrency cap (maxInFlight) that consumers of this process wait on, as
+   * last read when one started waiting or when this engine configured the queue. An ack here
+   * of such a queue's message frees a slot, so it wakes one waiter at once; acks made through
+   * other instances reach this process's waiters by the poll interval.
+   */
+  private readonly cappedQueues = new Set<string>();
 
   constructor(options: QueueEngineOptions) {
     super();
@@ -259,10 +274,15 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   createQueue(name: string, config?: Partial<QueueConfig>): Promise<Queue> {
     return createQueue(this.db, { name, config });
   }
-  configureQueue(name: string, config: Partial<QueueConfig>): Promise<Queue> {
-    return configureQueue(this.db, { name, config });
+  async configureQueue(name: string, config: Partial<QueueConfig>): Promise<Queue> {
+    const queue = await configureQueue(this.db, { name, config });
+    this.noteCap(queue);
+    // A raised or removed cap may let waiting consumers lease now.
+    if (config.maxInFlight !== undefined) this.wakeups.wake(name);
+    return queue;
   }
   deleteQueue(name: string): Promise<boolean> {
+    this.cappedQueues.delete(name);
     return deleteQueue(this.db, { name });
   }
   pauseQueue(name: string): Promise<Queue> {
@@ -287,6 +307,10 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   }
   allQueueStats(): Promise<QueueStats[]> {
     return allQueueStats(this.db);
+  }
+  /** A queue's unleased messages by the reason they wait (see stats.ts); costlier than queueStats. */
+  waitingCounts(queue: string): Promise<WaitingCounts | undefined> {
+    return waitingCounts(this.db, { queue });
   }
   getMessage(id: string): ReturnType<typeof getMessage> {
     return getMessage(this.db, { id });
@@ -372,7 +396,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
 
     const started = Date.now();
     const deadline = started + waitSeconds * 1000;
-    const handle = await this.wakeups.startWaiting(params.queue);
+    const handle = await this.startWaiting(params.queue);
     const linked =
       params.signal === undefined
         ? undefined
@@ -403,8 +427,19 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
    * Starts waiting on a queue for callers that loop themselves (subscriptions, workers):
    * call receive after this resolves, then handle.next() when it finds nothing.
    */
-  startWaiting(queue: string): Promise<WaitHandle> {
-    return this.wakeups.startWaiting(queue);
+  async startWaiting(queue: string): Promise<WaitHandle> {
+    const [handle] = await Promise.all([
+      this.wakeups.startWaiting(queue),
+      // Off the hot path: only a consumer that found nothing gets here.
+      getQueue(this.db, { name: queue }).then(
+        (found) => {
+          if (found !== undefined) this.noteCap(found);
+        },
+        // The waiter still works without it, by polling.
+        () => undefined,
+      ),
+    ]);
+    return handle;
   }
 
   /** The poll interval waiters should pass to WaitHandle.next(). */
@@ -444,6 +479,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       }
     }
     this.emit('acked', acked.queue, acked.ageSeconds);
+    this.slotFreed(acked.queue);
     return acked;
   }
   /** Acks many deliveries; returns those whose lease was still valid. */
@@ -456,7 +492,10 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       (db) => ackBatch(db, { receipts }),
       (all) => all.map((a) => a.queue),
     );
-    for (const a of acked) this.emit('acked', a.queue, a.ageSeconds);
+    for (const a of acked) {
+      this.emit('acked', a.queue, a.ageSeconds);
+      this.slotFreed(a.queue);
+    }
     return acked;
   }
   /** Nacks one delivery (see nack.ts): retried with backoff, or dead-lettered. */
@@ -471,6 +510,8 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       (n) => [n.queue],
     );
     this.emit('nacked', nacked.queue, nacked.outcome);
+    // holdline.nack NOTIFYs waiting consumers everywhere; without a listener, only this wakes.
+    this.slotFreed(nacked.queue);
     return nacked;
   }
   /** Sets a lease to end `seconds` from now (see extend-lease.ts); LEASE_LOST when lost. */
@@ -539,6 +580,17 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       }
     }
     return Promise.allSettled(pending.map(sendAlone));
+  }
+
+  /** Remembers whether a queue has a concurrency cap, for {@link slotFreed}. */
+  private noteCap(queue: Queue): void {
+    if (queue.config.maxInFlight === null) this.cappedQueues.delete(queue.name);
+    else this.cappedQueues.add(queue.name);
+  }
+
+  /** A lease of `queue` ended here: on a capped queue, one waiter here may take the slot. */
+  private slotFreed(queue: string): void {
+    if (this.cappedQueues.has(queue)) this.wakeups.wakeOne(queue);
   }
 
   /** After a committed send: wake this process's waiters on the queue, and tell listeners. */

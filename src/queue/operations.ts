@@ -23,7 +23,7 @@ export { decodeReceipt, encodeReceipt } from './receipts.ts';
 export { receive } from './receive.ts';
 export { redrive } from './redrive.ts';
 export { publish, send, sendBatch } from './send.ts';
-export { allQueueStats, getMessage, queueStats } from './stats.ts';
+export { allQueueStats, getMessage, queueStats, waitingCounts } from './stats.ts';
 export { bindQueue, listBindings, unbindQueue } from './topics.ts';
 export {
   BATCH_MAX_LIMIT,

@@ -37,6 +37,7 @@ export const QUEUE_CONFIG_DEFAULTS: QueueConfig = {
   backoffMaxSeconds: 300,
   retentionSeconds: 1_209_600,
   maxPayloadBytes: 1_048_576,
+  maxInFlight: null,
 };
 
 function toQueue(row: QueueRow): Queue {
@@ -52,6 +53,7 @@ function toQueue(row: QueueRow): Queue {
       backoffMaxSeconds: row.backoff_max_seconds,
       retentionSeconds: row.retention_seconds,
       maxPayloadBytes: row.max_payload_bytes,
+      maxInFlight: row.max_in_flight,
     },
   };
 }
@@ -93,7 +95,12 @@ export async function createQueue(
   // Every setting is written: the defaults here are the column defaults of migrations/0001.
   const full: QueueConfig = { ...QUEUE_CONFIG_DEFAULTS, ...config };
   const { rows } = await translated(() =>
-    QueueInsert.run(db, [name, full.deadLetterQueue, ...numericSettings(full)]),
+    QueueInsert.run(db, [
+      name,
+      full.deadLetterQueue,
+      ...numericSettings(full),
+      full.maxInFlight,
+    ]),
   );
   const row = rows[0];
   if (row === undefined) throw new QueueError('QUEUE_EXISTS', `queue "${name}" already exists`);
@@ -112,13 +119,18 @@ export async function configureQueue(
   const config = params.config;
   const settings = numericSettings(config);
   const setDeadLetterQueue = config.deadLetterQueue !== undefined;
-  if (!setDeadLetterQueue && settings.every((value) => value === null)) return current;
+  const setMaxInFlight = config.maxInFlight !== undefined;
+  if (!setDeadLetterQueue && !setMaxInFlight && settings.every((value) => value === null)) {
+    return current;
+  }
   const { rows } = await translated(() =>
     QueueUpdateConfig.run(db, [
       name,
       setDeadLetterQueue,
       config.deadLetterQueue ?? null,
       ...settings,
+      setMaxInFlight,
+      config.maxInFlight ?? null,
     ]),
   );
   const row = rows[0];

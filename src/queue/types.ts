@@ -1,6 +1,14 @@
 import type { ContractMessage } from '../contract.ts';
 
-export type { MessageState, Queue, QueueConfig, QueueStats, SendInput } from '../contract.ts';
+export type {
+  MessageState,
+  Queue,
+  QueueConfig,
+  QueueStats,
+  SendInput,
+  WaitingCounts,
+  WaitingReason,
+} from '../contract.ts';
 
 /** A message as the engine holds it: the contract's fields and the engine's own. */
 export interface Message extends ContractMessage {

@@ -119,6 +119,9 @@ export function validateSendInput(input: SendInput, index?: number): Date | null
   return null;
 }
 
+/** Highest concurrency cap a queue may have (maxInFlight); the same CHECK in migrations/0020. */
+export const MAX_IN_FLIGHT_LIMIT = 100_000;
+
 /** Limits of each queue setting; the same bounds as the CHECKs in migrations/. */
 export const QUEUE_CONFIG_BOUNDS = {
   visibilityTimeoutSeconds: { min: 1, max: LEASE_MAX_SECONDS, integer: true },
@@ -130,7 +133,8 @@ export const QUEUE_CONFIG_BOUNDS = {
 } as const;
 
 /**
- * Checks a partial queue config. `deadLetterQueue` may be null (no DLQ). The backoff pair is
+ * Checks a partial queue config. `deadLetterQueue` may be null (no DLQ), `maxInFlight` null
+ * (no cap). The backoff pair is
  * checked against `current` so that a change of one keeps initial <= max.
  */
 export function validateQueueConfig(
@@ -144,6 +148,9 @@ export function validateQueueConfig(
     if (value === undefined) continue;
     if (bounds.integer) validateInteger(value, key, bounds.min, bounds.max);
     else validateNumber(value, key, bounds.min, bounds.max);
+  }
+  if (config.maxInFlight !== undefined && config.maxInFlight !== null) {
+    validateInteger(config.maxInFlight, 'maxInFlight', 1, MAX_IN_FLIGHT_LIMIT);
   }
   if (config.deadLetterQueue !== undefined && config.deadLetterQueue !== null) {
     validateQueueName(config.deadLetterQueue, 'deadLetterQueue');

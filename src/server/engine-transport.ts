@@ -203,6 +203,8 @@ export class EngineTransport implements HoldlineClient {
         ...toContractMessage<P>(message),
         position: message.position,
         estimatedWaitSeconds: message.estimatedWaitSeconds,
+        waitingReason: message.waitingReason,
+        nextEligibleAt: message.nextEligibleAt,
       };
     });
   }

@@ -20,12 +20,12 @@ const CREATE = `mutation ($name: String!, $config: QueueConfigInput) {
   createQueue(name: $name, config: $config) {
     name paused
     config { visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds
-             backoffMaxSeconds retentionSeconds maxPayloadBytes }
+             backoffMaxSeconds retentionSeconds maxPayloadBytes maxInFlight }
   }
 }`;
 const CONFIGURE = `mutation ($name: String!, $config: QueueConfigInput!) {
   configureQueue(name: $name, config: $config) {
-    config { visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds backoffMaxSeconds maxPayloadBytes }
+    config { visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds backoffMaxSeconds maxPayloadBytes maxInFlight }
   }
 }`;
 const SEND = `mutation ($queue: String!, $message: SendInput!) {
@@ -92,6 +92,7 @@ describe('createQueue', () => {
         backoffMaxSeconds: 300,
         retentionSeconds: 1_209_600,
         maxPayloadBytes: 1_048_576,
+        maxInFlight: null,
       },
     });
   });
@@ -105,6 +106,7 @@ describe('createQueue', () => {
       backoffMaxSeconds: 10,
       retentionSeconds: 3600,
       maxPayloadBytes: 2048,
+      maxInFlight: 7,
     };
     const data = await api.ok<{ createQueue: QueueJson }>(CREATE, { name: 'm-create-all', config });
     expect(data.createQueue.config).toEqual(config);
@@ -133,6 +135,11 @@ describe('createQueue', () => {
       name: 'm-bad',
       config: { deadLetterQueue: 'm-bad' },
     });
+    for (const maxInFlight of [0, -1, 100_001]) {
+      await expectRefused('BAD_USER_INPUT', CREATE, { name: 'm-bad', config: { maxInFlight } });
+    }
+    const { rows } = await sql`SELECT 1 FROM holdline.queues WHERE name = 'm-bad'`.execute(t.db);
+    expect(rows).toHaveLength(0);
   });
 });
 
@@ -149,6 +156,20 @@ describe('configureQueue', () => {
       deadLetterQueue: 'm-configure-dead',
       maxPayloadBytes: 100,
     });
+  });
+
+  it('sets, changes and removes the concurrency cap (null: no cap), keeping the rest', async () => {
+    await createQueue('m-configure-cap', { maxAttempts: 4 });
+    const capOf = async (config: Record<string, unknown>): Promise<unknown> =>
+      (await api.ok<{ configureQueue: QueueJson }>(CONFIGURE, { name: 'm-configure-cap', config }))
+        .configureQueue.config;
+    expect(await capOf({ maxInFlight: 3 })).toMatchObject({ maxInFlight: 3, maxAttempts: 4 });
+    expect(await capOf({ maxAttempts: 6 })).toMatchObject({ maxInFlight: 3, maxAttempts: 6 });
+    await expectRefused('BAD_USER_INPUT', CONFIGURE, {
+      name: 'm-configure-cap',
+      config: { maxInFlight: 100_001, maxAttempts: 9 },
+    });
+    expect(await capOf({ maxInFlight: null })).toMatchObject({ maxInFlight: null, maxAttempts: 6 });
   });
 
   it('refuses a missing queue with QUEUE_NOT_FOUND and bad settings with BAD_USER_INPUT', async () => {

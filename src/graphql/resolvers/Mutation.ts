@@ -13,6 +13,7 @@ interface QueueConfigInput {
   backoffMaxSeconds?: number | null;
   retentionSeconds?: number | null;
   maxPayloadBytes?: number | null;
+  maxInFlight?: number | null;
 }
 
 /** GraphQL input SendInput; payload and headers are whatever JSON the client sent. */
@@ -38,7 +39,8 @@ const NUMERIC_SETTINGS = [
 
 /**
  * Maps QueueConfigInput to the engine's settings. A field left out is not passed (default
- * or unchanged); null is refused except for deadLetterQueue, where it means "none". Ranges
+ * or unchanged); null is refused except for deadLetterQueue and maxInFlight, where it means
+ * "none" (no dead-letter queue, no cap). Ranges
  * are the engine's to check.
  */
 function toQueueConfig(input: QueueConfigInput | null | undefined): Partial<QueueConfig> {
@@ -55,6 +57,7 @@ function toQueueConfig(input: QueueConfigInput | null | undefined): Partial<Queu
     config[setting] = value;
   }
   if (input.deadLetterQueue !== undefined) config.deadLetterQueue = input.deadLetterQueue;
+  if (input.maxInFlight !== undefined) config.maxInFlight = input.maxInFlight;
   return config;
 }
 

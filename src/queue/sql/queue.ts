@@ -1,5 +1,5 @@
 /** The engine's statements on holdline.queues and the queue_stats view. */
-import type { QueueStatsView, QueuesTable } from './tables.ts';
+import type { QueueStatsView, QueueWaitingView, QueuesTable } from './tables.ts';
 import type { Selectable } from 'kysely';
 import { Statement } from '../../db/statement.ts';
 
@@ -16,29 +16,40 @@ type ConfigParams = [
   maxPayloadBytes: number | null,
 ];
 
-/** Inserts queue $1 with every setting given; no row when the name is taken. */
+/**
+ * Inserts queue $1 with every setting given ($9: the concurrency cap, NULL for none); no row
+ * when the name is taken.
+ */
 export const QueueInsert = new Statement<
   QueueRow,
-  [name: string, deadLetterQueue: string | null, ...ConfigParams]
+  [name: string, deadLetterQueue: string | null, ...ConfigParams, maxInFlight: number | null]
 >(
   'QueueInsert',
   `
   INSERT INTO holdline.queues (name, dead_letter_queue, visibility_timeout_seconds,
                                max_attempts, backoff_initial_seconds, backoff_max_seconds,
-                               retention_seconds, max_payload_bytes)
+                               retention_seconds, max_payload_bytes, max_in_flight)
   VALUES ($1, $2, $3::integer, $4::integer, $5::double precision, $6::double precision,
-          $7::integer, $8::integer)
+          $7::integer, $8::integer, $9::integer)
   ON CONFLICT (name) DO NOTHING
   RETURNING *`,
 );
 
 /**
  * Changes the settings of queue $1 that are given (NULL keeps a setting; the dead-letter
- * queue, which may be set to NULL, is changed only when $2 is true). No row: no such queue.
+ * queue and the concurrency cap, which may be set to NULL, are changed only when $2, resp.
+ * $10, is true). No row: no such queue. The next receive sees the change.
  */
 export const QueueUpdateConfig = new Statement<
   QueueRow,
-  [name: string, setDeadLetterQueue: boolean, deadLetterQueue: string | null, ...ConfigParams]
+  [
+    name: string,
+    setDeadLetterQueue: boolean,
+    deadLetterQueue: string | null,
+    ...ConfigParams,
+    setMaxInFlight: boolean,
+    maxInFlight: number | null,
+  ]
 >(
   'QueueUpdateConfig',
   `
@@ -50,6 +61,7 @@ export const QueueUpdateConfig = new Statement<
       backoff_max_seconds = coalesce($7::double precision, backoff_max_seconds),
       retention_seconds = coalesce($8::integer, retention_seconds),
       max_payload_bytes = coalesce($9::integer, max_payload_bytes),
+      max_in_flight = CASE WHEN $10::boolean THEN $11::integer ELSE max_in_flight END,
       updated_at = now()
   WHERE name = $1
   RETURNING *`,
@@ -104,6 +116,12 @@ export const QueueDelete = new Statement<never, [name: string]>(
 export const QueueStatsGet = new Statement<QueueStatsView, [queue: string]>(
   'QueueStatsGet',
   `SELECT * FROM holdline.queue_stats WHERE queue = $1`,
+);
+
+/** Queue $1's unleased messages by the reason they wait (holdline.queue_waiting, 0021), or no row. */
+export const QueueWaitingGet = new Statement<QueueWaitingView, [queue: string]>(
+  'QueueWaitingGet',
+  `SELECT * FROM holdline.queue_waiting WHERE queue = $1`,
 );
 
 /** Counts of every queue by state, by name. */

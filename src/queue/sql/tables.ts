@@ -12,6 +12,7 @@ declare module '../../db/database.ts' {
     'holdline.waiting_consumers': WaitingConsumersTable;
     'holdline.dequeue_counts': DequeueCountsTable;
     'holdline.queue_stats': QueueStatsView;
+    'holdline.queue_waiting': QueueWaitingView;
     'holdline.dead_letters': DeadLettersView;
   }
 }
@@ -28,6 +29,8 @@ export interface QueuesTable {
   backoff_max_seconds: Generated<number>;
   retention_seconds: Generated<number>;
   max_payload_bytes: Generated<number>;
+  /** NULL: no concurrency cap. */
+  max_in_flight: number | null;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -78,6 +81,20 @@ export interface QueueStatsView {
   leased: string;
   total: string;
   oldest_ready_age: number | null;
+}
+
+/** A queue's unleased messages by waiting reason (counts are bigint: strings). */
+export interface QueueWaitingView {
+  queue: string;
+  ready: string;
+  delayed: string;
+  backing_off: string;
+  group_head_in_flight: string;
+  queue_paused: string;
+  concurrency_cap: string;
+  rate_limited: string;
+  leased: string;
+  max_in_flight: number | null;
 }
 
 export interface DeadLettersView {
