@@ -62,6 +62,59 @@ export interface WaitingCounts {
   maxInFlight: number | null;
 }
 
+/**
+ * What a schedule does with ticks missed while nothing ran (more than 10 s late): NONE skips
+ * them, LATEST fires the latest one, ALL fires them all (at most catchUpMax, the latest).
+ */
+export type CatchUp = 'NONE' | 'LATEST' | 'ALL';
+
+/** The message a schedule sends on each tick. */
+export interface ScheduledMessage {
+  payload: unknown;
+  headers: Record<string, unknown> | null;
+  priority: number;
+  groupKey: string | null;
+}
+
+/** A cron schedule: one message into `queue` per tick of `cron` in `timezone`. */
+export interface Schedule {
+  name: string;
+  cron: string;
+  /** IANA time zone the cron expression is read in. */
+  timezone: string;
+  queue: string;
+  message: ScheduledMessage;
+  catchUp: CatchUp;
+  /** Most missed ticks fired at once under catchUp ALL. */
+  catchUpMax: number;
+  /** True while it fires nothing (pauseSchedule). */
+  paused: boolean;
+  /** The next tick to fire. */
+  nextTickAt: Date;
+  /** The last tick fired; null before the first. */
+  lastTickAt: Date | null;
+  /** The message the last tick sent. */
+  lastMessageId: string | null;
+  createdAt: Date;
+}
+
+/** What createSchedule takes. */
+export interface ScheduleInput {
+  /** 1 to 128 letters, digits, `_ . -`. */
+  name: string;
+  /** Five fields (minute first) or six (second first), as croner reads them. */
+  cron: string;
+  /** Default "UTC". */
+  timezone?: string;
+  queue: string;
+  /** payload, headers, priority, groupKey; not delaySeconds, runAt or dedupKey. */
+  message: SendInput;
+  /** Default LATEST. */
+  catchUp?: CatchUp;
+  /** 1 to 1000. Default 100. */
+  catchUpMax?: number;
+}
+
 /** A named queue and its settings. */
 export interface Queue {
   name: string;

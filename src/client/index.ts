@@ -18,6 +18,11 @@ export {
 export type { RetryOptions } from './retry.ts';
 export type { HoldlineClient } from './holdline-client.ts';
 export type {
+  CatchUp,
+  Schedule,
+  ScheduleInput,
+  ScheduledMessage,
+  WaitingReason,
   Delivery,
   ListMessagesOptions,
   Message,

@@ -5,9 +5,23 @@ import type {
   QueueStats,
   SendInput,
   WaitingReason,
+  CatchUp,
+  Schedule,
+  ScheduleInput,
+  ScheduledMessage,
 } from '../contract.ts';
 
-export type { MessageState, QueueConfig, QueueStats, SendInput, WaitingReason };
+export type {
+  CatchUp,
+  MessageState,
+  QueueConfig,
+  QueueStats,
+  Schedule,
+  ScheduleInput,
+  ScheduledMessage,
+  SendInput,
+  WaitingReason,
+};
 
 /**
  * A message as the contract (the GraphQL `Message` type) describes it. `Payload` is what the

@@ -35,6 +35,7 @@ import { MessageResolvers } from './resolvers/Message.ts';
 import { MutationResolvers } from './resolvers/Mutation.ts';
 import { QueryResolvers } from './resolvers/Query.ts';
 import { QueueConfigResolvers, QueueResolvers, QueueStatsResolvers } from './resolvers/Queue.ts';
+import { ScheduleResolvers } from './resolvers/Schedule.ts';
 import { SubscriptionResolvers } from './resolvers/Subscription.ts';
 import { DateTimeScalar, JSONScalar } from './scalars.ts';
 
@@ -112,6 +113,7 @@ export function createExecutableSchema(): GraphQLSchema {
       QueueConfig: QueueConfigResolvers,
       QueueStats: QueueStatsResolvers,
       Message: MessageResolvers,
+      Schedule: ScheduleResolvers,
     },
   });
 }

@@ -27,6 +27,14 @@ import {
   setQueuePaused,
 } from './queues.ts';
 import { receive } from './receive.ts';
+import {
+  createSchedule,
+  deleteSchedule,
+  getSchedule,
+  listSchedules,
+  pauseSchedule,
+  resumeSchedule,
+} from './schedules.ts';
 import type { ReceiveParams } from './receive.ts';
 import { redrive } from './redrive.ts';
 import { publish, send, sendBatch } from './send.ts';
@@ -39,6 +47,8 @@ import type {
   Queue,
   QueueConfig,
   QueueStats,
+  Schedule,
+  ScheduleInput,
   SendInput,
   WaitingCounts,
 } from './types.ts';
@@ -318,6 +328,27 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /** One page of a queue's messages in send order, for inspection (see browse.ts). */
   listMessages(params: ListMessagesParams): Promise<Message[]> {
     return listMessages(this.db, params);
+  }
+  /** Creates a cron schedule (see schedules.ts): the reaper's leader fires it from its next tick. */
+  createSchedule(input: ScheduleInput): Promise<Schedule> {
+    return createSchedule(this.db, { input });
+  }
+  /** Every schedule, or those sending into `queue`, by name. */
+  listSchedules(queue?: string | null): Promise<Schedule[]> {
+    return listSchedules(this.db, { queue });
+  }
+  getSchedule(name: string): Promise<Schedule | undefined> {
+    return getSchedule(this.db, { name });
+  }
+  pauseSchedule(name: string): Promise<Schedule> {
+    return pauseSchedule(this.db, { name });
+  }
+  /** Resumes from the first tick after now; ticks of the pause are not caught up. */
+  resumeSchedule(name: string): Promise<Schedule> {
+    return resumeSchedule(this.db, { name });
+  }
+  deleteSchedule(name: string): Promise<boolean> {
+    return deleteSchedule(this.db, { name });
   }
   bindQueue(queue: string, pattern: string): Promise<void> {
     return bindQueue(this.db, { queue, pattern });

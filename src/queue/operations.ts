@@ -21,6 +21,16 @@ export {
 } from './queues.ts';
 export { decodeReceipt, encodeReceipt } from './receipts.ts';
 export { receive } from './receive.ts';
+export {
+  createSchedule,
+  deleteSchedule,
+  fireDueSchedules,
+  getSchedule,
+  listSchedules,
+  pauseSchedule,
+  resumeSchedule,
+} from './schedules.ts';
+export { CronSchedule, ON_TIME_WINDOW_MS } from './cron.ts';
 export { redrive } from './redrive.ts';
 export { publish, send, sendBatch } from './send.ts';
 export { allQueueStats, getMessage, queueStats, waitingCounts } from './stats.ts';

@@ -8,6 +8,10 @@ export type {
   SendInput,
   WaitingCounts,
   WaitingReason,
+  CatchUp,
+  Schedule,
+  ScheduleInput,
+  ScheduledMessage,
 } from '../contract.ts';
 
 /** A message as the engine holds it: the contract's fields and the engine's own. */

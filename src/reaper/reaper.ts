@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { QueueMaintenance } from '../queue/index.ts';
-import type { Executor, ReapedLeases } from '../queue/index.ts';
+import type { Executor, FiredSchedule, ReapedLeases } from '../queue/index.ts';
 import { Housekeeper } from './housekeeper.ts';
 import { LeaderElection } from './leader-election.ts';
 import { LeaseRescuer } from './lease-rescuer.ts';
+import { SCHEDULE_INTERVAL_MS_DEFAULT, ScheduleFirer } from './schedule-firer.ts';
 import { VACUUM_DEAD_TUPLES_DEFAULT } from './vacuum.ts';
 import { VacuumScheduler } from './vacuum-scheduler.ts';
 
@@ -35,6 +36,8 @@ export interface ReaperOptions {
   vacuumCheckIntervalMs?: number;
   /** Dead row versions that make the leader vacuum. Default {@link VACUUM_DEAD_TUPLES_DEFAULT}. */
   vacuumDeadTuples?: number;
+  /** How often the leader fires due cron ticks. Default {@link SCHEDULE_INTERVAL_MS_DEFAULT}. */
+  scheduleIntervalMs?: number;
 }
 
 interface ReaperEvents {
@@ -42,6 +45,8 @@ interface ReaperEvents {
   leadership: [leader: boolean];
   /** The leader vacuumed the messages table, which had `deadTuples` dead row versions. */
   vacuumed: [deadTuples: number];
+  /** The leader fired ticks of a cron schedule. */
+  fired: [FiredSchedule];
 }
 
 /**
@@ -50,7 +55,7 @@ interface ReaperEvents {
  * intervalMs: requeues expired leases with backoff, dead-letters exhausted messages), the
  * housekeeper (every minute: retention, stale waiting-consumer rows, old dequeue counts) and
  * the vacuum scheduler (every ten seconds: vacuums the messages table if autovacuum has
- * fallen behind). With several processes exactly one leads at a time; a standby takes over
+ * fallen behind) and the schedule firer (every 250 ms: sends the messages of due cron ticks). With several processes exactly one leads at a time; a standby takes over
  * within intervalMs of the leader's connection or process dying. Errors are logged per pass
  * and the loops carry on.
  * Lifecycle: start() once, stop() any number of times.
@@ -60,6 +65,7 @@ export class Reaper extends EventEmitter<ReaperEvents> {
   private readonly rescuer: LeaseRescuer;
   private readonly housekeeper: Housekeeper;
   private readonly vacuum: VacuumScheduler;
+  private readonly schedules: ScheduleFirer;
 
   constructor(options: ReaperOptions) {
     super();
@@ -93,6 +99,13 @@ export class Reaper extends EventEmitter<ReaperEvents> {
       deadTuples: options.vacuumDeadTuples ?? VACUUM_DEAD_TUPLES_DEFAULT,
       isLeader,
       onVacuumed: (deadTuples) => this.emit('vacuumed', deadTuples),
+    });
+    this.schedules = new ScheduleFirer({
+      maintenance,
+      logger,
+      intervalMs: options.scheduleIntervalMs ?? SCHEDULE_INTERVAL_MS_DEFAULT,
+      isLeader,
+      onFired: (fired) => this.emit('fired', fired),
     });
     this.election.events.on('leadership', (leader) => {
       this.emit('leadership', leader);
@@ -131,7 +144,15 @@ export class Reaper extends EventEmitter<ReaperEvents> {
     return this.housekeeper.housekeep(now);
   }
 
-  private services(): (LeaseRescuer | Housekeeper | VacuumScheduler)[] {
-    return [this.rescuer, this.housekeeper, this.vacuum];
+  /**
+   * One pass over due cron schedules as of `now` (default: the database clock), whether or
+   * not this process leads. Returns the schedules that fired ticks.
+   */
+  fireDueSchedules(now?: Date): Promise<FiredSchedule[]> {
+    return this.schedules.fire(now);
+  }
+
+  private services(): (LeaseRescuer | Housekeeper | VacuumScheduler | ScheduleFirer)[] {
+    return [this.rescuer, this.housekeeper, this.vacuum, this.schedules];
   }
 }

@@ -1,5 +1,13 @@
 import { QueueError } from '../../queue/index.ts';
-import type { Delivery, Message, Queue, QueueConfig, SendInput } from '../../queue/index.ts';
+import type {
+  CatchUp,
+  Delivery,
+  Message,
+  Queue,
+  QueueConfig,
+  Schedule,
+  SendInput,
+} from '../../queue/index.ts';
 import { authorize, authorizeAll, forbidden, receiptAuthorization } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { badUserInput } from '../errors.ts';
@@ -110,6 +118,24 @@ function authorizeConfig(
 ): void {
   authorize(ctx.access, 'admin', queue);
   if (config?.deadLetterQueue != null) authorize(ctx.access, 'admin', config.deadLetterQueue);
+}
+
+/**
+ * Changing a schedule needs `admin` on the queue it sends into. Returns the schedule; when it
+ * does not exist, throws SCHEDULE_NOT_FOUND, or returns undefined when `mustExist` is false.
+ */
+async function authorizeSchedule(
+  ctx: GraphQLContext,
+  name: string,
+  mustExist = true,
+): Promise<Schedule | undefined> {
+  const schedule = await ctx.engine.getSchedule(name);
+  if (schedule === undefined) {
+    if (!mustExist) return undefined;
+    throw new QueueError('SCHEDULE_NOT_FOUND', `schedule "${name}" does not exist`);
+  }
+  authorize(ctx.access, 'admin', schedule.queue);
+  return schedule;
 }
 
 /**
@@ -301,5 +327,57 @@ export const MutationResolvers = {
         }
       },
     });
+  },
+  createSchedule(
+    _root: unknown,
+    args: {
+      name: string;
+      cron: string;
+      timezone?: string | null;
+      queue: string;
+      message: SendInputArgs;
+      catchUp?: CatchUp | null;
+      catchUpMax?: number | null;
+    },
+    ctx: GraphQLContext,
+  ): Promise<Schedule> {
+    // A schedule sends into its queue for as long as it lives: queue management, not a send.
+    authorize(ctx.access, 'admin', args.queue);
+    return ctx.engine.createSchedule({
+      name: args.name,
+      cron: args.cron,
+      timezone: args.timezone ?? undefined,
+      queue: args.queue,
+      message: toSendInput(args.message),
+      catchUp: args.catchUp ?? undefined,
+      catchUpMax: args.catchUpMax ?? undefined,
+    });
+  },
+
+  async pauseSchedule(
+    _root: unknown,
+    args: { name: string },
+    ctx: GraphQLContext,
+  ): Promise<Schedule> {
+    await authorizeSchedule(ctx, args.name);
+    return ctx.engine.pauseSchedule(args.name);
+  },
+
+  async resumeSchedule(
+    _root: unknown,
+    args: { name: string },
+    ctx: GraphQLContext,
+  ): Promise<Schedule> {
+    await authorizeSchedule(ctx, args.name);
+    return ctx.engine.resumeSchedule(args.name);
+  },
+
+  async deleteSchedule(
+    _root: unknown,
+    args: { name: string },
+    ctx: GraphQLContext,
+  ): Promise<boolean> {
+    if ((await authorizeSchedule(ctx, args.name, false)) === undefined) return false;
+    return ctx.engine.deleteSchedule(args.name);
   },
 };

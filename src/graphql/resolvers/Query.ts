@@ -1,4 +1,10 @@
-import type { Message, MessageState, MessageWithPosition, Queue } from '../../queue/index.ts';
+import type {
+  Message,
+  MessageState,
+  MessageWithPosition,
+  Queue,
+  Schedule,
+} from '../../queue/index.ts';
 import { authorize, mayAccess } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { withSharedStats } from './Queue.ts';
@@ -52,5 +58,17 @@ export const QueryResolvers = {
       first: args.first,
       after: args.after,
     });
+  },
+
+  /** Only the schedules of queues the token may read: the others are not listed. */
+  async schedules(
+    _root: unknown,
+    args: { queue?: string | null },
+    ctx: GraphQLContext,
+  ): Promise<Schedule[]> {
+    if (args.queue != null) authorize(ctx.access, 'read', args.queue);
+    return (await ctx.engine.listSchedules(args.queue ?? null)).filter((schedule) =>
+      mayAccess(ctx.access, 'read', schedule.queue),
+    );
   },
 };

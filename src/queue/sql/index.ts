@@ -9,6 +9,7 @@ export * from './health.ts';
 export * from './leader.ts';
 export * from './message.ts';
 export * from './queue.ts';
+export * from './schedule.ts';
 export * from './topic-binding.ts';
 export * from './waiting-consumer.ts';
 export type { StatementClient } from '../../db/statement.ts';
