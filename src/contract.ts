@@ -29,6 +29,19 @@ export interface QueueConfig {
    * 100,000); null: no cap.
    */
   maxInFlight: number | null;
+  /**
+   * Most deliveries of the queue per period, across every consumer and instance: a token
+   * bucket of `count` tokens refilled at count / perSeconds per second; null: no limit.
+   */
+  rateLimit: RateLimit | null;
+}
+
+/** A rate limit: at most `count` deliveries per `perSeconds` seconds, bursts up to `count`. */
+export interface RateLimit {
+  /** 1 to 1,000,000. */
+  count: number;
+  /** 0.001 to 86,400. */
+  perSeconds: number;
 }
 
 /**

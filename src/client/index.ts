@@ -19,6 +19,7 @@ export type { RetryOptions } from './retry.ts';
 export type { HoldlineClient } from './holdline-client.ts';
 export type {
   CatchUp,
+  RateLimit,
   Schedule,
   ScheduleInput,
   ScheduledMessage,

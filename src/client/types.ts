@@ -6,6 +6,7 @@ import type {
   SendInput,
   WaitingReason,
   CatchUp,
+  RateLimit,
   Schedule,
   ScheduleInput,
   ScheduledMessage,
@@ -13,6 +14,7 @@ import type {
 
 export type {
   CatchUp,
+  RateLimit,
   MessageState,
   QueueConfig,
   QueueStats,

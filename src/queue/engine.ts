@@ -39,7 +39,13 @@ import type { ReceiveParams } from './receive.ts';
 import { redrive } from './redrive.ts';
 import { publish, send, sendBatch } from './send.ts';
 import { DatabasePing } from './sql/index.ts';
-import { allQueueStats, getMessage, queueStats, waitingCounts } from './stats.ts';
+import {
+  allQueueStats,
+  getMessage,
+  queueStats,
+  rateLimitNextTokenMs,
+  waitingCounts,
+} from './stats.ts';
 import { bindQueue, listBindings, unbindQueue } from './topics.ts';
 import type {
   Delivery,
@@ -177,12 +183,15 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   private readonly acks: Coalescer<PendingAck, AckedMessage | undefined>;
   private readonly sends: Coalescer<PendingSend, Message>;
   /**
-   * Queues with a concurrency cap (maxInFlight) that consumers of this process wait on, as
-   * last read when one started waiting or when this engine configured the queue. An ack here
-   * of such a queue's message frees a slot, so it wakes one waiter at once; acks made through
-   * other instances reach this process's waiters by the poll interval.
+   * Flow limits of the queues that consumers of this process wait on, as last read when one
+   * started waiting or when this engine configured the queue. On a capped queue (maxInFlight)
+   * an ack here frees a slot, so it wakes one waiter at once (acks made through other
+   * instances reach this process's waiters by the poll interval); on a rate-limited one a
+   * short receive sets a timer for the bucket's next token, which wakes one waiter.
    */
-  private readonly cappedQueues = new Set<string>();
+  private readonly limits = new Map<string, { capped: boolean; rateLimited: boolean }>();
+  /** The pending next-token timer of each rate-limited queue, one at most per queue. */
+  private readonly refillTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(options: QueueEngineOptions) {
     super();
@@ -224,6 +233,8 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /** Stops leasing: waits end, later receives return nothing. Safe to call twice. */
   async stop(): Promise<void> {
     this.closing.abort();
+    for (const timer of this.refillTimers.values()) clearTimeout(timer);
+    this.refillTimers.clear();
     await this.wakeups.stop();
     await this.meter.stop();
   }
@@ -286,13 +297,15 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   }
   async configureQueue(name: string, config: Partial<QueueConfig>): Promise<Queue> {
     const queue = await configureQueue(this.db, { name, config });
-    this.noteCap(queue);
-    // A raised or removed cap may let waiting consumers lease now.
-    if (config.maxInFlight !== undefined) this.wakeups.wake(name);
+    this.noteLimits(queue);
+    // A raised or removed cap or limit may let waiting consumers lease now.
+    if (config.maxInFlight !== undefined || config.rateLimit !== undefined) {
+      this.wakeups.wake(name);
+    }
     return queue;
   }
   deleteQueue(name: string): Promise<boolean> {
-    this.cappedQueues.delete(name);
+    this.limits.delete(name);
     return deleteQueue(this.db, { name });
   }
   pauseQueue(name: string): Promise<Queue> {
@@ -464,7 +477,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       // Off the hot path: only a consumer that found nothing gets here.
       getQueue(this.db, { name: queue }).then(
         (found) => {
-          if (found !== undefined) this.noteCap(found);
+          if (found !== undefined) this.noteLimits(found);
         },
         // The waiter still works without it, by polling.
         () => undefined,
@@ -562,6 +575,9 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   private async receiveNow(params: ReceiveParams): Promise<Delivery[]> {
     if (this.stopping) throw new QueueError('UNAVAILABLE', 'the service is shutting down');
     const deliveries = await receive(this.db, params);
+    if (deliveries.length < (params.max ?? 1) && this.limits.get(params.queue)?.rateLimited) {
+      void this.wakeAtNextToken(params.queue);
+    }
     if (deliveries.length > 0) {
       this.meter.record(params.queue, deliveries.length);
       this.emit('delivered', params.queue, deliveries.length);
@@ -613,15 +629,37 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     return Promise.allSettled(pending.map(sendAlone));
   }
 
-  /** Remembers whether a queue has a concurrency cap, for {@link slotFreed}. */
-  private noteCap(queue: Queue): void {
-    if (queue.config.maxInFlight === null) this.cappedQueues.delete(queue.name);
-    else this.cappedQueues.add(queue.name);
+  /** Remembers a queue's flow limits, for {@link slotFreed} and {@link wakeAtNextToken}. */
+  private noteLimits(queue: Queue): void {
+    const capped = queue.config.maxInFlight !== null;
+    const rateLimited = queue.config.rateLimit !== null;
+    if (capped || rateLimited) this.limits.set(queue.name, { capped, rateLimited });
+    else this.limits.delete(queue.name);
   }
 
   /** A lease of `queue` ended here: on a capped queue, one waiter here may take the slot. */
   private slotFreed(queue: string): void {
-    if (this.cappedQueues.has(queue)) this.wakeups.wakeOne(queue);
+    if (this.limits.get(queue)?.capped === true) this.wakeups.wakeOne(queue);
+  }
+
+  /**
+   * After a receive of a rate-limited queue got less than it asked for: wakes one waiter
+   * here when the bucket's next token is due (a timer, not a poll), unless a timer is set.
+   */
+  private async wakeAtNextToken(queue: string): Promise<void> {
+    if (this.refillTimers.has(queue) || this.stopping) return;
+    const delayMs = await rateLimitNextTokenMs(this.db, { queue }).catch(() => undefined);
+    // A whole token there now: the bucket did not cut this receive short (the queue did, by
+    // having nothing more deliverable), and a timer would only make an empty receive.
+    if (delayMs === undefined || delayMs <= 0 || this.refillTimers.has(queue) || this.stopping) {
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.refillTimers.delete(queue);
+      this.wakeups.wakeOne(queue);
+    }, delayMs);
+    timer.unref();
+    this.refillTimers.set(queue, timer);
   }
 
   /** After a committed send: wake this process's waiters on the queue, and tell listeners. */

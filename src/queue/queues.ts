@@ -38,6 +38,7 @@ export const QUEUE_CONFIG_DEFAULTS: QueueConfig = {
   retentionSeconds: 1_209_600,
   maxPayloadBytes: 1_048_576,
   maxInFlight: null,
+  rateLimit: null,
 };
 
 function toQueue(row: QueueRow): Queue {
@@ -54,6 +55,10 @@ function toQueue(row: QueueRow): Queue {
       retentionSeconds: row.retention_seconds,
       maxPayloadBytes: row.max_payload_bytes,
       maxInFlight: row.max_in_flight,
+      rateLimit:
+        row.rate_limit_count === null || row.rate_limit_per_seconds === null
+          ? null
+          : { count: row.rate_limit_count, perSeconds: row.rate_limit_per_seconds },
     },
   };
 }
@@ -100,6 +105,8 @@ export async function createQueue(
       full.deadLetterQueue,
       ...numericSettings(full),
       full.maxInFlight,
+      full.rateLimit?.count ?? null,
+      full.rateLimit?.perSeconds ?? null,
     ]),
   );
   const row = rows[0];
@@ -120,7 +127,13 @@ export async function configureQueue(
   const settings = numericSettings(config);
   const setDeadLetterQueue = config.deadLetterQueue !== undefined;
   const setMaxInFlight = config.maxInFlight !== undefined;
-  if (!setDeadLetterQueue && !setMaxInFlight && settings.every((value) => value === null)) {
+  const setRateLimit = config.rateLimit !== undefined;
+  if (
+    !setDeadLetterQueue &&
+    !setMaxInFlight &&
+    !setRateLimit &&
+    settings.every((value) => value === null)
+  ) {
     return current;
   }
   const { rows } = await translated(() =>
@@ -131,6 +144,9 @@ export async function configureQueue(
       ...settings,
       setMaxInFlight,
       config.maxInFlight ?? null,
+      setRateLimit,
+      config.rateLimit?.count ?? null,
+      config.rateLimit?.perSeconds ?? null,
     ]),
   );
   const row = rows[0];

@@ -5,6 +5,7 @@ import {
   MessageGetWithPosition,
   QueueStatsGet,
   QueueStatsList,
+  QueueRateLimitNextToken,
   QueueWaitingGet,
 } from './sql/index.ts';
 import type { Message, QueueStats, WaitingCounts, WaitingReason } from './types.ts';
@@ -123,4 +124,16 @@ export async function waitingCounts(
     leased: Number(row.leased),
     maxInFlight: row.max_in_flight,
   };
+}
+
+/**
+ * Milliseconds until a rate-limited queue's bucket holds its next whole token (0: it holds
+ * one now), or undefined when the queue has no rate limit (or does not exist).
+ */
+export async function rateLimitNextTokenMs(
+  db: Executor,
+  params: { queue: string },
+): Promise<number | undefined> {
+  const { rows } = await translated(() => QueueRateLimitNextToken.run(db, [params.queue]));
+  return rows[0]?.delay_ms;
 }

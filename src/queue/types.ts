@@ -9,6 +9,7 @@ export type {
   WaitingCounts,
   WaitingReason,
   CatchUp,
+  RateLimit,
   Schedule,
   ScheduleInput,
   ScheduledMessage,

@@ -122,6 +122,11 @@ export function validateSendInput(input: SendInput, index?: number): Date | null
 /** Highest concurrency cap a queue may have (maxInFlight); the same CHECK in migrations/0020. */
 export const MAX_IN_FLIGHT_LIMIT = 100_000;
 
+/** Bounds of a queue's rate limit (rateLimit); the same CHECKs in migrations/0023. */
+export const RATE_LIMIT_COUNT_LIMIT = 1_000_000;
+export const RATE_LIMIT_PER_SECONDS_MIN = 0.001;
+export const RATE_LIMIT_PER_SECONDS_MAX = 86_400;
+
 /** Limits of each queue setting; the same bounds as the CHECKs in migrations/. */
 export const QUEUE_CONFIG_BOUNDS = {
   visibilityTimeoutSeconds: { min: 1, max: LEASE_MAX_SECONDS, integer: true },
@@ -151,6 +156,16 @@ export function validateQueueConfig(
   }
   if (config.maxInFlight !== undefined && config.maxInFlight !== null) {
     validateInteger(config.maxInFlight, 'maxInFlight', 1, MAX_IN_FLIGHT_LIMIT);
+  }
+  if (config.rateLimit !== undefined && config.rateLimit !== null) {
+    if (typeof config.rateLimit !== 'object') throw badInput('rateLimit must be an object');
+    validateInteger(config.rateLimit.count, 'rateLimit.count', 1, RATE_LIMIT_COUNT_LIMIT);
+    validateNumber(
+      config.rateLimit.perSeconds,
+      'rateLimit.perSeconds',
+      RATE_LIMIT_PER_SECONDS_MIN,
+      RATE_LIMIT_PER_SECONDS_MAX,
+    );
   }
   if (config.deadLetterQueue !== undefined && config.deadLetterQueue !== null) {
     validateQueueName(config.deadLetterQueue, 'deadLetterQueue');

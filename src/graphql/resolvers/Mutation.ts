@@ -22,6 +22,7 @@ interface QueueConfigInput {
   retentionSeconds?: number | null;
   maxPayloadBytes?: number | null;
   maxInFlight?: number | null;
+  rateLimit?: { count: number; perSeconds: number } | null;
 }
 
 /** GraphQL input SendInput; payload and headers are whatever JSON the client sent. */
@@ -47,8 +48,8 @@ const NUMERIC_SETTINGS = [
 
 /**
  * Maps QueueConfigInput to the engine's settings. A field left out is not passed (default
- * or unchanged); null is refused except for deadLetterQueue and maxInFlight, where it means
- * "none" (no dead-letter queue, no cap). Ranges
+ * or unchanged); null is refused except for deadLetterQueue, maxInFlight and rateLimit, where
+ * it means "none" (no dead-letter queue, no cap, no limit). Ranges
  * are the engine's to check.
  */
 function toQueueConfig(input: QueueConfigInput | null | undefined): Partial<QueueConfig> {
@@ -66,6 +67,7 @@ function toQueueConfig(input: QueueConfigInput | null | undefined): Partial<Queu
   }
   if (input.deadLetterQueue !== undefined) config.deadLetterQueue = input.deadLetterQueue;
   if (input.maxInFlight !== undefined) config.maxInFlight = input.maxInFlight;
+  if (input.rateLimit !== undefined) config.rateLimit = input.rateLimit;
   return config;
 }
 

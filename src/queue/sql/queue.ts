@@ -17,28 +17,36 @@ type ConfigParams = [
 ];
 
 /**
- * Inserts queue $1 with every setting given ($9: the concurrency cap, NULL for none); no row
- * when the name is taken.
+ * Inserts queue $1 with every setting given ($9: the concurrency cap, $10 and $11: the rate
+ * limit, NULL for none); no row when the name is taken.
  */
 export const QueueInsert = new Statement<
   QueueRow,
-  [name: string, deadLetterQueue: string | null, ...ConfigParams, maxInFlight: number | null]
+  [
+    name: string,
+    deadLetterQueue: string | null,
+    ...ConfigParams,
+    maxInFlight: number | null,
+    rateLimitCount: number | null,
+    rateLimitPerSeconds: number | null,
+  ]
 >(
   'QueueInsert',
   `
   INSERT INTO holdline.queues (name, dead_letter_queue, visibility_timeout_seconds,
                                max_attempts, backoff_initial_seconds, backoff_max_seconds,
-                               retention_seconds, max_payload_bytes, max_in_flight)
+                               retention_seconds, max_payload_bytes, max_in_flight,
+                               rate_limit_count, rate_limit_per_seconds)
   VALUES ($1, $2, $3::integer, $4::integer, $5::double precision, $6::double precision,
-          $7::integer, $8::integer, $9::integer)
+          $7::integer, $8::integer, $9::integer, $10::integer, $11::double precision)
   ON CONFLICT (name) DO NOTHING
   RETURNING *`,
 );
 
 /**
  * Changes the settings of queue $1 that are given (NULL keeps a setting; the dead-letter
- * queue and the concurrency cap, which may be set to NULL, are changed only when $2, resp.
- * $10, is true). No row: no such queue. The next receive sees the change.
+ * queue, the concurrency cap and the rate limit, which may be set to NULL, are changed only
+ * when $2, $10, resp. $12, is true). No row: no such queue. The next receive sees the change.
  */
 export const QueueUpdateConfig = new Statement<
   QueueRow,
@@ -49,6 +57,9 @@ export const QueueUpdateConfig = new Statement<
     ...ConfigParams,
     setMaxInFlight: boolean,
     maxInFlight: number | null,
+    setRateLimit: boolean,
+    rateLimitCount: number | null,
+    rateLimitPerSeconds: number | null,
   ]
 >(
   'QueueUpdateConfig',
@@ -62,6 +73,9 @@ export const QueueUpdateConfig = new Statement<
       retention_seconds = coalesce($8::integer, retention_seconds),
       max_payload_bytes = coalesce($9::integer, max_payload_bytes),
       max_in_flight = CASE WHEN $10::boolean THEN $11::integer ELSE max_in_flight END,
+      rate_limit_count = CASE WHEN $12::boolean THEN $13::integer ELSE rate_limit_count END,
+      rate_limit_per_seconds = CASE WHEN $12::boolean THEN $14::double precision
+                                    ELSE rate_limit_per_seconds END,
       updated_at = now()
   WHERE name = $1
   RETURNING *`,
@@ -122,6 +136,18 @@ export const QueueStatsGet = new Statement<QueueStatsView, [queue: string]>(
 export const QueueWaitingGet = new Statement<QueueWaitingView, [queue: string]>(
   'QueueWaitingGet',
   `SELECT * FROM holdline.queue_waiting WHERE queue = $1`,
+);
+
+/**
+ * Milliseconds from now until queue $1's rate limit has its next whole token (0: one is there
+ * now), by the wall clock (holdline.rate_limit_tokens, 0023); no row without a rate limit.
+ */
+export const QueueRateLimitNextToken = new Statement<{ delay_ms: number }, [queue: string]>(
+  'QueueRateLimitNextToken',
+  `
+  SELECT greatest(0, extract(epoch FROM r.next_token_at - clock_timestamp()) * 1000)::float8
+           AS delay_ms
+  FROM holdline.rate_limit_tokens($1) r`,
 );
 
 /** Counts of every queue by state, by name. */

@@ -31,6 +31,9 @@ export interface QueuesTable {
   max_payload_bytes: Generated<number>;
   /** NULL: no concurrency cap. */
   max_in_flight: number | null;
+  /** Both NULL: no rate limit. */
+  rate_limit_count: number | null;
+  rate_limit_per_seconds: number | null;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
