@@ -47,9 +47,16 @@ export class CronSchedule {
     }
   }
 
-  /** The first tick strictly after `after`, or null when the expression has none left. */
+  /**
+   * The first tick strictly after `after`, or null when the expression has none left (croner
+   * gives up on a date that never comes, such as February 30th, by throwing or by null).
+   */
   nextAfter(after: Date): Date | null {
-    return this.job.nextRun(after);
+    try {
+      return this.job.nextRun(after);
+    } catch {
+      return null;
+    }
   }
 
   /**
