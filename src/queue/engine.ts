@@ -43,7 +43,7 @@ import {
   allQueueStats,
   getMessage,
   queueStats,
-  rateLimitNextTokenMs,
+  rateLimitNextToken,
   waitingCounts,
 } from './stats.ts';
 import { bindQueue, listBindings, unbindQueue } from './topics.ts';
@@ -192,6 +192,8 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   private readonly limits = new Map<string, { capped: boolean; rateLimited: boolean }>();
   /** The pending next-token timer of each rate-limited queue, one at most per queue. */
   private readonly refillTimers = new Map<string, NodeJS.Timeout>();
+  /** The bucket charge each queue's last next-token timer was set for (see wakeAtNextToken). */
+  private readonly refillTimedCharges = new Map<string, string>();
 
   constructor(options: QueueEngineOptions) {
     super();
@@ -306,6 +308,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   }
   deleteQueue(name: string): Promise<boolean> {
     this.limits.delete(name);
+    this.refillTimedCharges.delete(name);
     return deleteQueue(this.db, { name });
   }
   pauseQueue(name: string): Promise<Queue> {
@@ -645,19 +648,25 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /**
    * After a receive of a rate-limited queue got less than it asked for: wakes one waiter
    * here when the bucket's next token is due (a timer, not a poll), unless a timer is set.
+   * One timer per bucket charge: a receive cut short by an empty queue, not by the bucket,
+   * finds the same charge again and sets no second timer, so an idle queue is not polled.
    */
   private async wakeAtNextToken(queue: string): Promise<void> {
     if (this.refillTimers.has(queue) || this.stopping) return;
-    const delayMs = await rateLimitNextTokenMs(this.db, { queue }).catch(() => undefined);
-    // A whole token there now: the bucket did not cut this receive short (the queue did, by
-    // having nothing more deliverable), and a timer would only make an empty receive.
-    if (delayMs === undefined || delayMs <= 0 || this.refillTimers.has(queue) || this.stopping) {
+    const next = await rateLimitNextToken(this.db, { queue }).catch(() => undefined);
+    if (
+      next === undefined ||
+      this.refillTimedCharges.get(queue) === next.chargedAt ||
+      this.refillTimers.has(queue) ||
+      this.stopping
+    ) {
       return;
     }
+    this.refillTimedCharges.set(queue, next.chargedAt);
     const timer = setTimeout(() => {
       this.refillTimers.delete(queue);
       this.wakeups.wakeOne(queue);
-    }, delayMs);
+    }, next.delayMs);
     timer.unref();
     this.refillTimers.set(queue, timer);
   }

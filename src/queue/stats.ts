@@ -127,13 +127,15 @@ export async function waitingCounts(
 }
 
 /**
- * Milliseconds until a rate-limited queue's bucket holds its next whole token (0: it holds
- * one now), or undefined when the queue has no rate limit (or does not exist).
+ * When a rate-limited queue's bucket, as its last charge left it, has its next whole token:
+ * milliseconds from now (0: due already) and a key naming that charge. Undefined when the last
+ * charge left a whole token (so the bucket holds nothing back), or without a rate limit.
  */
-export async function rateLimitNextTokenMs(
+export async function rateLimitNextToken(
   db: Executor,
   params: { queue: string },
-): Promise<number | undefined> {
+): Promise<{ delayMs: number; chargedAt: string } | undefined> {
   const { rows } = await translated(() => QueueRateLimitNextToken.run(db, [params.queue]));
-  return rows[0]?.delay_ms;
+  const row = rows[0];
+  return row === undefined ? undefined : { delayMs: row.delay_ms, chargedAt: row.charged_at };
 }

@@ -76,10 +76,12 @@ describe('rateLimit under eager consumers', () => {
       consumers: 8,
       max: 10,
     });
-    // The bucket starts full (COUNT), then refills at COUNT per second.
-    const expected = COUNT * SECONDS;
+    // The bucket starts full (COUNT), then refills at COUNT per second from the first
+    // delivery (the consumers' first connections take a moment).
+    const expected = COUNT * (SECONDS - run.deliveredAtMs[0]! / 1000);
     const beyondBurst = run.deliveredAtMs.length - COUNT;
-    expect(beyondBurst).toBeLessThanOrEqual(expected);
+    // Never more than the refill of the whole run; nearly all of it from the first delivery.
+    expect(beyondBurst).toBeLessThanOrEqual(COUNT * SECONDS);
     expect(beyondBurst).toBeGreaterThanOrEqual(expected * 0.95);
     // The token bucket's bound: in any second, at most a full bucket plus a second of refill.
     expect(busiestWindow(run.deliveredAtMs, 1000)).toBeLessThanOrEqual(2 * COUNT);

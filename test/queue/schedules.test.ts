@@ -3,7 +3,7 @@
  * concurrent passes, catchUp, pause and resume, and DST in two time zones.
  */
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createDatabase, createPool } from '../../src/db/pool.ts';
 import {
   createSchedule,
@@ -24,6 +24,10 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await t.drop();
+});
+// Each test moves the clock its own way: another test's schedules would be due on it.
+beforeEach(async () => {
+  await sql`DELETE FROM holdline.schedules`.execute(t.db);
 });
 
 /** The ticks a schedule's messages were sent for, in id order, as ISO strings. */

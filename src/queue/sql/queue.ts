@@ -139,15 +139,27 @@ export const QueueWaitingGet = new Statement<QueueWaitingView, [queue: string]>(
 );
 
 /**
- * Milliseconds from now until queue $1's rate limit has its next whole token (0: one is there
- * now), by the wall clock (holdline.rate_limit_tokens, 0023); no row without a rate limit.
+ * When queue $1's rate limit, as its last charge left it, has its next whole token: the
+ * milliseconds from now (0: due already) and the charge it follows (its refilled_at, as text,
+ * which names that bucket state). No row when that charge left a whole token or more (the
+ * bucket did not hold back the receive that made it), when the bucket was never charged, or
+ * without a rate limit. Judged from the charge, not from now, so that a token arriving
+ * between a receive and this read still gets its wake-up.
  */
-export const QueueRateLimitNextToken = new Statement<{ delay_ms: number }, [queue: string]>(
+export const QueueRateLimitNextToken = new Statement<
+  { delay_ms: number; charged_at: string },
+  [queue: string]
+>(
   'QueueRateLimitNextToken',
   `
-  SELECT greatest(0, extract(epoch FROM r.next_token_at - clock_timestamp()) * 1000)::float8
-           AS delay_ms
-  FROM holdline.rate_limit_tokens($1) r`,
+  SELECT greatest(0, extract(epoch FROM
+           b.refilled_at + make_interval(
+             secs => (1 - b.tokens) * q.rate_limit_per_seconds / q.rate_limit_count)
+           - clock_timestamp()) * 1000)::float8 AS delay_ms,
+         b.refilled_at::text AS charged_at
+  FROM holdline.queues q
+  JOIN holdline.rate_limit_buckets b ON b.queue = q.name
+  WHERE q.name = $1 AND q.rate_limit_count IS NOT NULL AND b.tokens < 1`,
 );
 
 /** Counts of every queue by state, by name. */
