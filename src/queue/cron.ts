@@ -38,7 +38,9 @@ export class CronSchedule {
       timezone.length > TIMEZONE_MAX_LENGTH ||
       !isKnownTimeZone(timezone)
     ) {
-      throw badInput(`timezone must be an IANA time zone such as "Europe/Berlin"; got "${timezone}"`);
+      throw badInput(
+        `timezone must be an IANA time zone such as "Europe/Berlin"; got "${timezone}"`,
+      );
     }
     try {
       this.job = new Cron(cron, { timezone, mode: '5-or-6-parts' });
@@ -75,7 +77,9 @@ export class CronSchedule {
     const windowStart = new Date(now.getTime() - ON_TIME_WINDOW_MS);
     const onTime: Date[] = [];
     let tick: Date | null =
-      dueAt.getTime() >= windowStart.getTime() ? dueAt : this.nextAfter(new Date(windowStart.getTime() - 1));
+      dueAt.getTime() >= windowStart.getTime()
+        ? dueAt
+        : this.nextAfter(new Date(windowStart.getTime() - 1));
     while (tick !== null && tick.getTime() <= now.getTime()) {
       if (tick.getTime() >= dueAt.getTime()) onTime.push(tick);
       tick = this.nextAfter(tick);

@@ -158,9 +158,7 @@ export async function resumeSchedule(
   const current = await getSchedule(db, params);
   if (current === undefined) throw scheduleNotFound(params.name);
   const next = new CronSchedule(current.cron, current.timezone).nextAfter(params.now ?? new Date());
-  const { rows } = await translated(() =>
-    ScheduleResume.run(db, [current.name, next ?? NEVER]),
-  );
+  const { rows } = await translated(() => ScheduleResume.run(db, [current.name, next ?? NEVER]));
   if (rows[0] === undefined) throw scheduleNotFound(current.name);
   return toSchedule(rows[0]);
 }

@@ -58,13 +58,13 @@ export function createMetrics(engine: QueueEngine, reaper: Reaper | undefined): 
   // Flow limits, read from the queues' settings at scrape time; only queues that have one.
   const rateLimit = new Gauge({
     name: 'holdline_queue_rate_limit_per_second',
-    help: 'Deliveries per second a queue\'s rate limit allows (rateLimit count / perSeconds).',
+    help: "Deliveries per second a queue's rate limit allows (rateLimit count / perSeconds).",
     labelNames: ['queue'] as const,
     registers: [],
   });
   const maxInFlight = new Gauge({
     name: 'holdline_queue_max_in_flight',
-    help: 'A queue\'s concurrency cap (maxInFlight): most messages leased at once.',
+    help: "A queue's concurrency cap (maxInFlight): most messages leased at once.",
     labelNames: ['queue'] as const,
     registers: [registry],
     async collect() {

@@ -167,7 +167,12 @@ export function defineClientSuite(target: () => SuiteTarget): void {
       expect((await client.pauseSchedule('client-hourly')).paused).toBe(true);
       expect((await client.resumeSchedule('client-hourly')).paused).toBe(false);
       await expectCode(
-        client.createSchedule({ name: 'client-hourly', cron: '0 * * * *', queue, message: { payload: 1 } }),
+        client.createSchedule({
+          name: 'client-hourly',
+          cron: '0 * * * *',
+          queue,
+          message: { payload: 1 },
+        }),
         'SCHEDULE_EXISTS',
       );
       await expectCode(client.pauseSchedule('client-nobody'), 'SCHEDULE_NOT_FOUND');

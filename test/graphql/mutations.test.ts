@@ -608,17 +608,22 @@ describe('schedules', () => {
       `mutation { resumeSchedule(name: "m-nightly") { paused } }`,
     );
     expect(resumed.resumeSchedule.paused).toBe(false);
-    expect(
-      await api.ok(`mutation { deleteSchedule(name: "m-nightly") }`),
-    ).toEqual({ deleteSchedule: true });
-    expect(
-      await api.ok(`mutation { deleteSchedule(name: "m-nightly") }`),
-    ).toEqual({ deleteSchedule: false });
+    expect(await api.ok(`mutation { deleteSchedule(name: "m-nightly") }`)).toEqual({
+      deleteSchedule: true,
+    });
+    expect(await api.ok(`mutation { deleteSchedule(name: "m-nightly") }`)).toEqual({
+      deleteSchedule: false,
+    });
   });
 
   it('refuses bad input, a missing queue, a taken name and a missing schedule, changing nothing', async () => {
     await createQueue('m-sched-bad');
-    const base = { name: 'm-bad-sched', cron: '0 * * * *', queue: 'm-sched-bad', message: { payload: 1 } };
+    const base = {
+      name: 'm-bad-sched',
+      cron: '0 * * * *',
+      queue: 'm-sched-bad',
+      message: { payload: 1 },
+    };
     await expectRefused('BAD_USER_INPUT', CREATE_SCHEDULE, { ...base, cron: 'soon' });
     await expectRefused('BAD_USER_INPUT', CREATE_SCHEDULE, { ...base, cron: '0 0 30 2 *' });
     await expectRefused('BAD_USER_INPUT', CREATE_SCHEDULE, { ...base, timezone: 'Nowhere/City' });
@@ -630,6 +635,9 @@ describe('schedules', () => {
     await expectRefused('QUEUE_NOT_FOUND', CREATE_SCHEDULE, { ...base, queue: 'm-sched-nobody' });
     await api.ok(CREATE_SCHEDULE, base);
     await expectRefused('SCHEDULE_EXISTS', CREATE_SCHEDULE, base);
-    await expectRefused('SCHEDULE_NOT_FOUND', `mutation { pauseSchedule(name: "m-nobody") { name } }`);
+    await expectRefused(
+      'SCHEDULE_NOT_FOUND',
+      `mutation { pauseSchedule(name: "m-nobody") { name } }`,
+    );
   });
 });

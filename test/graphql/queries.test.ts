@@ -135,7 +135,7 @@ describe('Query.message', () => {
     ]);
   });
 
-  it('says why a message waits, and counts a queue\'s waiting messages by reason', async () => {
+  it("says why a message waits, and counts a queue's waiting messages by reason", async () => {
     await createQueue('q-why', { maxInFlight: 1 });
     await send('q-why', { payload: 'first' });
     const second = await send('q-why', { payload: 'second' });

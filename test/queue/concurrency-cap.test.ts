@@ -206,7 +206,12 @@ describe('maxInFlight wake-ups', () => {
     await sendMessages(t.db, queue, 2);
     const listener = new Listener({ connectionString: t.url, channel: WAKEUP_CHANNEL, logger });
     await listener.start();
-    const engine = new QueueEngine({ db: t.db, listener, logger, pollIntervalMs: POLL_INTERVAL_MS });
+    const engine = new QueueEngine({
+      db: t.db,
+      listener,
+      logger,
+      pollIntervalMs: POLL_INTERVAL_MS,
+    });
     engine.start();
     try {
       const [held] = await engine.receive({ queue });

@@ -157,7 +157,10 @@ describe('catchUp after a gap with nothing running', () => {
 
   it('NONE skips the missed ticks and goes on from the next one', async () => {
     await makeQueue(t.db, 'sched-none');
-    await create({ name: 'none', cron: '* * * * *', queue: 'sched-none', catchUp: 'NONE' }, CREATED);
+    await create(
+      { name: 'none', cron: '* * * * *', queue: 'sched-none', catchUp: 'NONE' },
+      CREATED,
+    );
     await fireAt([at(BACK), at('2026-06-01T13:01:01Z')]);
     expect(await sentTicks(t.db, 'none')).toEqual(['2026-06-01T13:01:00.000Z']);
   });

@@ -35,7 +35,11 @@ export const MessageResolvers = {
   ): Promise<WaitingReason | null> {
     return (await placeInLine(message, ctx))?.waitingReason ?? null;
   },
-  async nextEligibleAt(message: Message, _args: unknown, ctx: GraphQLContext): Promise<Date | null> {
+  async nextEligibleAt(
+    message: Message,
+    _args: unknown,
+    ctx: GraphQLContext,
+  ): Promise<Date | null> {
     return (await placeInLine(message, ctx))?.nextEligibleAt ?? null;
   },
   async position(message: Message, _args: unknown, ctx: GraphQLContext): Promise<number | null> {
