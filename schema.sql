@@ -302,6 +302,7 @@ DECLARE
   v_clock timestamptz;
   v_tokens double precision;
   v_leased integer;
+  v_group_max integer;
 BEGIN
   -- Bounds as in src/queue/validation.ts. Unchecked, NULL would mean no LIMIT (lease the whole
   -- queue) and a timeout below 1 would write leases that have already expired.
@@ -343,6 +344,7 @@ BEGIN
   IF v_queue.paused OR v_max <= 0 THEN
     RETURN;
   END IF;
+  v_group_max := v_queue.group_max_in_flight;
   v_lease_token := gen_random_uuid();
   RETURN QUERY
   WITH deliverable AS (
@@ -351,9 +353,17 @@ BEGIN
     WHERE m.queue = p_queue
       AND m.lease_token IS NULL
       AND m.run_at <= v_now
-      AND (m.group_key IS NULL OR NOT EXISTS (
-            SELECT 1 FROM holdline.messages earlier
-            WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key AND earlier.id < m.id))
+      AND (m.group_key IS NULL
+           OR (v_group_max IS NULL AND NOT EXISTS (
+                 SELECT 1 FROM holdline.messages earlier
+                 WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                   AND earlier.id < m.id))
+           OR (v_group_max IS NOT NULL AND (
+                 SELECT count(*) FROM (
+                   SELECT 1 FROM holdline.messages earlier
+                   WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                     AND earlier.id < m.id
+                   LIMIT v_group_max) ahead) < v_group_max))
     ORDER BY m.priority DESC, m.run_at, m.id
     LIMIT v_max
     FOR UPDATE SKIP LOCKED
@@ -782,9 +792,12 @@ CREATE FUNCTION holdline.waiting_reason(p_id bigint, p_now timestamp with time z
              WHEN m.run_at > c.now AND m.attempts > 0 THEN 'BACKING_OFF'
              WHEN m.run_at > c.now THEN 'DELAYED'
              WHEN q.paused THEN 'QUEUE_PAUSED'
-             WHEN m.group_key IS NOT NULL AND EXISTS (
-                    SELECT 1 FROM holdline.messages e
-                    WHERE e.queue = m.queue AND e.group_key = m.group_key AND e.id < m.id)
+             WHEN m.group_key IS NOT NULL AND (
+                    SELECT count(*) FROM (SELECT FROM holdline.messages e
+                                          WHERE e.queue = m.queue AND e.group_key = m.group_key
+                                            AND e.id < m.id
+                                          LIMIT coalesce(q.group_max_in_flight, 1)) ahead)
+                    >= coalesce(q.group_max_in_flight, 1)
                THEN 'GROUP_HEAD_IN_FLIGHT'
              WHEN q.max_in_flight IS NOT NULL AND (
                     SELECT count(*) FROM (SELECT FROM holdline.messages l
@@ -906,9 +919,11 @@ CREATE TABLE holdline.queues (
     max_in_flight integer,
     rate_limit_count integer,
     rate_limit_per_seconds double precision,
+    group_max_in_flight integer,
     CONSTRAINT queues_backoff_initial_seconds_check CHECK (((backoff_initial_seconds >= (0)::double precision) AND (backoff_initial_seconds <= (86400)::double precision))),
     CONSTRAINT queues_check CHECK (((dead_letter_queue ~ '^[A-Za-z0-9_.-]{1,128}$'::text) AND (dead_letter_queue <> name))),
     CONSTRAINT queues_check1 CHECK (((backoff_max_seconds >= backoff_initial_seconds) AND (backoff_max_seconds <= ((86400 * 7))::double precision))),
+    CONSTRAINT queues_group_max_in_flight_check CHECK (((group_max_in_flight >= 1) AND (group_max_in_flight <= 10000))),
     CONSTRAINT queues_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT queues_max_in_flight_check CHECK (((max_in_flight >= 1) AND (max_in_flight <= 100000))),
     CONSTRAINT queues_max_payload_bytes_check CHECK (((max_payload_bytes >= 1) AND (max_payload_bytes <= 268435456))),
@@ -944,6 +959,7 @@ CREATE VIEW holdline.queue_waiting AS
          SELECT q.name,
             q.paused,
             q.max_in_flight,
+            q.group_max_in_flight,
             ( SELECT count(*) AS count
                    FROM holdline.messages l
                   WHERE ((l.queue = q.name) AND (l.lease_token IS NOT NULL))) AS leased,
@@ -956,9 +972,11 @@ CREATE VIEW holdline.queue_waiting AS
                     WHEN ((m.run_at > now()) AND (m.attempts > 0)) THEN 'BACKING_OFF'::text
                     WHEN (m.run_at > now()) THEN 'DELAYED'::text
                     WHEN p_1.paused THEN 'QUEUE_PAUSED'::text
-                    WHEN ((m.group_key IS NOT NULL) AND (EXISTS ( SELECT 1
-                       FROM holdline.messages e
-                      WHERE ((e.queue = m.queue) AND (e.group_key = m.group_key) AND (e.id < m.id))))) THEN 'GROUP_HEAD_IN_FLIGHT'::text
+                    WHEN ((m.group_key IS NOT NULL) AND (( SELECT count(*) AS count
+                       FROM ( SELECT
+                               FROM holdline.messages e
+                              WHERE ((e.queue = m.queue) AND (e.group_key = m.group_key) AND (e.id < m.id))
+                             LIMIT COALESCE(p_1.group_max_in_flight, 1)) ahead) >= COALESCE(p_1.group_max_in_flight, 1))) THEN 'GROUP_HEAD_IN_FLIGHT'::text
                     WHEN ((p_1.max_in_flight IS NOT NULL) AND (p_1.leased >= p_1.max_in_flight)) THEN 'CONCURRENCY_CAP'::text
                     WHEN p_1.rate_limited THEN 'RATE_LIMITED'::text
                     ELSE 'READY'::text

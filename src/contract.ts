@@ -34,6 +34,11 @@ export interface QueueConfig {
    * bucket of `count` tokens refilled at count / perSeconds per second; null: no limit.
    */
   rateLimit: RateLimit | null;
+  /**
+   * Most messages of one message group leased at once (1 to 10,000): the group's first N
+   * messages in send order may be in flight together. Null: one at a time, in send order.
+   */
+  groupMaxInFlight: number | null;
 }
 
 /** A rate limit: at most `count` deliveries per `perSeconds` seconds, bursts up to `count`. */

@@ -47,7 +47,8 @@ const MESSAGE_FIELDS = `id queue payload headers priority attempts state runAt c
 const DELIVERY_FIELDS = `receipt leaseExpiresAt message { ${MESSAGE_FIELDS} }`;
 const QUEUE_FIELDS = `name paused createdAt config {
   visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds backoffMaxSeconds
-  retentionSeconds maxPayloadBytes maxInFlight rateLimit { count perSeconds } }`;
+  retentionSeconds maxPayloadBytes maxInFlight rateLimit { count perSeconds }
+  groupMaxInFlight }`;
 const STATS_FIELDS = `queue ready delayed leased total oldestReadyAgeSeconds`;
 const SCHEDULE_FIELDS = `name cron timezone queue payload headers priority groupKey catchUp
   catchUpMax paused nextTickAt lastTickAt lastMessageId createdAt`;

@@ -39,6 +39,7 @@ export const QUEUE_CONFIG_DEFAULTS: QueueConfig = {
   maxPayloadBytes: 1_048_576,
   maxInFlight: null,
   rateLimit: null,
+  groupMaxInFlight: null,
 };
 
 function toQueue(row: QueueRow): Queue {
@@ -59,6 +60,7 @@ function toQueue(row: QueueRow): Queue {
         row.rate_limit_count === null || row.rate_limit_per_seconds === null
           ? null
           : { count: row.rate_limit_count, perSeconds: row.rate_limit_per_seconds },
+      groupMaxInFlight: row.group_max_in_flight,
     },
   };
 }
@@ -107,6 +109,7 @@ export async function createQueue(
       full.maxInFlight,
       full.rateLimit?.count ?? null,
       full.rateLimit?.perSeconds ?? null,
+      full.groupMaxInFlight,
     ]),
   );
   const row = rows[0];
@@ -128,10 +131,12 @@ export async function configureQueue(
   const setDeadLetterQueue = config.deadLetterQueue !== undefined;
   const setMaxInFlight = config.maxInFlight !== undefined;
   const setRateLimit = config.rateLimit !== undefined;
+  const setGroupMaxInFlight = config.groupMaxInFlight !== undefined;
   if (
     !setDeadLetterQueue &&
     !setMaxInFlight &&
     !setRateLimit &&
+    !setGroupMaxInFlight &&
     settings.every((value) => value === null)
   ) {
     return current;
@@ -147,6 +152,8 @@ export async function configureQueue(
       setRateLimit,
       config.rateLimit?.count ?? null,
       config.rateLimit?.perSeconds ?? null,
+      setGroupMaxInFlight,
+      config.groupMaxInFlight ?? null,
     ]),
   );
   const row = rows[0];

@@ -122,6 +122,9 @@ export function validateSendInput(input: SendInput, index?: number): Date | null
 /** Highest concurrency cap a queue may have (maxInFlight); the same CHECK in migrations/0020. */
 export const MAX_IN_FLIGHT_LIMIT = 100_000;
 
+/** Highest per-group cap (groupMaxInFlight); the same CHECK in migrations/0024. */
+export const GROUP_MAX_IN_FLIGHT_LIMIT = 10_000;
+
 /** Bounds of a queue's rate limit (rateLimit); the same CHECKs in migrations/0023. */
 export const RATE_LIMIT_COUNT_LIMIT = 1_000_000;
 export const RATE_LIMIT_PER_SECONDS_MIN = 0.001;
@@ -156,6 +159,9 @@ export function validateQueueConfig(
   }
   if (config.maxInFlight !== undefined && config.maxInFlight !== null) {
     validateInteger(config.maxInFlight, 'maxInFlight', 1, MAX_IN_FLIGHT_LIMIT);
+  }
+  if (config.groupMaxInFlight !== undefined && config.groupMaxInFlight !== null) {
+    validateInteger(config.groupMaxInFlight, 'groupMaxInFlight', 1, GROUP_MAX_IN_FLIGHT_LIMIT);
   }
   if (config.rateLimit !== undefined && config.rateLimit !== null) {
     if (typeof config.rateLimit !== 'object') throw badInput('rateLimit must be an object');

@@ -21,7 +21,7 @@ const CREATE = `mutation ($name: String!, $config: QueueConfigInput) {
     name paused
     config { visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds
              backoffMaxSeconds retentionSeconds maxPayloadBytes maxInFlight
-             rateLimit { count perSeconds } }
+             rateLimit { count perSeconds } groupMaxInFlight }
   }
 }`;
 const CONFIGURE = `mutation ($name: String!, $config: QueueConfigInput!) {
@@ -95,6 +95,7 @@ describe('createQueue', () => {
         maxPayloadBytes: 1_048_576,
         maxInFlight: null,
         rateLimit: null,
+        groupMaxInFlight: null,
       },
     });
   });
@@ -110,6 +111,7 @@ describe('createQueue', () => {
       maxPayloadBytes: 2048,
       maxInFlight: 7,
       rateLimit: { count: 10, perSeconds: 2 },
+      groupMaxInFlight: 3,
     };
     const data = await api.ok<{ createQueue: QueueJson }>(CREATE, { name: 'm-create-all', config });
     expect(data.createQueue.config).toEqual(config);

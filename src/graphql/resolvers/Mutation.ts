@@ -23,6 +23,7 @@ interface QueueConfigInput {
   maxPayloadBytes?: number | null;
   maxInFlight?: number | null;
   rateLimit?: { count: number; perSeconds: number } | null;
+  groupMaxInFlight?: number | null;
 }
 
 /** GraphQL input SendInput; payload and headers are whatever JSON the client sent. */
@@ -48,8 +49,9 @@ const NUMERIC_SETTINGS = [
 
 /**
  * Maps QueueConfigInput to the engine's settings. A field left out is not passed (default
- * or unchanged); null is refused except for deadLetterQueue, maxInFlight and rateLimit, where
- * it means "none" (no dead-letter queue, no cap, no limit). Ranges
+ * or unchanged); null is refused except for deadLetterQueue, maxInFlight, rateLimit and
+ * groupMaxInFlight, where it means "none" (no dead-letter queue, no cap, no limit, groups one
+ * at a time). Ranges
  * are the engine's to check.
  */
 function toQueueConfig(input: QueueConfigInput | null | undefined): Partial<QueueConfig> {
@@ -68,6 +70,7 @@ function toQueueConfig(input: QueueConfigInput | null | undefined): Partial<Queu
   if (input.deadLetterQueue !== undefined) config.deadLetterQueue = input.deadLetterQueue;
   if (input.maxInFlight !== undefined) config.maxInFlight = input.maxInFlight;
   if (input.rateLimit !== undefined) config.rateLimit = input.rateLimit;
+  if (input.groupMaxInFlight !== undefined) config.groupMaxInFlight = input.groupMaxInFlight;
   return config;
 }
 

@@ -18,7 +18,7 @@ type ConfigParams = [
 
 /**
  * Inserts queue $1 with every setting given ($9: the concurrency cap, $10 and $11: the rate
- * limit, NULL for none); no row when the name is taken.
+ * limit, $12: the per-group cap, NULL for none); no row when the name is taken.
  */
 export const QueueInsert = new Statement<
   QueueRow,
@@ -29,6 +29,7 @@ export const QueueInsert = new Statement<
     maxInFlight: number | null,
     rateLimitCount: number | null,
     rateLimitPerSeconds: number | null,
+    groupMaxInFlight: number | null,
   ]
 >(
   'QueueInsert',
@@ -36,17 +37,18 @@ export const QueueInsert = new Statement<
   INSERT INTO holdline.queues (name, dead_letter_queue, visibility_timeout_seconds,
                                max_attempts, backoff_initial_seconds, backoff_max_seconds,
                                retention_seconds, max_payload_bytes, max_in_flight,
-                               rate_limit_count, rate_limit_per_seconds)
+                               rate_limit_count, rate_limit_per_seconds, group_max_in_flight)
   VALUES ($1, $2, $3::integer, $4::integer, $5::double precision, $6::double precision,
-          $7::integer, $8::integer, $9::integer, $10::integer, $11::double precision)
+          $7::integer, $8::integer, $9::integer, $10::integer, $11::double precision,
+          $12::integer)
   ON CONFLICT (name) DO NOTHING
   RETURNING *`,
 );
 
 /**
  * Changes the settings of queue $1 that are given (NULL keeps a setting; the dead-letter
- * queue, the concurrency cap and the rate limit, which may be set to NULL, are changed only
- * when $2, $10, resp. $12, is true). No row: no such queue. The next receive sees the change.
+ * queue, the concurrency cap, the rate limit and the per-group cap, which may be set to NULL,
+ * are changed only when $2, $10, $12, resp. $15, is true). No row: no such queue. The next receive sees the change.
  */
 export const QueueUpdateConfig = new Statement<
   QueueRow,
@@ -60,6 +62,8 @@ export const QueueUpdateConfig = new Statement<
     setRateLimit: boolean,
     rateLimitCount: number | null,
     rateLimitPerSeconds: number | null,
+    setGroupMaxInFlight: boolean,
+    groupMaxInFlight: number | null,
   ]
 >(
   'QueueUpdateConfig',
@@ -76,6 +80,8 @@ export const QueueUpdateConfig = new Statement<
       rate_limit_count = CASE WHEN $12::boolean THEN $13::integer ELSE rate_limit_count END,
       rate_limit_per_seconds = CASE WHEN $12::boolean THEN $14::double precision
                                     ELSE rate_limit_per_seconds END,
+      group_max_in_flight = CASE WHEN $15::boolean THEN $16::integer
+                                 ELSE group_max_in_flight END,
       updated_at = now()
   WHERE name = $1
   RETURNING *`,

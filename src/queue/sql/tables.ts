@@ -34,6 +34,8 @@ export interface QueuesTable {
   /** Both NULL: no rate limit. */
   rate_limit_count: number | null;
   rate_limit_per_seconds: number | null;
+  /** NULL: a group delivers one message at a time, in send order. */
+  group_max_in_flight: number | null;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
