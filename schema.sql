@@ -377,6 +377,45 @@ END
 $$;
 
 --
+-- Name: fire_schedule(text, timestamp with time zone, timestamp with time zone[], timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.fire_schedule(p_name text, p_due_at timestamp with time zone, p_ticks timestamp with time zone[], p_next_tick_at timestamp with time zone) RETURNS TABLE(tick_at timestamp with time zone, message_id bigint)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_schedule holdline.schedules;
+  v_tick timestamptz;
+  v_id bigint;
+BEGIN
+  UPDATE holdline.schedules s
+  SET next_tick_at = p_next_tick_at, updated_at = now()
+  WHERE s.name = p_name AND s.next_tick_at = p_due_at AND NOT s.paused
+  RETURNING s.* INTO v_schedule;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  FOR v_tick IN SELECT t FROM unnest(p_ticks) AS t ORDER BY t LOOP
+    INSERT INTO holdline.schedule_ticks AS k (schedule, tick_at) VALUES (p_name, v_tick)
+    ON CONFLICT DO NOTHING;
+    CONTINUE WHEN NOT FOUND;
+    v_id := holdline.send_at(
+      v_schedule.queue, v_schedule.payload, NULL, v_schedule.priority, NULL,
+      v_schedule.group_key,
+      coalesce(v_schedule.headers, '{}'::jsonb)
+        || jsonb_build_object('holdline-schedule', p_name, 'holdline-tick', v_tick));
+    UPDATE holdline.schedule_ticks k SET message_id = v_id
+    WHERE k.schedule = p_name AND k.tick_at = v_tick;
+    UPDATE holdline.schedules s SET last_tick_at = v_tick, last_message_id = v_id
+    WHERE s.name = p_name;
+    tick_at := v_tick;
+    message_id := v_id;
+    RETURN NEXT;
+  END LOOP;
+END
+$$;
+
+--
 -- Name: nack(bigint, uuid, double precision, text, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
 --
 
@@ -425,6 +464,28 @@ END
 $_$;
 
 --
+-- Name: rate_limit_tokens(text, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.rate_limit_tokens(p_queue text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(tokens double precision, next_token_at timestamp with time zone)
+    LANGUAGE sql
+    AS $$
+  SELECT f.tokens,
+         CASE WHEN f.tokens >= 1 THEN f.now
+              ELSE f.now + make_interval(secs => (1 - f.tokens) / f.rate) END
+  FROM (
+    SELECT c.now, q.rate_limit_count / q.rate_limit_per_seconds AS rate,
+           least(q.rate_limit_count::double precision,
+                 coalesce(b.tokens + greatest(0, extract(epoch FROM c.now - b.refilled_at))
+                                     * q.rate_limit_count / q.rate_limit_per_seconds,
+                          q.rate_limit_count)) AS tokens
+    FROM (SELECT coalesce(p_now, clock_timestamp()) AS now) c
+    JOIN holdline.queues q ON q.name = p_queue AND q.rate_limit_count IS NOT NULL
+    LEFT JOIN holdline.rate_limit_buckets b ON b.queue = q.name
+  ) f
+$$;
+
+--
 -- Name: reap_expired_leases(integer, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
 --
 
@@ -437,9 +498,17 @@ DECLARE
 BEGIN
   SELECT array_agg(expired.id) INTO v_ids FROM (
     SELECT m.id FROM holdline.messages m
-    WHERE m.lease_token IS NOT NULL AND m.lease_expires_at <= v_now
-    ORDER BY m.lease_expires_at
-    LIMIT p_limit
+    WHERE m.id = ANY (ARRAY(
+            SELECT e.id
+            FROM holdline.queues q
+            CROSS JOIN LATERAL (
+              SELECT l.id, l.lease_expires_at FROM holdline.messages l
+              WHERE l.queue = q.name AND l.lease_token IS NOT NULL AND l.lease_expires_at <= v_now
+              ORDER BY l.lease_expires_at
+              LIMIT p_limit) e
+            ORDER BY e.lease_expires_at
+            LIMIT p_limit))
+      AND m.lease_token IS NOT NULL AND m.lease_expires_at <= v_now
     FOR UPDATE SKIP LOCKED
   ) expired;
   IF v_ids IS NULL THEN
@@ -467,6 +536,12 @@ DECLARE
   v_now timestamptz := coalesce(p_now, now());
   v_queue holdline.queues;
   v_lease_token uuid;
+  v_max integer := p_max;
+  v_in_flight integer;
+  v_clock timestamptz;
+  v_tokens double precision;
+  v_leased integer;
+  v_group_max integer;
 BEGIN
   -- Bounds as in src/queue/validation.ts. Unchecked, NULL would mean no LIMIT (lease the whole
   -- queue) and a timeout below 1 would write leases that have already expired.
@@ -481,9 +556,34 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'queue "%" does not exist', p_queue USING ERRCODE = 'HL404';
   END IF;
-  IF v_queue.paused THEN
+  IF (v_queue.max_in_flight IS NOT NULL OR v_queue.rate_limit_count IS NOT NULL)
+     AND NOT v_queue.paused THEN
+    PERFORM pg_advisory_xact_lock(1212957520, hashtext(p_queue));
+    -- Read again under the lock: the settings may have changed while we waited.
+    SELECT * INTO v_queue FROM holdline.queues WHERE name = p_queue;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'queue "%" does not exist', p_queue USING ERRCODE = 'HL404';
+    END IF;
+    IF v_queue.max_in_flight IS NOT NULL THEN
+      -- A range of messages_leased_idx; counting stops at the cap.
+      SELECT count(*) INTO v_in_flight
+      FROM (SELECT FROM holdline.messages m
+            WHERE m.queue = p_queue AND m.lease_token IS NOT NULL
+            LIMIT v_queue.max_in_flight) held;
+      v_max := least(v_max, v_queue.max_in_flight - v_in_flight);
+    END IF;
+    IF v_queue.rate_limit_count IS NOT NULL THEN
+      -- The wall clock, read under the lock: the previous holder charged the bucket as of its
+      -- own clock reading, which is earlier than this one.
+      v_clock := coalesce(p_now, clock_timestamp());
+      SELECT r.tokens INTO v_tokens FROM holdline.rate_limit_tokens(p_queue, v_clock) r;
+      v_max := least(v_max, floor(v_tokens)::integer);
+    END IF;
+  END IF;
+  IF v_queue.paused OR v_max <= 0 THEN
     RETURN;
   END IF;
+  v_group_max := v_queue.group_max_in_flight;
   v_lease_token := gen_random_uuid();
   RETURN QUERY
   WITH deliverable AS (
@@ -492,11 +592,19 @@ BEGIN
     WHERE m.queue = p_queue
       AND m.lease_token IS NULL
       AND m.run_at <= v_now
-      AND (m.group_key IS NULL OR NOT EXISTS (
-            SELECT 1 FROM holdline.messages earlier
-            WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key AND earlier.id < m.id))
+      AND (m.group_key IS NULL
+           OR (v_group_max IS NULL AND NOT EXISTS (
+                 SELECT 1 FROM holdline.messages earlier
+                 WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                   AND earlier.id < m.id))
+           OR (v_group_max IS NOT NULL AND (
+                 SELECT count(*) FROM (
+                   SELECT 1 FROM holdline.messages earlier
+                   WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                     AND earlier.id < m.id
+                   LIMIT v_group_max) ahead) < v_group_max))
     ORDER BY m.priority DESC, m.run_at, m.id
-    LIMIT p_max
+    LIMIT v_max
     FOR UPDATE SKIP LOCKED
   )
   , leased AS (
@@ -511,6 +619,14 @@ BEGIN
   )
   -- UPDATE ... RETURNING has no order of its own; a batch is handed out in delivery order.
   SELECT * FROM leased ORDER BY leased.priority DESC, leased.run_at, leased.id;
+  IF v_tokens IS NOT NULL THEN
+    GET DIAGNOSTICS v_leased = ROW_COUNT;
+    IF v_leased > 0 THEN
+      INSERT INTO holdline.rate_limit_buckets AS b (queue, tokens, refilled_at)
+      VALUES (p_queue, v_tokens - v_leased, v_clock)
+      ON CONFLICT (queue) DO UPDATE SET tokens = excluded.tokens, refilled_at = excluded.refilled_at;
+    END IF;
+  END IF;
 END
 $$;
 
@@ -1124,6 +1240,46 @@ CREATE FUNCTION holdline.topic_pattern_regex(pattern text) RETURNS text
 $_$;
 
 --
+-- Name: waiting_reason(bigint, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.waiting_reason(p_id bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(reason text, next_eligible_at timestamp with time zone)
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT w.reason,
+         CASE w.reason WHEN 'BACKING_OFF' THEN w.run_at WHEN 'DELAYED' THEN w.run_at
+                       WHEN 'RATE_LIMITED' THEN w.next_token_at
+                       WHEN 'READY' THEN w.now END
+  FROM (
+    SELECT m.run_at, c.now, r.next_token_at,
+           CASE
+             WHEN m.lease_token IS NOT NULL THEN NULL
+             WHEN m.run_at > c.now AND m.attempts > 0 THEN 'BACKING_OFF'
+             WHEN m.run_at > c.now THEN 'DELAYED'
+             WHEN q.paused THEN 'QUEUE_PAUSED'
+             WHEN m.group_key IS NOT NULL AND (
+                    SELECT count(*) FROM (SELECT FROM holdline.messages e
+                                          WHERE e.queue = m.queue AND e.group_key = m.group_key
+                                            AND e.id < m.id
+                                          LIMIT coalesce(q.group_max_in_flight, 1)) ahead)
+                    >= coalesce(q.group_max_in_flight, 1)
+               THEN 'GROUP_HEAD_IN_FLIGHT'
+             WHEN q.max_in_flight IS NOT NULL AND (
+                    SELECT count(*) FROM (SELECT FROM holdline.messages l
+                                          WHERE l.queue = m.queue AND l.lease_token IS NOT NULL
+                                          LIMIT q.max_in_flight) held) >= q.max_in_flight
+               THEN 'CONCURRENCY_CAP'
+             WHEN r.tokens < 1 THEN 'RATE_LIMITED'
+             ELSE 'READY'
+           END AS reason
+    FROM (SELECT coalesce(p_now, now()) AS now) c
+    JOIN holdline.messages m ON m.id = p_id
+    LEFT JOIN holdline.queues q ON q.name = m.queue
+    LEFT JOIN LATERAL holdline.rate_limit_tokens(m.queue, c.now) r ON true
+  ) w
+$$;
+
+--
 -- Name: wake(text); Type: FUNCTION; Schema: holdline; Owner: -
 --
 
@@ -1186,13 +1342,22 @@ CREATE TABLE holdline.queues (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     archive_seconds integer DEFAULT 0 NOT NULL,
+    max_in_flight integer,
+    rate_limit_count integer,
+    rate_limit_per_seconds double precision,
+    group_max_in_flight integer,
     CONSTRAINT queues_archive_seconds_check CHECK (((archive_seconds >= 0) AND (archive_seconds <= 31536000))),
     CONSTRAINT queues_backoff_initial_seconds_check CHECK (((backoff_initial_seconds >= (0)::double precision) AND (backoff_initial_seconds <= (86400)::double precision))),
     CONSTRAINT queues_check CHECK (((dead_letter_queue ~ '^[A-Za-z0-9_.-]{1,128}$'::text) AND (dead_letter_queue <> name))),
     CONSTRAINT queues_check1 CHECK (((backoff_max_seconds >= backoff_initial_seconds) AND (backoff_max_seconds <= ((86400 * 7))::double precision))),
+    CONSTRAINT queues_group_max_in_flight_check CHECK (((group_max_in_flight >= 1) AND (group_max_in_flight <= 10000))),
     CONSTRAINT queues_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
+    CONSTRAINT queues_max_in_flight_check CHECK (((max_in_flight >= 1) AND (max_in_flight <= 100000))),
     CONSTRAINT queues_max_payload_bytes_check CHECK (((max_payload_bytes >= 1) AND (max_payload_bytes <= 268435456))),
     CONSTRAINT queues_name_check CHECK ((name ~ '^[A-Za-z0-9_.-]{1,128}$'::text)),
+    CONSTRAINT queues_rate_limit_check CHECK (((rate_limit_count IS NULL) = (rate_limit_per_seconds IS NULL))),
+    CONSTRAINT queues_rate_limit_count_check CHECK (((rate_limit_count >= 1) AND (rate_limit_count <= 1000000))),
+    CONSTRAINT queues_rate_limit_per_seconds_check CHECK (((rate_limit_per_seconds >= (0.001)::double precision) AND (rate_limit_per_seconds <= (86400)::double precision))),
     CONSTRAINT queues_retention_seconds_check CHECK (((retention_seconds >= 60) AND (retention_seconds <= 31536000))),
     CONSTRAINT queues_visibility_timeout_seconds_check CHECK (((visibility_timeout_seconds >= 1) AND (visibility_timeout_seconds <= 43200)))
 );
@@ -1298,6 +1463,64 @@ CREATE VIEW holdline.queue_stats AS
   GROUP BY q.name;
 
 --
+-- Name: queue_waiting; Type: VIEW; Schema: holdline; Owner: -
+--
+
+CREATE VIEW holdline.queue_waiting AS
+ WITH per_queue AS (
+         SELECT q.name,
+            q.paused,
+            q.max_in_flight,
+            q.group_max_in_flight,
+            ( SELECT count(*) AS count
+                   FROM holdline.messages l
+                  WHERE ((l.queue = q.name) AND (l.lease_token IS NOT NULL))) AS leased,
+            COALESCE(( SELECT (r.tokens < (1)::double precision)
+                   FROM holdline.rate_limit_tokens(q.name, now()) r(tokens, next_token_at)), false) AS rate_limited
+           FROM holdline.queues q
+        ), classified AS (
+         SELECT m.queue,
+                CASE
+                    WHEN ((m.run_at > now()) AND (m.attempts > 0)) THEN 'BACKING_OFF'::text
+                    WHEN (m.run_at > now()) THEN 'DELAYED'::text
+                    WHEN p_1.paused THEN 'QUEUE_PAUSED'::text
+                    WHEN ((m.group_key IS NOT NULL) AND (( SELECT count(*) AS count
+                       FROM ( SELECT
+                               FROM holdline.messages e
+                              WHERE ((e.queue = m.queue) AND (e.group_key = m.group_key) AND (e.id < m.id))
+                             LIMIT COALESCE(p_1.group_max_in_flight, 1)) ahead) >= COALESCE(p_1.group_max_in_flight, 1))) THEN 'GROUP_HEAD_IN_FLIGHT'::text
+                    WHEN ((p_1.max_in_flight IS NOT NULL) AND (p_1.leased >= p_1.max_in_flight)) THEN 'CONCURRENCY_CAP'::text
+                    WHEN p_1.rate_limited THEN 'RATE_LIMITED'::text
+                    ELSE 'READY'::text
+                END AS reason
+           FROM (per_queue p_1
+             JOIN holdline.messages m ON (((m.queue = p_1.name) AND (m.lease_token IS NULL))))
+        )
+ SELECT p.name AS queue,
+    count(c.reason) FILTER (WHERE (c.reason = 'READY'::text)) AS ready,
+    count(c.reason) FILTER (WHERE (c.reason = 'DELAYED'::text)) AS delayed,
+    count(c.reason) FILTER (WHERE (c.reason = 'BACKING_OFF'::text)) AS backing_off,
+    count(c.reason) FILTER (WHERE (c.reason = 'GROUP_HEAD_IN_FLIGHT'::text)) AS group_head_in_flight,
+    count(c.reason) FILTER (WHERE (c.reason = 'QUEUE_PAUSED'::text)) AS queue_paused,
+    count(c.reason) FILTER (WHERE (c.reason = 'CONCURRENCY_CAP'::text)) AS concurrency_cap,
+    count(c.reason) FILTER (WHERE (c.reason = 'RATE_LIMITED'::text)) AS rate_limited,
+    p.leased,
+    p.max_in_flight
+   FROM (per_queue p
+     LEFT JOIN classified c ON ((c.queue = p.name)))
+  GROUP BY p.name, p.leased, p.max_in_flight;
+
+--
+-- Name: rate_limit_buckets; Type: TABLE; Schema: holdline; Owner: -
+--
+
+CREATE TABLE holdline.rate_limit_buckets (
+    queue text NOT NULL,
+    tokens double precision NOT NULL,
+    refilled_at timestamp with time zone NOT NULL
+);
+
+--
 -- Name: replay_jobs_id_seq; Type: SEQUENCE; Schema: holdline; Owner: -
 --
 
@@ -1308,6 +1531,47 @@ ALTER TABLE holdline.replay_jobs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTIT
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+--
+-- Name: schedule_ticks; Type: TABLE; Schema: holdline; Owner: -
+--
+
+CREATE TABLE holdline.schedule_ticks (
+    schedule text NOT NULL,
+    tick_at timestamp with time zone NOT NULL,
+    message_id bigint,
+    fired_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
+-- Name: schedules; Type: TABLE; Schema: holdline; Owner: -
+--
+
+CREATE TABLE holdline.schedules (
+    name text NOT NULL,
+    cron text NOT NULL,
+    timezone text DEFAULT 'UTC'::text NOT NULL,
+    queue text NOT NULL,
+    payload jsonb NOT NULL,
+    headers jsonb,
+    priority integer DEFAULT 0 NOT NULL,
+    group_key text,
+    catch_up text DEFAULT 'LATEST'::text NOT NULL,
+    catch_up_max integer DEFAULT 100 NOT NULL,
+    paused boolean DEFAULT false NOT NULL,
+    next_tick_at timestamp with time zone NOT NULL,
+    last_tick_at timestamp with time zone,
+    last_message_id bigint,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT schedules_catch_up_check CHECK ((catch_up = ANY (ARRAY['NONE'::text, 'LATEST'::text, 'ALL'::text]))),
+    CONSTRAINT schedules_catch_up_max_check CHECK (((catch_up_max >= 1) AND (catch_up_max <= 1000))),
+    CONSTRAINT schedules_cron_check CHECK (((length(cron) >= 1) AND (length(cron) <= 256))),
+    CONSTRAINT schedules_group_key_check CHECK (((length(group_key) >= 1) AND (length(group_key) <= 256))),
+    CONSTRAINT schedules_headers_check CHECK (((headers IS NULL) OR (jsonb_typeof(headers) = 'object'::text))),
+    CONSTRAINT schedules_name_check CHECK ((name ~ '^[A-Za-z0-9_.-]{1,128}$'::text)),
+    CONSTRAINT schedules_timezone_check CHECK (((length(timezone) >= 1) AND (length(timezone) <= 64)))
 );
 
 --
@@ -1388,11 +1652,32 @@ ALTER TABLE ONLY holdline.queues
     ADD CONSTRAINT queues_pkey PRIMARY KEY (name);
 
 --
+-- Name: rate_limit_buckets rate_limit_buckets_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.rate_limit_buckets
+    ADD CONSTRAINT rate_limit_buckets_pkey PRIMARY KEY (queue);
+
+--
 -- Name: replay_jobs replay_jobs_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
 --
 
 ALTER TABLE ONLY holdline.replay_jobs
     ADD CONSTRAINT replay_jobs_pkey PRIMARY KEY (id);
+
+--
+-- Name: schedule_ticks schedule_ticks_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.schedule_ticks
+    ADD CONSTRAINT schedule_ticks_pkey PRIMARY KEY (schedule, tick_at);
+
+--
+-- Name: schedules schedules_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.schedules
+    ADD CONSTRAINT schedules_pkey PRIMARY KEY (name);
 
 --
 -- Name: topic_bindings topic_bindings_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
@@ -1439,10 +1724,10 @@ CREATE UNIQUE INDEX messages_dedup_idx ON holdline.messages USING btree (queue, 
 CREATE INDEX messages_group_idx ON holdline.messages USING btree (queue, group_key, id) WHERE (group_key IS NOT NULL);
 
 --
--- Name: messages_lease_expiry_idx; Type: INDEX; Schema: holdline; Owner: -
+-- Name: messages_leased_idx; Type: INDEX; Schema: holdline; Owner: -
 --
 
-CREATE INDEX messages_lease_expiry_idx ON holdline.messages USING btree (lease_expires_at) WHERE (lease_token IS NOT NULL);
+CREATE INDEX messages_leased_idx ON holdline.messages USING btree (queue, lease_expires_at) WHERE (lease_token IS NOT NULL);
 
 --
 -- Name: messages_origin_idx; Type: INDEX; Schema: holdline; Owner: -
@@ -1475,10 +1760,37 @@ CREATE INDEX replay_jobs_due_idx ON holdline.replay_jobs USING btree (next_batch
 CREATE INDEX replay_jobs_queue_idx ON holdline.replay_jobs USING btree (queue, id);
 
 --
+-- Name: schedules_due_idx; Type: INDEX; Schema: holdline; Owner: -
+--
+
+CREATE INDEX schedules_due_idx ON holdline.schedules USING btree (next_tick_at) WHERE (NOT paused);
+
+--
 -- Name: message_archive_default_queue_id_idx; Type: INDEX ATTACH; Schema: holdline; Owner: -
 --
 
 ALTER INDEX holdline.message_archive_queue_id_idx ATTACH PARTITION holdline.message_archive_default_queue_id_idx;
+
+--
+-- Name: rate_limit_buckets rate_limit_buckets_queue_fkey; Type: FK CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.rate_limit_buckets
+    ADD CONSTRAINT rate_limit_buckets_queue_fkey FOREIGN KEY (queue) REFERENCES holdline.queues(name) ON DELETE CASCADE;
+
+--
+-- Name: schedule_ticks schedule_ticks_schedule_fkey; Type: FK CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.schedule_ticks
+    ADD CONSTRAINT schedule_ticks_schedule_fkey FOREIGN KEY (schedule) REFERENCES holdline.schedules(name) ON DELETE CASCADE;
+
+--
+-- Name: schedules schedules_queue_fkey; Type: FK CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.schedules
+    ADD CONSTRAINT schedules_queue_fkey FOREIGN KEY (queue) REFERENCES holdline.queues(name) ON DELETE CASCADE;
 
 --
 -- Name: topic_bindings topic_bindings_queue_fkey; Type: FK CONSTRAINT; Schema: holdline; Owner: -

@@ -29,6 +29,113 @@ export interface QueueConfig {
    * 0 (the default): acked messages are deleted, nothing is archived.
    */
   archiveSeconds: number;
+  /**
+   * Most messages of the queue leased at once, across every consumer and instance (1 to
+   * 100,000); null: no cap.
+   */
+  maxInFlight: number | null;
+  /**
+   * Most deliveries of the queue per period, across every consumer and instance: a token
+   * bucket of `count` tokens refilled at count / perSeconds per second; null: no limit.
+   */
+  rateLimit: RateLimit | null;
+  /**
+   * Most messages of one message group leased at once (1 to 10,000): the group's first N
+   * messages in send order may be in flight together. Null: one at a time, in send order.
+   */
+  groupMaxInFlight: number | null;
+}
+
+/** A rate limit: at most `count` deliveries per `perSeconds` seconds, bursts up to `count`. */
+export interface RateLimit {
+  /** 1 to 1,000,000. */
+  count: number;
+  /** 0.001 to 86,400. */
+  perSeconds: number;
+}
+
+/**
+ * Why an unleased message is not being delivered, judged in this order (the first that holds):
+ * BACKING_OFF (not yet due after a failed delivery), DELAYED (not yet due, never delivered),
+ * QUEUE_PAUSED, GROUP_HEAD_IN_FLIGHT (an earlier message of its group is still in the queue),
+ * CONCURRENCY_CAP (the queue's maxInFlight leases are all held), RATE_LIMITED (the queue's
+ * rate limit has no token left), else READY.
+ */
+export type WaitingReason =
+  | 'READY'
+  | 'DELAYED'
+  | 'BACKING_OFF'
+  | 'GROUP_HEAD_IN_FLIGHT'
+  | 'QUEUE_PAUSED'
+  | 'CONCURRENCY_CAP'
+  | 'RATE_LIMITED';
+
+/** A queue's unleased messages counted by {@link WaitingReason}, beside its leases. */
+export interface WaitingCounts {
+  queue: string;
+  ready: number;
+  delayed: number;
+  backingOff: number;
+  groupHeadInFlight: number;
+  queuePaused: number;
+  concurrencyCap: number;
+  rateLimited: number;
+  leased: number;
+  /** The queue's concurrency cap; null: none. */
+  maxInFlight: number | null;
+}
+
+/**
+ * What a schedule does with ticks missed while nothing ran (more than 10 s late): NONE skips
+ * them, LATEST fires the latest one, ALL fires them all (at most catchUpMax, the latest).
+ */
+export type CatchUp = 'NONE' | 'LATEST' | 'ALL';
+
+/** The message a schedule sends on each tick. */
+export interface ScheduledMessage {
+  payload: unknown;
+  headers: Record<string, unknown> | null;
+  priority: number;
+  groupKey: string | null;
+}
+
+/** A cron schedule: one message into `queue` per tick of `cron` in `timezone`. */
+export interface Schedule {
+  name: string;
+  cron: string;
+  /** IANA time zone the cron expression is read in. */
+  timezone: string;
+  queue: string;
+  message: ScheduledMessage;
+  catchUp: CatchUp;
+  /** Most missed ticks fired at once under catchUp ALL. */
+  catchUpMax: number;
+  /** True while it fires nothing (pauseSchedule). */
+  paused: boolean;
+  /** The next tick to fire. */
+  nextTickAt: Date;
+  /** The last tick fired; null before the first. */
+  lastTickAt: Date | null;
+  /** The message the last tick sent. */
+  lastMessageId: string | null;
+  createdAt: Date;
+}
+
+/** What createSchedule takes. */
+export interface ScheduleInput {
+  /** 1 to 128 letters, digits, `_ . -`. */
+  name: string;
+  /** Five fields (minute first) or six (second first), as croner reads them. */
+  cron: string;
+  /** Default "UTC". */
+  timezone?: string;
+  queue: string;
+  /** payload, headers, priority, groupKey; not delaySeconds, runAt or dedupKey. */
+  message: SendInput;
+  /** Default LATEST. */
+  catchUp?: CatchUp;
+  /** 1 to 1000. Default 100. */
+  catchUpMax?: number;
 }
 
 /** A named queue and its settings. */

@@ -1,5 +1,13 @@
 import { linkAbortSignals } from '../abort-signals.ts';
-import type { QueueConfig, QueueStats, SendInput } from '../contract.ts';
+import type {
+  CatchUp,
+  QueueConfig,
+  QueueStats,
+  Schedule,
+  ScheduleInput,
+  SendInput,
+  WaitingReason,
+} from '../contract.ts';
 import { HoldlineError, toHoldlineErrorCode } from './errors.ts';
 import { retryOptions, sendIdempotency, withRetries } from './retry.ts';
 import type { Idempotency, RetryOptions } from './retry.ts';
@@ -44,11 +52,14 @@ const MESSAGE_FIELDS = `id queue payload headers priority attempts state runAt c
 const DELIVERY_FIELDS = `receipt leaseExpiresAt message { ${MESSAGE_FIELDS} }`;
 const QUEUE_FIELDS = `name paused createdAt config {
   visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds backoffMaxSeconds
-  retentionSeconds maxPayloadBytes archiveSeconds }`;
+  retentionSeconds maxPayloadBytes archiveSeconds maxInFlight rateLimit { count perSeconds }
+  groupMaxInFlight }`;
 const STATS_FIELDS = `queue ready delayed leased total oldestReadyAgeSeconds`;
 const ARCHIVED_FIELDS = `id queue payload headers priority attempts groupKey sentAt ackedAt`;
 const REPLAY_JOB_FIELDS = `id kind queue into from to filter ratePerSecond max dryRun state matched
   replayed lastError createdAt updatedAt finishedAt`;
+const SCHEDULE_FIELDS = `name cron timezone queue payload headers priority groupKey catchUp
+  catchUpMax paused nextTickAt lastTickAt lastMessageId createdAt`;
 
 /** Node socket errors that mean the request never reached the service. */
 const NOT_CONNECTED_CODES: ReadonlySet<string> = new Set([
@@ -58,11 +69,32 @@ const NOT_CONNECTED_CODES: ReadonlySet<string> = new Set([
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
 
+/** A schedule as GraphQL sends it: the message's fields flat, dates as strings. */
+interface WireSchedule {
+  name: string;
+  cron: string;
+  timezone: string;
+  queue: string;
+  payload: unknown;
+  headers: Record<string, unknown> | null;
+  priority: number;
+  groupKey: string | null;
+  catchUp: CatchUp;
+  catchUpMax: number;
+  paused: boolean;
+  nextTickAt: string;
+  lastTickAt: string | null;
+  lastMessageId: string | null;
+  createdAt: string;
+}
+
 /** A message as GraphQL sends it: dates as strings. */
 type WireMessage = Omit<Message, 'runAt' | 'createdAt'> & { runAt: string; createdAt: string };
 type WireMessageWithPosition = WireMessage & {
   position: number | null;
   estimatedWaitSeconds: number | null;
+  waitingReason: WaitingReason | null;
+  nextEligibleAt: string | null;
 };
 interface WireDelivery {
   receipt: string;
@@ -325,7 +357,8 @@ class HttpClient implements HoldlineClient {
   async getMessage<P>(id: string): Promise<MessageWithPosition<P> | null> {
     const data = await this.request<{ message: WireMessageWithPosition | null }>(
       `query Message($id: ID!) {
-        message(id: $id) { ${MESSAGE_FIELDS} position estimatedWaitSeconds } }`,
+        message(id: $id) {
+          ${MESSAGE_FIELDS} position estimatedWaitSeconds waitingReason nextEligibleAt } }`,
       { id },
       'idempotent',
     );
@@ -335,7 +368,67 @@ class HttpClient implements HoldlineClient {
       ...toMessage<P>(message),
       position: message.position,
       estimatedWaitSeconds: message.estimatedWaitSeconds,
+      waitingReason: message.waitingReason,
+      nextEligibleAt: message.nextEligibleAt === null ? null : new Date(message.nextEligibleAt),
     };
+  }
+
+  async createSchedule(input: ScheduleInput): Promise<Schedule> {
+    const data = await this.request<{ createSchedule: WireSchedule }>(
+      `mutation CreateSchedule($name: String!, $cron: String!, $timezone: String,
+                              $queue: String!, $message: SendInput!, $catchUp: CatchUp,
+                              $catchUpMax: Int) {
+        createSchedule(name: $name, cron: $cron, timezone: $timezone, queue: $queue,
+                       message: $message, catchUp: $catchUp, catchUpMax: $catchUpMax) {
+          ${SCHEDULE_FIELDS} } }`,
+      {
+        name: input.name,
+        cron: input.cron,
+        timezone: input.timezone ?? 'UTC',
+        queue: input.queue,
+        message: toWireSendInput(input.message),
+        catchUp: input.catchUp ?? 'LATEST',
+        catchUpMax: input.catchUpMax ?? 100,
+      },
+      'not-idempotent',
+    );
+    return toSchedule(data.createSchedule);
+  }
+
+  async schedules(queue?: string | null): Promise<Schedule[]> {
+    const data = await this.request<{ schedules: WireSchedule[] }>(
+      `query Schedules($queue: String) { schedules(queue: $queue) { ${SCHEDULE_FIELDS} } }`,
+      { queue: queue ?? null },
+      'idempotent',
+    );
+    return data.schedules.map(toSchedule);
+  }
+
+  async pauseSchedule(name: string): Promise<Schedule> {
+    const data = await this.request<{ pauseSchedule: WireSchedule }>(
+      `mutation PauseSchedule($name: String!) { pauseSchedule(name: $name) { ${SCHEDULE_FIELDS} } }`,
+      { name },
+      'idempotent',
+    );
+    return toSchedule(data.pauseSchedule);
+  }
+
+  async resumeSchedule(name: string): Promise<Schedule> {
+    const data = await this.request<{ resumeSchedule: WireSchedule }>(
+      `mutation ResumeSchedule($name: String!) { resumeSchedule(name: $name) { ${SCHEDULE_FIELDS} } }`,
+      { name },
+      'idempotent',
+    );
+    return toSchedule(data.resumeSchedule);
+  }
+
+  async deleteSchedule(name: string): Promise<boolean> {
+    const data = await this.request<{ deleteSchedule: boolean }>(
+      `mutation DeleteSchedule($name: String!) { deleteSchedule(name: $name) }`,
+      { name },
+      'not-idempotent',
+    );
+    return data.deleteSchedule;
   }
 
   async listMessages<P>(queue: string, options: ListMessagesOptions = {}): Promise<Message<P>[]> {
@@ -596,6 +689,28 @@ function toMessage<P>(wire: WireMessage): Message<P> {
     createdAt: new Date(wire.createdAt),
     lastError: wire.lastError,
     originQueue: wire.originQueue,
+  };
+}
+
+function toSchedule(wire: WireSchedule): Schedule {
+  return {
+    name: wire.name,
+    cron: wire.cron,
+    timezone: wire.timezone,
+    queue: wire.queue,
+    message: {
+      payload: wire.payload,
+      headers: wire.headers,
+      priority: wire.priority,
+      groupKey: wire.groupKey,
+    },
+    catchUp: wire.catchUp,
+    catchUpMax: wire.catchUpMax,
+    paused: wire.paused,
+    nextTickAt: new Date(wire.nextTickAt),
+    lastTickAt: wire.lastTickAt === null ? null : new Date(wire.lastTickAt),
+    lastMessageId: wire.lastMessageId,
+    createdAt: new Date(wire.createdAt),
   };
 }
 

@@ -10,6 +10,8 @@ export type HoldlineErrorCode =
   | 'BAD_USER_INPUT'
   | 'LEASE_LOST'
   | 'PAYLOAD_TOO_LARGE'
+  | 'SCHEDULE_NOT_FOUND'
+  | 'SCHEDULE_EXISTS'
   | 'UNAUTHENTICATED'
   | 'FORBIDDEN'
   | 'RATE_LIMITED'
@@ -22,6 +24,8 @@ const KNOWN_CODES: ReadonlySet<string> = new Set<HoldlineErrorCode>([
   'BAD_USER_INPUT',
   'LEASE_LOST',
   'PAYLOAD_TOO_LARGE',
+  'SCHEDULE_NOT_FOUND',
+  'SCHEDULE_EXISTS',
   'UNAUTHENTICATED',
   'FORBIDDEN',
   'RATE_LIMITED',

@@ -9,6 +9,8 @@ import type {
   QueueStats,
   ReplayJob,
   ReplayOptions,
+  Schedule,
+  ScheduleInput,
   SendInput,
   WorkerTransport,
 } from './types.ts';
@@ -74,6 +76,19 @@ export interface HoldlineClient extends WorkerTransport {
   replayJob(id: string): Promise<ReplayJob | null>;
   /** Cancels a running replay job; null when there is none. */
   cancelReplay(id: string): Promise<ReplayJob | null>;
+  /**
+   * Creates a cron schedule: one message into its queue per tick, from the first tick after
+   * now. BAD_USER_INPUT, QUEUE_NOT_FOUND, SCHEDULE_EXISTS.
+   */
+  createSchedule(input: ScheduleInput): Promise<Schedule>;
+  /** Every schedule, or those sending into `queue`, by name. */
+  schedules(queue?: string | null): Promise<Schedule[]>;
+  /** Stops a schedule firing. SCHEDULE_NOT_FOUND. */
+  pauseSchedule(name: string): Promise<Schedule>;
+  /** Resumes a schedule from its first tick after now. SCHEDULE_NOT_FOUND. */
+  resumeSchedule(name: string): Promise<Schedule>;
+  /** Deletes a schedule; false when there was none. */
+  deleteSchedule(name: string): Promise<boolean>;
 
   /** Starts a worker on `queue` over this client; see {@link QueueWorker}. */
   consume<Payload = unknown>(

@@ -10,19 +10,31 @@ import type {
   ReplayJobKind,
   ReplayJobState,
   SendInput,
+  WaitingReason,
+  CatchUp,
+  RateLimit,
+  Schedule,
+  ScheduleInput,
+  ScheduledMessage,
 } from '../contract.ts';
 
 export type {
-  ArchiveFilter,
   ArchivedMessage,
   ArchivedMessagePage,
+  ArchiveFilter,
+  CatchUp,
   MessageState,
   QueueConfig,
   QueueStats,
+  RateLimit,
   ReplayJob,
   ReplayJobKind,
   ReplayJobState,
+  Schedule,
+  ScheduledMessage,
+  ScheduleInput,
   SendInput,
+  WaitingReason,
 };
 
 /** Options of {@link HoldlineClient.archivedMessages}. */
@@ -67,6 +79,10 @@ export type MessageWithPosition<Payload = unknown> = Message<Payload> & {
   position: number | null;
   /** Estimated seconds until delivery at the queue's recent rate; null when unknown. */
   estimatedWaitSeconds: number | null;
+  /** Why it is not being delivered yet; null while leased. */
+  waitingReason: WaitingReason | null;
+  /** When it will next be eligible, where known (its due time; now when READY). */
+  nextEligibleAt: Date | null;
 };
 
 /** A leased message and the receipt that acks, nacks or extends it. */

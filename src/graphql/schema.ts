@@ -36,7 +36,8 @@ import { parseLimitPlugin } from './parse-limit.ts';
 import { MessageResolvers } from './resolvers/Message.ts';
 import { MutationResolvers } from './resolvers/Mutation.ts';
 import { QueryResolvers } from './resolvers/Query.ts';
-import { QueueConfigResolvers, QueueResolvers } from './resolvers/Queue.ts';
+import { QueueConfigResolvers, QueueResolvers, QueueStatsResolvers } from './resolvers/Queue.ts';
+import { ScheduleResolvers } from './resolvers/Schedule.ts';
 import { SubscriptionResolvers } from './resolvers/Subscription.ts';
 import { DateTimeScalar, JSONScalar } from './scalars.ts';
 
@@ -112,7 +113,9 @@ export function createExecutableSchema(): GraphQLSchema {
       Subscription: SubscriptionResolvers,
       Queue: QueueResolvers,
       QueueConfig: QueueConfigResolvers,
+      QueueStats: QueueStatsResolvers,
       Message: MessageResolvers,
+      Schedule: ScheduleResolvers,
     },
   });
 }

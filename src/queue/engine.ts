@@ -29,13 +29,27 @@ import {
   setQueuePaused,
 } from './queues.ts';
 import { receive } from './receive.ts';
+import {
+  createSchedule,
+  deleteSchedule,
+  getSchedule,
+  listSchedules,
+  pauseSchedule,
+  resumeSchedule,
+} from './schedules.ts';
 import type { ReceiveParams } from './receive.ts';
 import { redrive } from './redrive.ts';
 import { cancelReplay, getReplayJob, listReplayJobs, startRedrive, startReplay } from './replay.ts';
 import type { RedriveJobParams, ReplayParams } from './replay.ts';
 import { publish, send, sendBatch } from './send.ts';
 import { DatabasePing } from './sql/index.ts';
-import { allQueueStats, getMessage, queueStats } from './stats.ts';
+import {
+  allQueueStats,
+  getMessage,
+  queueStats,
+  rateLimitNextToken,
+  waitingCounts,
+} from './stats.ts';
 import { bindQueue, listBindings, unbindQueue } from './topics.ts';
 import type {
   ArchivedMessagePage,
@@ -46,6 +60,9 @@ import type {
   QueueStats,
   ReplayJob,
   SendInput,
+  Schedule,
+  ScheduleInput,
+  WaitingCounts,
 } from './types.ts';
 import {
   BATCH_MAX_LIMIT,
@@ -171,6 +188,18 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   private readonly closing = new AbortController();
   private readonly acks: Coalescer<PendingAck, AckedMessage | undefined>;
   private readonly sends: Coalescer<PendingSend, Message>;
+  /**
+   * Flow limits of the queues that consumers of this process wait on, as last read when one
+   * started waiting or when this engine configured the queue. On a capped queue (maxInFlight)
+   * an ack here frees a slot, so it wakes one waiter at once (acks made through other
+   * instances reach this process's waiters by the poll interval); on a rate-limited one a
+   * short receive sets a timer for the bucket's next token, which wakes one waiter.
+   */
+  private readonly limits = new Map<string, { capped: boolean; rateLimited: boolean }>();
+  /** The pending next-token timer of each rate-limited queue, one at most per queue. */
+  private readonly refillTimers = new Map<string, NodeJS.Timeout>();
+  /** The bucket charge each queue's last next-token timer was set for (see wakeAtNextToken). */
+  private readonly refillTimedCharges = new Map<string, string>();
 
   constructor(options: QueueEngineOptions) {
     super();
@@ -212,6 +241,8 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /** Stops leasing: waits end, later receives return nothing. Safe to call twice. */
   async stop(): Promise<void> {
     this.closing.abort();
+    for (const timer of this.refillTimers.values()) clearTimeout(timer);
+    this.refillTimers.clear();
     await this.wakeups.stop();
     await this.meter.stop();
   }
@@ -272,10 +303,18 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   createQueue(name: string, config?: Partial<QueueConfig>): Promise<Queue> {
     return createQueue(this.db, { name, config });
   }
-  configureQueue(name: string, config: Partial<QueueConfig>): Promise<Queue> {
-    return configureQueue(this.db, { name, config });
+  async configureQueue(name: string, config: Partial<QueueConfig>): Promise<Queue> {
+    const queue = await configureQueue(this.db, { name, config });
+    this.noteLimits(queue);
+    // A raised or removed cap or limit may let waiting consumers lease now.
+    if (config.maxInFlight !== undefined || config.rateLimit !== undefined) {
+      this.wakeups.wake(name);
+    }
+    return queue;
   }
   deleteQueue(name: string): Promise<boolean> {
+    this.limits.delete(name);
+    this.refillTimedCharges.delete(name);
     return deleteQueue(this.db, { name });
   }
   pauseQueue(name: string): Promise<Queue> {
@@ -300,6 +339,10 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   }
   allQueueStats(): Promise<QueueStats[]> {
     return allQueueStats(this.db);
+  }
+  /** A queue's unleased messages by the reason they wait (see stats.ts); costlier than queueStats. */
+  waitingCounts(queue: string): Promise<WaitingCounts | undefined> {
+    return waitingCounts(this.db, { queue });
   }
   getMessage(id: string): ReturnType<typeof getMessage> {
     return getMessage(this.db, { id });
@@ -334,6 +377,27 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /** Cancels a running replay job; undefined when there is no such job. */
   cancelReplay(id: string): Promise<ReplayJob | undefined> {
     return cancelReplay(this.db, { id });
+  }
+  /** Creates a cron schedule (see schedules.ts): the reaper's leader fires it from its next tick. */
+  createSchedule(input: ScheduleInput): Promise<Schedule> {
+    return createSchedule(this.db, { input });
+  }
+  /** Every schedule, or those sending into `queue`, by name. */
+  listSchedules(queue?: string | null): Promise<Schedule[]> {
+    return listSchedules(this.db, { queue });
+  }
+  getSchedule(name: string): Promise<Schedule | undefined> {
+    return getSchedule(this.db, { name });
+  }
+  pauseSchedule(name: string): Promise<Schedule> {
+    return pauseSchedule(this.db, { name });
+  }
+  /** Resumes from the first tick after now; ticks of the pause are not caught up. */
+  resumeSchedule(name: string): Promise<Schedule> {
+    return resumeSchedule(this.db, { name });
+  }
+  deleteSchedule(name: string): Promise<boolean> {
+    return deleteSchedule(this.db, { name });
   }
   bindQueue(queue: string, pattern: string): Promise<void> {
     return bindQueue(this.db, { queue, pattern });
@@ -412,7 +476,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
 
     const started = Date.now();
     const deadline = started + waitSeconds * 1000;
-    const handle = await this.wakeups.startWaiting(params.queue);
+    const handle = await this.startWaiting(params.queue);
     const linked =
       params.signal === undefined
         ? undefined
@@ -443,8 +507,19 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
    * Starts waiting on a queue for callers that loop themselves (subscriptions, workers):
    * call receive after this resolves, then handle.next() when it finds nothing.
    */
-  startWaiting(queue: string): Promise<WaitHandle> {
-    return this.wakeups.startWaiting(queue);
+  async startWaiting(queue: string): Promise<WaitHandle> {
+    const [handle] = await Promise.all([
+      this.wakeups.startWaiting(queue),
+      // Off the hot path: only a consumer that found nothing gets here.
+      getQueue(this.db, { name: queue }).then(
+        (found) => {
+          if (found !== undefined) this.noteLimits(found);
+        },
+        // The waiter still works without it, by polling.
+        () => undefined,
+      ),
+    ]);
+    return handle;
   }
 
   /** The poll interval waiters should pass to WaitHandle.next(). */
@@ -484,6 +559,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       }
     }
     this.emit('acked', acked.queue, acked.ageSeconds);
+    this.slotFreed(acked.queue);
     return acked;
   }
   /** Acks many deliveries; returns those whose lease was still valid. */
@@ -496,7 +572,10 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       (db) => ackBatch(db, { receipts }),
       (all) => all.map((a) => a.queue),
     );
-    for (const a of acked) this.emit('acked', a.queue, a.ageSeconds);
+    for (const a of acked) {
+      this.emit('acked', a.queue, a.ageSeconds);
+      this.slotFreed(a.queue);
+    }
     return acked;
   }
   /** Nacks one delivery (see nack.ts): retried with backoff, or dead-lettered. */
@@ -511,6 +590,8 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       (n) => [n.queue],
     );
     this.emit('nacked', nacked.queue, nacked.outcome);
+    // holdline.nack NOTIFYs waiting consumers everywhere; without a listener, only this wakes.
+    this.slotFreed(nacked.queue);
     return nacked;
   }
   /** Sets a lease to end `seconds` from now (see extend-lease.ts); LEASE_LOST when lost. */
@@ -530,6 +611,9 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   private async receiveNow(params: ReceiveParams): Promise<Delivery[]> {
     if (this.stopping) throw new QueueError('UNAVAILABLE', 'the service is shutting down');
     const deliveries = await receive(this.db, params);
+    if (deliveries.length < (params.max ?? 1) && this.limits.get(params.queue)?.rateLimited) {
+      void this.wakeAtNextToken(params.queue);
+    }
     if (deliveries.length > 0) {
       this.meter.record(params.queue, deliveries.length);
       this.emit('delivered', params.queue, deliveries.length);
@@ -579,6 +663,45 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       }
     }
     return Promise.allSettled(pending.map(sendAlone));
+  }
+
+  /** Remembers a queue's flow limits, for {@link slotFreed} and {@link wakeAtNextToken}. */
+  private noteLimits(queue: Queue): void {
+    const capped = queue.config.maxInFlight !== null;
+    const rateLimited = queue.config.rateLimit !== null;
+    if (capped || rateLimited) this.limits.set(queue.name, { capped, rateLimited });
+    else this.limits.delete(queue.name);
+  }
+
+  /** A lease of `queue` ended here: on a capped queue, one waiter here may take the slot. */
+  private slotFreed(queue: string): void {
+    if (this.limits.get(queue)?.capped === true) this.wakeups.wakeOne(queue);
+  }
+
+  /**
+   * After a receive of a rate-limited queue got less than it asked for: wakes one waiter
+   * here when the bucket's next token is due (a timer, not a poll), unless a timer is set.
+   * One timer per bucket charge: a receive cut short by an empty queue, not by the bucket,
+   * finds the same charge again and sets no second timer, so an idle queue is not polled.
+   */
+  private async wakeAtNextToken(queue: string): Promise<void> {
+    if (this.refillTimers.has(queue) || this.stopping) return;
+    const next = await rateLimitNextToken(this.db, { queue }).catch(() => undefined);
+    if (
+      next === undefined ||
+      this.refillTimedCharges.get(queue) === next.chargedAt ||
+      this.refillTimers.has(queue) ||
+      this.stopping
+    ) {
+      return;
+    }
+    this.refillTimedCharges.set(queue, next.chargedAt);
+    const timer = setTimeout(() => {
+      this.refillTimers.delete(queue);
+      this.wakeups.wakeOne(queue);
+    }, next.delayMs);
+    timer.unref();
+    this.refillTimers.set(queue, timer);
   }
 
   /** After a committed send: wake this process's waiters on the queue, and tell listeners. */

@@ -7,6 +7,8 @@ export type QueueErrorCode =
   | 'BAD_USER_INPUT'
   | 'LEASE_LOST'
   | 'PAYLOAD_TOO_LARGE'
+  | 'SCHEDULE_NOT_FOUND'
+  | 'SCHEDULE_EXISTS'
   | 'UNAVAILABLE';
 
 /**

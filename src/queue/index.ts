@@ -23,6 +23,7 @@ export type { MessageWithPosition } from './stats.ts';
 export type { ReceiveParams } from './receive.ts';
 export { QueueMaintenance } from './maintenance.ts';
 export type { MessageTableVacuumState, ReapedLeases } from './maintenance.ts';
+export type { FiredSchedule, ScheduleFailure } from './schedules.ts';
 export { QueueError, translateDatabaseError } from './errors.ts';
 export type { QueueErrorCode } from './errors.ts';
 export type { Executor } from './executor.ts';

@@ -13,8 +13,11 @@ import {
   MessageTableVacuumState,
   ReplayJobListDue,
   ReplayJobRunBatch,
+  ScheduleTickDeleteOlderThan,
   WaitingConsumerDeleteStale,
 } from './sql/index.ts';
+import { fireDueSchedules } from './schedules.ts';
+import type { FiredSchedule, ScheduleFailure } from './schedules.ts';
 import type { ReplayJob } from './types.ts';
 
 /** Expired leases of one queue handled in a pass, and where they went. */
@@ -69,6 +72,24 @@ export class QueueMaintenance {
   /** Deletes dequeue counts older than `keep` (an interval text, e.g. '1 hour'). */
   async deleteDequeueCountsOlderThan(keep: string): Promise<void> {
     await translated(() => DequeueCountDeleteOlderThan.run(this.db, [keep]));
+  }
+
+  /**
+   * One firing pass over due cron schedules as of `now` (default: the database clock): each
+   * due tick sends its message exactly once, however many processes fire at once (see
+   * fireDueSchedules in schedules.ts). Schedules whose stored cron could not be evaluated
+   * are reported in `failed` and left as they are.
+   */
+  fireDueSchedules(
+    now?: Date,
+    limit?: number,
+  ): Promise<{ fired: FiredSchedule[]; failed: ScheduleFailure[] }> {
+    return fireDueSchedules(this.db, { now, limit });
+  }
+
+  /** Deletes fired-tick rows older than `keep` (an interval text, e.g. '7 days'). */
+  async deleteScheduleTicksOlderThan(keep: string): Promise<void> {
+    await translated(() => ScheduleTickDeleteOlderThan.run(this.db, [keep]));
   }
 
   /** Dead row versions of the messages table, and whether a vacuum of it runs now. */

@@ -22,10 +22,20 @@ export {
 } from './queues.ts';
 export { decodeReceipt, encodeReceipt } from './receipts.ts';
 export { receive } from './receive.ts';
+export {
+  createSchedule,
+  deleteSchedule,
+  fireDueSchedules,
+  getSchedule,
+  listSchedules,
+  pauseSchedule,
+  resumeSchedule,
+} from './schedules.ts';
+export { CronSchedule, ON_TIME_WINDOW_MS } from './cron.ts';
 export { redrive } from './redrive.ts';
 export { cancelReplay, getReplayJob, listReplayJobs, startRedrive, startReplay } from './replay.ts';
 export { publish, send, sendBatch } from './send.ts';
-export { allQueueStats, getMessage, queueStats } from './stats.ts';
+export { allQueueStats, getMessage, queueStats, waitingCounts } from './stats.ts';
 export { bindQueue, listBindings, unbindQueue } from './topics.ts';
 export {
   BATCH_MAX_LIMIT,

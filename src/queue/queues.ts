@@ -38,6 +38,9 @@ export const QUEUE_CONFIG_DEFAULTS: QueueConfig = {
   retentionSeconds: 1_209_600,
   maxPayloadBytes: 1_048_576,
   archiveSeconds: 0,
+  maxInFlight: null,
+  rateLimit: null,
+  groupMaxInFlight: null,
 };
 
 function toQueue(row: QueueRow): Queue {
@@ -54,6 +57,12 @@ function toQueue(row: QueueRow): Queue {
       retentionSeconds: row.retention_seconds,
       maxPayloadBytes: row.max_payload_bytes,
       archiveSeconds: row.archive_seconds,
+      maxInFlight: row.max_in_flight,
+      rateLimit:
+        row.rate_limit_count === null || row.rate_limit_per_seconds === null
+          ? null
+          : { count: row.rate_limit_count, perSeconds: row.rate_limit_per_seconds },
+      groupMaxInFlight: row.group_max_in_flight,
     },
   };
 }
@@ -94,7 +103,15 @@ export async function createQueue(
   // Every setting is written: the defaults here are the column defaults of migrations/0001.
   const full: QueueConfig = { ...QUEUE_CONFIG_DEFAULTS, ...config };
   const { rows } = await translated(() =>
-    QueueInsert.run(db, [name, full.deadLetterQueue, ...numericSettings(full)]),
+    QueueInsert.run(db, [
+      name,
+      full.deadLetterQueue,
+      ...numericSettings(full),
+      full.maxInFlight,
+      full.rateLimit?.count ?? null,
+      full.rateLimit?.perSeconds ?? null,
+      full.groupMaxInFlight,
+    ]),
   );
   const row = rows[0];
   if (row === undefined) throw new QueueError('QUEUE_EXISTS', `queue "${name}" already exists`);
@@ -113,13 +130,31 @@ export async function configureQueue(
   const config = params.config;
   const settings = numericSettings(config);
   const setDeadLetterQueue = config.deadLetterQueue !== undefined;
-  if (!setDeadLetterQueue && settings.every((value) => value === null)) return current;
+  const setMaxInFlight = config.maxInFlight !== undefined;
+  const setRateLimit = config.rateLimit !== undefined;
+  const setGroupMaxInFlight = config.groupMaxInFlight !== undefined;
+  if (
+    !setDeadLetterQueue &&
+    !setMaxInFlight &&
+    !setRateLimit &&
+    !setGroupMaxInFlight &&
+    settings.every((value) => value === null)
+  ) {
+    return current;
+  }
   const { rows } = await translated(() =>
     QueueUpdateConfig.run(db, [
       name,
       setDeadLetterQueue,
       config.deadLetterQueue ?? null,
       ...settings,
+      setMaxInFlight,
+      config.maxInFlight ?? null,
+      setRateLimit,
+      config.rateLimit?.count ?? null,
+      config.rateLimit?.perSeconds ?? null,
+      setGroupMaxInFlight,
+      config.groupMaxInFlight ?? null,
     ]),
   );
   const row = rows[0];

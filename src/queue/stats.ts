@@ -1,8 +1,14 @@
 import { badInput, translated } from './errors.ts';
 import type { Executor } from './executor.ts';
 import { toMessage } from './message-row.ts';
-import { MessageGetWithPosition, QueueStatsGet, QueueStatsList } from './sql/index.ts';
-import type { Message, QueueStats } from './types.ts';
+import {
+  MessageGetWithPosition,
+  QueueStatsGet,
+  QueueStatsList,
+  QueueRateLimitNextToken,
+  QueueWaitingGet,
+} from './sql/index.ts';
+import type { Message, QueueStats, WaitingCounts, WaitingReason } from './types.ts';
 import { validateQueueName } from './validation.ts';
 
 /** How far back the dequeue rate behind estimated waits looks. */
@@ -55,6 +61,13 @@ export interface MessageWithPosition extends Message {
   position: number | null;
   /** Seconds until delivery at the queue's recent dequeue rate; null unless READY or with no recent dequeues. */
   estimatedWaitSeconds: number | null;
+  /** Why it is not being delivered (see WaitingReason); null while leased. */
+  waitingReason: WaitingReason | null;
+  /**
+   * When it will next be eligible, where that is known: its due time when DELAYED or
+   * BACKING_OFF, the time of the request when READY; else null (it waits on other messages).
+   */
+  nextEligibleAt: Date | null;
 }
 
 const MESSAGE_ID_PATTERN = /^[1-9][0-9]{0,18}$/;
@@ -81,5 +94,48 @@ export async function getMessage(
     position,
     estimatedWaitSeconds:
       position === null || rate === null || rate <= 0 ? null : (position + 1) / rate,
+    waitingReason: row.waiting_reason,
+    nextEligibleAt: row.next_eligible_at,
   };
+}
+
+/**
+ * One queue's unleased messages counted by the reason they wait (holdline.queue_waiting), or
+ * undefined when the queue does not exist. Probes each due message of a group for an earlier
+ * one: for asking why a queue is not draining, not for polling.
+ */
+export async function waitingCounts(
+  db: Executor,
+  params: { queue: string },
+): Promise<WaitingCounts | undefined> {
+  const queue = validateQueueName(params.queue);
+  const { rows } = await translated(() => QueueWaitingGet.run(db, [queue]));
+  const row = rows[0];
+  if (row === undefined) return undefined;
+  return {
+    queue: row.queue,
+    ready: Number(row.ready),
+    delayed: Number(row.delayed),
+    backingOff: Number(row.backing_off),
+    groupHeadInFlight: Number(row.group_head_in_flight),
+    queuePaused: Number(row.queue_paused),
+    concurrencyCap: Number(row.concurrency_cap),
+    rateLimited: Number(row.rate_limited),
+    leased: Number(row.leased),
+    maxInFlight: row.max_in_flight,
+  };
+}
+
+/**
+ * When a rate-limited queue's bucket, as its last charge left it, has its next whole token:
+ * milliseconds from now (0: due already) and a key naming that charge. Undefined when the last
+ * charge left a whole token (so the bucket holds nothing back), or without a rate limit.
+ */
+export async function rateLimitNextToken(
+  db: Executor,
+  params: { queue: string },
+): Promise<{ delayMs: number; chargedAt: string } | undefined> {
+  const { rows } = await translated(() => QueueRateLimitNextToken.run(db, [params.queue]));
+  const row = rows[0];
+  return row === undefined ? undefined : { delayMs: row.delay_ms, chargedAt: row.charged_at };
 }

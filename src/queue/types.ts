@@ -8,10 +8,17 @@ export type {
   Queue,
   QueueConfig,
   QueueStats,
+  CatchUp,
+  RateLimit,
   ReplayJob,
   ReplayJobKind,
   ReplayJobState,
+  Schedule,
+  ScheduledMessage,
+  ScheduleInput,
   SendInput,
+  WaitingCounts,
+  WaitingReason,
 } from '../contract.ts';
 
 /** A message as the engine holds it: the contract's fields and the engine's own. */

@@ -119,6 +119,17 @@ export function validateSendInput(input: SendInput, index?: number): Date | null
   return null;
 }
 
+/** Highest concurrency cap a queue may have (maxInFlight); the same CHECK in migrations/0020. */
+export const MAX_IN_FLIGHT_LIMIT = 100_000;
+
+/** Highest per-group cap (groupMaxInFlight); the same CHECK in migrations/0024. */
+export const GROUP_MAX_IN_FLIGHT_LIMIT = 10_000;
+
+/** Bounds of a queue's rate limit (rateLimit); the same CHECKs in migrations/0023. */
+export const RATE_LIMIT_COUNT_LIMIT = 1_000_000;
+export const RATE_LIMIT_PER_SECONDS_MIN = 0.001;
+export const RATE_LIMIT_PER_SECONDS_MAX = 86_400;
+
 /** Limits of each queue setting; the same bounds as the CHECKs in migrations/. */
 export const QUEUE_CONFIG_BOUNDS = {
   visibilityTimeoutSeconds: { min: 1, max: LEASE_MAX_SECONDS, integer: true },
@@ -131,7 +142,8 @@ export const QUEUE_CONFIG_BOUNDS = {
 } as const;
 
 /**
- * Checks a partial queue config. `deadLetterQueue` may be null (no DLQ). The backoff pair is
+ * Checks a partial queue config. `deadLetterQueue` may be null (no DLQ), `maxInFlight` null
+ * (no cap). The backoff pair is
  * checked against `current` so that a change of one keeps initial <= max.
  */
 export function validateQueueConfig(
@@ -145,6 +157,22 @@ export function validateQueueConfig(
     if (value === undefined) continue;
     if (bounds.integer) validateInteger(value, key, bounds.min, bounds.max);
     else validateNumber(value, key, bounds.min, bounds.max);
+  }
+  if (config.maxInFlight !== undefined && config.maxInFlight !== null) {
+    validateInteger(config.maxInFlight, 'maxInFlight', 1, MAX_IN_FLIGHT_LIMIT);
+  }
+  if (config.groupMaxInFlight !== undefined && config.groupMaxInFlight !== null) {
+    validateInteger(config.groupMaxInFlight, 'groupMaxInFlight', 1, GROUP_MAX_IN_FLIGHT_LIMIT);
+  }
+  if (config.rateLimit !== undefined && config.rateLimit !== null) {
+    if (typeof config.rateLimit !== 'object') throw badInput('rateLimit must be an object');
+    validateInteger(config.rateLimit.count, 'rateLimit.count', 1, RATE_LIMIT_COUNT_LIMIT);
+    validateNumber(
+      config.rateLimit.perSeconds,
+      'rateLimit.perSeconds',
+      RATE_LIMIT_PER_SECONDS_MIN,
+      RATE_LIMIT_PER_SECONDS_MAX,
+    );
   }
   if (config.deadLetterQueue !== undefined && config.deadLetterQueue !== null) {
     validateQueueName(config.deadLetterQueue, 'deadLetterQueue');

@@ -65,6 +65,26 @@ export class Wakeups {
     for (const handle of interest.holders) handle.wake();
   }
 
+  /**
+   * Wakes one handle waiting on `queue` in this process, if any: for a single freed slot of
+   * a capped queue, which one consumer can take (waking all would send them all to the
+   * database for one lease). A handle in its wait is preferred; else a busy one remembers
+   * the wake-up for its next wait, so it is never lost.
+   */
+  wakeOne(queue: string): void {
+    const interest = this.interests.get(queue);
+    if (interest === undefined) return;
+    let chosen: WaitHandle | undefined;
+    for (const handle of interest.holders) {
+      chosen ??= handle;
+      if (handle.waiting) {
+        chosen = handle;
+        break;
+      }
+    }
+    chosen?.wake();
+  }
+
   /** Removes this process's registrations; call before the listener stops. */
   async stop(): Promise<void> {
     const pid = this.listener?.pid;
@@ -203,6 +223,11 @@ export class WaitHandle {
       signal?.addEventListener('abort', onAbort, { once: true });
       this.resolveWait = finish;
     });
+  }
+
+  /** True while a next() call is pending. */
+  get waiting(): boolean {
+    return this.resolveWait !== undefined;
   }
 
   /** Ends the interest; pending next() calls resolve false. */

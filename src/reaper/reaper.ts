@@ -1,13 +1,14 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { QueueMaintenance } from '../queue/index.ts';
-import type { Executor, ReapedLeases, ReplayJob } from '../queue/index.ts';
+import type { Executor, FiredSchedule, ReapedLeases, ReplayJob } from '../queue/index.ts';
 import { ArchivePartitioner } from './archive-partitioner.ts';
 import type { ArchivePartitionChange } from './archive-partitioner.ts';
 import { Housekeeper } from './housekeeper.ts';
 import { LeaderElection } from './leader-election.ts';
 import { LeaseRescuer } from './lease-rescuer.ts';
 import { REPLAY_BATCH_SIZE_DEFAULT, ReplayRunner } from './replay-runner.ts';
+import { SCHEDULE_INTERVAL_MS_DEFAULT, ScheduleFirer } from './schedule-firer.ts';
 import { VACUUM_DEAD_TUPLES_DEFAULT } from './vacuum.ts';
 import { VacuumScheduler } from './vacuum-scheduler.ts';
 
@@ -52,6 +53,8 @@ export interface ReaperOptions {
   replayBatchSize?: number;
   /** Width of one archive partition, in seconds. Default a UTC day (archive-partitioner.ts). */
   archivePartitionSeconds?: number;
+  /** How often the leader fires due cron ticks. Default {@link SCHEDULE_INTERVAL_MS_DEFAULT}. */
+  scheduleIntervalMs?: number;
 }
 
 interface ReaperEvents {
@@ -63,6 +66,8 @@ interface ReaperEvents {
   archivePartitions: [ArchivePartitionChange];
   /** The leader ran a batch of a replay job; the job as it is after it. */
   replayProgress: [ReplayJob];
+  /** The leader fired ticks of a cron schedule. */
+  fired: [FiredSchedule];
 }
 
 /**
@@ -72,8 +77,9 @@ interface ReaperEvents {
  * housekeeper (every minute: retention, stale waiting-consumer rows, old dequeue counts), the
  * vacuum scheduler (every ten seconds: vacuums the messages table if autovacuum has fallen
  * behind), the archive partitioner (every minute: day partitions of the archive created
- * ahead, expired ones dropped whole) and the replay runner (every 200 ms: batches of replay
- * jobs). With several processes exactly one leads at a time; a standby takes over
+ * ahead, expired ones dropped whole), the replay runner (every 200 ms: batches of replay
+ * jobs) and the schedule firer (every 250 ms: sends the messages of due cron ticks). With
+ * several processes exactly one leads at a time; a standby takes over
  * within intervalMs of the leader's connection or process dying. Errors are logged per pass
  * and the loops carry on.
  * Lifecycle: start() once, stop() any number of times.
@@ -85,6 +91,7 @@ export class Reaper extends EventEmitter<ReaperEvents> {
   private readonly vacuum: VacuumScheduler;
   private readonly archive: ArchivePartitioner;
   private readonly replays: ReplayRunner;
+  private readonly schedules: ScheduleFirer;
 
   constructor(options: ReaperOptions) {
     super();
@@ -134,6 +141,13 @@ export class Reaper extends EventEmitter<ReaperEvents> {
       batchSize: options.replayBatchSize ?? REPLAY_BATCH_SIZE_DEFAULT,
       isLeader,
       onProgress: (job) => this.emit('replayProgress', job),
+    });
+    this.schedules = new ScheduleFirer({
+      maintenance,
+      logger,
+      intervalMs: options.scheduleIntervalMs ?? SCHEDULE_INTERVAL_MS_DEFAULT,
+      isLeader,
+      onFired: (fired) => this.emit('fired', fired),
     });
     this.election.events.on('leadership', (leader) => {
       this.emit('leadership', leader);
@@ -189,9 +203,24 @@ export class Reaper extends EventEmitter<ReaperEvents> {
     return this.replays.runDue(now);
   }
 
+  /**
+   * One pass over due cron schedules as of `now` (default: the database clock), whether or
+   * not this process leads. Returns the schedules that fired ticks.
+   */
+  fireDueSchedules(now?: Date): Promise<FiredSchedule[]> {
+    return this.schedules.fire(now);
+  }
+
   private services(): (
-    LeaseRescuer | Housekeeper | VacuumScheduler | ArchivePartitioner | ReplayRunner
+    LeaseRescuer | Housekeeper | VacuumScheduler | ArchivePartitioner | ReplayRunner | ScheduleFirer
   )[] {
-    return [this.rescuer, this.housekeeper, this.vacuum, this.archive, this.replays];
+    return [
+      this.rescuer,
+      this.housekeeper,
+      this.vacuum,
+      this.archive,
+      this.replays,
+      this.schedules,
+    ];
   }
 }

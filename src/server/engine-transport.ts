@@ -19,7 +19,14 @@ import { QueueWorker, WorkerGroup } from '../client/worker.ts';
 import type { ConsumeOptions, MessageHandler } from '../client/worker.ts';
 import type { ContractMessage } from '../contract.ts';
 import { QueueError } from '../queue/index.ts';
-import type { QueueConfig, QueueEngine, QueueStats, SendInput } from '../queue/index.ts';
+import type {
+  QueueConfig,
+  QueueEngine,
+  QueueStats,
+  Schedule,
+  ScheduleInput,
+  SendInput,
+} from '../queue/index.ts';
 
 /**
  * The engine's QueueError as a HoldlineError (same code and message, the original as
@@ -207,8 +214,30 @@ export class EngineTransport implements HoldlineClient {
         ...toContractMessage<P>(message),
         position: message.position,
         estimatedWaitSeconds: message.estimatedWaitSeconds,
+        waitingReason: message.waitingReason,
+        nextEligibleAt: message.nextEligibleAt,
       };
     });
+  }
+
+  createSchedule(input: ScheduleInput): Promise<Schedule> {
+    return this.call('not-idempotent', () => this.engine.createSchedule(input));
+  }
+
+  schedules(queue?: string | null): Promise<Schedule[]> {
+    return this.call('idempotent', () => this.engine.listSchedules(queue));
+  }
+
+  pauseSchedule(name: string): Promise<Schedule> {
+    return this.call('idempotent', () => this.engine.pauseSchedule(name));
+  }
+
+  resumeSchedule(name: string): Promise<Schedule> {
+    return this.call('idempotent', () => this.engine.resumeSchedule(name));
+  }
+
+  deleteSchedule(name: string): Promise<boolean> {
+    return this.call('not-idempotent', () => this.engine.deleteSchedule(name));
   }
 
   listMessages<P>(queue: string, options: ListMessagesOptions = {}): Promise<Message<P>[]> {

@@ -55,6 +55,47 @@ export function createMetrics(engine: QueueEngine, reaper: Reaper | undefined): 
   });
   registry.registerMetric(oldest);
 
+  // Flow limits, read from the queues' settings at scrape time; only queues that have one.
+  const rateLimit = new Gauge({
+    name: 'holdline_queue_rate_limit_per_second',
+    help: "Deliveries per second a queue's rate limit allows (rateLimit count / perSeconds).",
+    labelNames: ['queue'] as const,
+    registers: [],
+  });
+  const maxInFlight = new Gauge({
+    name: 'holdline_queue_max_in_flight',
+    help: "A queue's concurrency cap (maxInFlight): most messages leased at once.",
+    labelNames: ['queue'] as const,
+    registers: [registry],
+    async collect() {
+      const queues = await engine.listQueues();
+      maxInFlight.reset();
+      rateLimit.reset();
+      for (const q of queues) {
+        if (q.config.maxInFlight !== null) maxInFlight.set({ queue: q.name }, q.config.maxInFlight);
+        const limit = q.config.rateLimit;
+        if (limit !== null) rateLimit.set({ queue: q.name }, limit.count / limit.perSeconds);
+      }
+    },
+  });
+  registry.registerMetric(rateLimit);
+
+  const scheduleNext = new Gauge({
+    name: 'holdline_schedule_next_tick_timestamp_seconds',
+    help: 'When a cron schedule fires next (Unix time); absent while it is paused.',
+    labelNames: ['schedule', 'queue'] as const,
+    registers: [registry],
+    async collect() {
+      const schedules = await engine.listSchedules();
+      scheduleNext.reset();
+      for (const s of schedules) {
+        if (!s.paused) {
+          scheduleNext.set({ schedule: s.name, queue: s.queue }, s.nextTickAt.getTime() / 1000);
+        }
+      }
+    },
+  });
+
   const counter = (name: string, help: string, labelNames: readonly string[]) =>
     new Counter({ name, help, labelNames, registers: [registry] });
   const sent = counter('holdline_messages_sent_total', 'Messages sent through this process.', [
@@ -85,6 +126,11 @@ export function createMetrics(engine: QueueEngine, reaper: Reaper | undefined): 
     'Expired leases handled by this process as reaper leader.',
     ['queue'],
   );
+  const ticksFired = counter(
+    'holdline_schedule_ticks_fired_total',
+    'Cron ticks fired (one message each) by this process as reaper leader.',
+    ['schedule'],
+  );
   const receiveWait = new Histogram({
     name: 'holdline_receive_wait_seconds',
     help: 'Time long-poll receives spent waiting, by whether they got a message.',
@@ -112,6 +158,7 @@ export function createMetrics(engine: QueueEngine, reaper: Reaper | undefined): 
   engine.on('waited', (_queue, seconds, received) =>
     receiveWait.observe({ received: String(received) }, seconds),
   );
+  reaper?.on('fired', (f) => ticksFired.inc({ schedule: f.schedule }, f.ticks.length));
   reaper?.on('reaped', (r) => {
     expired.inc({ queue: r.queue }, r.messages);
     if (r.deadLetterQueue !== null) deadLettered.inc({ queue: r.queue }, r.messages);

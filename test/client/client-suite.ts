@@ -151,5 +151,62 @@ export function defineClientSuite(target: () => SuiteTarget): void {
       await expectCode(client.nack(delivery!.receipt), 'LEASE_LOST');
       expect(await client.ackBatch([delivery!.receipt])).toBe(0);
     });
+
+    it('sets flow limits, manages schedules and says why a message waits', async () => {
+      const { client } = target();
+      const queue = 'client-flow';
+      const created = await client.createQueue(queue, {
+        maxInFlight: 1,
+        rateLimit: { count: 100, perSeconds: 10 },
+      });
+      expect(created.config).toMatchObject({
+        maxInFlight: 1,
+        rateLimit: { count: 100, perSeconds: 10 },
+      });
+      await client.send(queue, { payload: 1 });
+      const second = await client.send(queue, { payload: 2 });
+      await client.receive(queue);
+      expect(await client.getMessage(second.id)).toMatchObject({
+        waitingReason: 'CONCURRENCY_CAP',
+        nextEligibleAt: null,
+      });
+      const uncapped = await client.configureQueue(queue, { maxInFlight: null, rateLimit: null });
+      expect(uncapped.config).toMatchObject({ maxInFlight: null, rateLimit: null });
+      expect(await client.getMessage(second.id)).toMatchObject({ waitingReason: 'READY' });
+
+      const schedule = await client.createSchedule({
+        name: 'client-hourly',
+        cron: '0 * * * *',
+        queue,
+        message: { payload: { report: 'hourly' }, groupKey: 'reports' },
+        catchUp: 'ALL',
+        catchUpMax: 5,
+      });
+      expect(schedule).toMatchObject({
+        name: 'client-hourly',
+        timezone: 'UTC',
+        message: { payload: { report: 'hourly' }, groupKey: 'reports', priority: 0 },
+        catchUp: 'ALL',
+        catchUpMax: 5,
+        paused: false,
+        lastTickAt: null,
+      });
+      expect(schedule.nextTickAt).toBeInstanceOf(Date);
+      expect((await client.schedules(queue)).map((s) => s.name)).toEqual(['client-hourly']);
+      expect((await client.pauseSchedule('client-hourly')).paused).toBe(true);
+      expect((await client.resumeSchedule('client-hourly')).paused).toBe(false);
+      await expectCode(
+        client.createSchedule({
+          name: 'client-hourly',
+          cron: '0 * * * *',
+          queue,
+          message: { payload: 1 },
+        }),
+        'SCHEDULE_EXISTS',
+      );
+      await expectCode(client.pauseSchedule('client-nobody'), 'SCHEDULE_NOT_FOUND');
+      expect(await client.deleteSchedule('client-hourly')).toBe(true);
+      expect(await client.schedules(queue)).toEqual([]);
+    });
   });
 }

@@ -73,6 +73,18 @@ describe('examples/ against a fresh service (npm start)', () => {
     `.execute(t.db);
     expect(rows[0]?.total).toBe(0);
   });
+
+  it('flow-control.ts caps a rate-limited queue fed by a schedule, and says why the fifth waits', async () => {
+    const { stdout } = await runExample('flow-control', { HOLDLINE_URL: service.url });
+    expect(stdout).toMatch(
+      /^schedule "partner-sync" fires next at \d{4}-\d\d-\d\dT\d\d:00:00\.000Z$/m,
+    );
+    expect(stdout).toMatch(/^leased 4; message \d+ waits: CONCURRENCY_CAP, 0 ahead$/m);
+    const { rows } = await sql<{ max_in_flight: number; rate_limit_count: number }>`
+      SELECT max_in_flight, rate_limit_count FROM holdline.queues WHERE name = 'partner-api'
+    `.execute(t.db);
+    expect(rows[0]).toEqual({ max_in_flight: 4, rate_limit_count: 10 });
+  });
 });
 
 describe('examples/ against a fresh database', () => {

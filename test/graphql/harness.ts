@@ -175,7 +175,8 @@ export async function databaseSnapshot(t: TestDatabase): Promise<string> {
     SELECT concat_ws(' | ',
       (SELECT string_agg(q::text, ';' ORDER BY name) FROM holdline.queues q),
       (SELECT string_agg(m::text, ';' ORDER BY id) FROM holdline.messages m),
-      (SELECT string_agg(b::text, ';' ORDER BY queue, pattern) FROM holdline.topic_bindings b)
+      (SELECT string_agg(b::text, ';' ORDER BY queue, pattern) FROM holdline.topic_bindings b),
+      (SELECT string_agg(s::text, ';' ORDER BY name) FROM holdline.schedules s)
     ) AS snapshot
   `.execute(t.db);
   return rows[0]?.snapshot ?? '';

@@ -20,12 +20,13 @@ const CREATE = `mutation ($name: String!, $config: QueueConfigInput) {
   createQueue(name: $name, config: $config) {
     name paused
     config { visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds
-             backoffMaxSeconds retentionSeconds maxPayloadBytes archiveSeconds }
+             backoffMaxSeconds retentionSeconds maxPayloadBytes archiveSeconds maxInFlight
+             rateLimit { count perSeconds } groupMaxInFlight }
   }
 }`;
 const CONFIGURE = `mutation ($name: String!, $config: QueueConfigInput!) {
   configureQueue(name: $name, config: $config) {
-    config { visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds backoffMaxSeconds maxPayloadBytes }
+    config { visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds backoffMaxSeconds maxPayloadBytes maxInFlight }
   }
 }`;
 const SEND = `mutation ($queue: String!, $message: SendInput!) {
@@ -93,6 +94,9 @@ describe('createQueue', () => {
         retentionSeconds: 1_209_600,
         maxPayloadBytes: 1_048_576,
         archiveSeconds: 0,
+        maxInFlight: null,
+        rateLimit: null,
+        groupMaxInFlight: null,
       },
     });
   });
@@ -107,6 +111,9 @@ describe('createQueue', () => {
       retentionSeconds: 3600,
       maxPayloadBytes: 2048,
       archiveSeconds: 7200,
+      maxInFlight: 7,
+      rateLimit: { count: 10, perSeconds: 2 },
+      groupMaxInFlight: 3,
     };
     const data = await api.ok<{ createQueue: QueueJson }>(CREATE, { name: 'm-create-all', config });
     expect(data.createQueue.config).toEqual(config);
@@ -135,6 +142,17 @@ describe('createQueue', () => {
       name: 'm-bad',
       config: { deadLetterQueue: 'm-bad' },
     });
+    for (const maxInFlight of [0, -1, 100_001]) {
+      await expectRefused('BAD_USER_INPUT', CREATE, { name: 'm-bad', config: { maxInFlight } });
+    }
+    for (const rateLimit of [
+      { count: 0, perSeconds: 1 },
+      { count: 5, perSeconds: 0 },
+    ]) {
+      await expectRefused('BAD_USER_INPUT', CREATE, { name: 'm-bad', config: { rateLimit } });
+    }
+    const { rows } = await sql`SELECT 1 FROM holdline.queues WHERE name = 'm-bad'`.execute(t.db);
+    expect(rows).toHaveLength(0);
   });
 });
 
@@ -151,6 +169,20 @@ describe('configureQueue', () => {
       deadLetterQueue: 'm-configure-dead',
       maxPayloadBytes: 100,
     });
+  });
+
+  it('sets, changes and removes the concurrency cap (null: no cap), keeping the rest', async () => {
+    await createQueue('m-configure-cap', { maxAttempts: 4 });
+    const capOf = async (config: Record<string, unknown>): Promise<unknown> =>
+      (await api.ok<{ configureQueue: QueueJson }>(CONFIGURE, { name: 'm-configure-cap', config }))
+        .configureQueue.config;
+    expect(await capOf({ maxInFlight: 3 })).toMatchObject({ maxInFlight: 3, maxAttempts: 4 });
+    expect(await capOf({ maxAttempts: 6 })).toMatchObject({ maxInFlight: 3, maxAttempts: 6 });
+    await expectRefused('BAD_USER_INPUT', CONFIGURE, {
+      name: 'm-configure-cap',
+      config: { maxInFlight: 100_001, maxAttempts: 9 },
+    });
+    expect(await capOf({ maxInFlight: null })).toMatchObject({ maxInFlight: null, maxAttempts: 6 });
   });
 
   it('refuses a missing queue with QUEUE_NOT_FOUND and bad settings with BAD_USER_INPUT', async () => {
@@ -528,6 +560,88 @@ describe('bindQueue, unbindQueue and publish', () => {
     await expectRefused(
       'BAD_USER_INPUT',
       `mutation { publish(topic: "orders.*", message: { payload: 1 }) { id } }`,
+    );
+  });
+});
+
+describe('schedules', () => {
+  const CREATE_SCHEDULE = `mutation ($name: String!, $cron: String!, $timezone: String,
+      $queue: String!, $message: SendInput!, $catchUp: CatchUp, $catchUpMax: Int) {
+    createSchedule(name: $name, cron: $cron, timezone: $timezone, queue: $queue,
+                   message: $message, catchUp: $catchUp, catchUpMax: $catchUpMax) {
+      name cron timezone queue payload headers priority groupKey catchUp catchUpMax paused
+      nextTickAt lastTickAt lastMessageId
+    }
+  }`;
+
+  it('creates, lists, pauses, resumes and deletes a schedule', async () => {
+    await createQueue('m-sched');
+    const created = await api.ok<{ createSchedule: Record<string, unknown> }>(CREATE_SCHEDULE, {
+      name: 'm-nightly',
+      cron: '0 3 * * *',
+      timezone: 'Europe/Berlin',
+      queue: 'm-sched',
+      message: { payload: { report: 'daily' }, priority: 2, headers: { team: 'ops' } },
+    });
+    expect(created.createSchedule).toMatchObject({
+      name: 'm-nightly',
+      cron: '0 3 * * *',
+      timezone: 'Europe/Berlin',
+      queue: 'm-sched',
+      payload: { report: 'daily' },
+      headers: { team: 'ops' },
+      priority: 2,
+      groupKey: null,
+      catchUp: 'LATEST',
+      catchUpMax: 100,
+      paused: false,
+      lastTickAt: null,
+      lastMessageId: null,
+    });
+    // 03:00 in Berlin is 01:00 or 02:00 UTC, depending on the season.
+    expect(new Date(created.createSchedule.nextTickAt as string).getUTCHours()).toBeLessThan(3);
+    const listed = await api.ok<{ schedules: { name: string }[] }>(
+      `{ schedules(queue: "m-sched") { name } }`,
+    );
+    expect(listed.schedules).toEqual([{ name: 'm-nightly' }]);
+    const paused = await api.ok<{ pauseSchedule: { paused: boolean } }>(
+      `mutation { pauseSchedule(name: "m-nightly") { paused } }`,
+    );
+    expect(paused.pauseSchedule.paused).toBe(true);
+    const resumed = await api.ok<{ resumeSchedule: { paused: boolean } }>(
+      `mutation { resumeSchedule(name: "m-nightly") { paused } }`,
+    );
+    expect(resumed.resumeSchedule.paused).toBe(false);
+    expect(await api.ok(`mutation { deleteSchedule(name: "m-nightly") }`)).toEqual({
+      deleteSchedule: true,
+    });
+    expect(await api.ok(`mutation { deleteSchedule(name: "m-nightly") }`)).toEqual({
+      deleteSchedule: false,
+    });
+  });
+
+  it('refuses bad input, a missing queue, a taken name and a missing schedule, changing nothing', async () => {
+    await createQueue('m-sched-bad');
+    const base = {
+      name: 'm-bad-sched',
+      cron: '0 * * * *',
+      queue: 'm-sched-bad',
+      message: { payload: 1 },
+    };
+    await expectRefused('BAD_USER_INPUT', CREATE_SCHEDULE, { ...base, cron: 'soon' });
+    await expectRefused('BAD_USER_INPUT', CREATE_SCHEDULE, { ...base, cron: '0 0 30 2 *' });
+    await expectRefused('BAD_USER_INPUT', CREATE_SCHEDULE, { ...base, timezone: 'Nowhere/City' });
+    await expectRefused('BAD_USER_INPUT', CREATE_SCHEDULE, { ...base, catchUpMax: 0 });
+    await expectRefused('BAD_USER_INPUT', CREATE_SCHEDULE, {
+      ...base,
+      message: { payload: 1, delaySeconds: 10 },
+    });
+    await expectRefused('QUEUE_NOT_FOUND', CREATE_SCHEDULE, { ...base, queue: 'm-sched-nobody' });
+    await api.ok(CREATE_SCHEDULE, base);
+    await expectRefused('SCHEDULE_EXISTS', CREATE_SCHEDULE, base);
+    await expectRefused(
+      'SCHEDULE_NOT_FOUND',
+      `mutation { pauseSchedule(name: "m-nobody") { name } }`,
     );
   });
 });

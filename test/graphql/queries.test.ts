@@ -135,6 +135,41 @@ describe('Query.message', () => {
     ]);
   });
 
+  it("says why a message waits, and counts a queue's waiting messages by reason", async () => {
+    await createQueue('q-why', { maxInFlight: 1 });
+    await send('q-why', { payload: 'first' });
+    const second = await send('q-why', { payload: 'second' });
+    const later = await send('q-why', { payload: 'later', delaySeconds: 600 });
+    await api.ok(`mutation { receive(queue: "q-why") { receipt } }`);
+    const why = async (id: string): Promise<unknown> =>
+      (
+        await api.ok<{ message: unknown }>(
+          `query ($id: ID!) { message(id: $id) { state waitingReason position nextEligibleAt } }`,
+          { id },
+        )
+      ).message;
+    expect(await why(second)).toEqual({
+      state: 'READY',
+      waitingReason: 'CONCURRENCY_CAP',
+      position: 0,
+      nextEligibleAt: null,
+    });
+    expect(await why(later)).toMatchObject({ state: 'DELAYED', waitingReason: 'DELAYED' });
+    const stats = await api.ok<{ queue: { stats: { waiting: unknown } } }>(
+      `{ queue(name: "q-why") { stats { waiting { ready delayed backingOff groupHeadInFlight
+           queuePaused concurrencyCap rateLimited } } } }`,
+    );
+    expect(stats.queue.stats.waiting).toEqual({
+      ready: 0,
+      delayed: 1,
+      backingOff: 0,
+      groupHeadInFlight: 0,
+      queuePaused: 0,
+      concurrencyCap: 1,
+      rateLimited: 0,
+    });
+  });
+
   it('returns null for an id that does not exist', async () => {
     const data = await api.ok<{ message: unknown }>(`{ message(id: "999999999") { id } }`);
     expect(data.message).toBeNull();

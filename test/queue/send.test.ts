@@ -45,7 +45,13 @@ describe('send', () => {
     await createQueue(t.db, { name: 'send-stored' }).catch(() => undefined);
     const sent = await send(t.db, { queue: 'send-stored', message });
     const stored = await getMessage(t.db, { id: sent.id });
-    expect(stored).toEqual({ ...sent, position: stored?.position, estimatedWaitSeconds: null });
+    expect(stored).toEqual({
+      ...sent,
+      position: stored?.position,
+      estimatedWaitSeconds: null,
+      waitingReason: stored?.waitingReason,
+      nextEligibleAt: stored?.nextEligibleAt,
+    });
   });
 
   it('returns a batch exactly as it is stored', async () => {
@@ -64,6 +70,8 @@ describe('send', () => {
         ...message,
         position: stored?.position,
         estimatedWaitSeconds: null,
+        waitingReason: stored?.waitingReason,
+        nextEligibleAt: stored?.nextEligibleAt,
       });
     }
   });

@@ -265,6 +265,41 @@ describe('scopes', () => {
     const configure = `mutation { configureQueue(name: "dl.mine", config: { deadLetterQueue: "dl.theirs" }) { name } }`;
     expect(onlyErrorCode(await svc.request(owner, configure))).toBe('FORBIDDEN');
   });
+
+  it('schedules need admin on their queue to be made or changed, and read to be listed', async () => {
+    await svc.api.engine.createQueue('sch.mine');
+    await svc.api.engine.createQueue('sch.theirs');
+    const owner = await svc.token('sch-owner', 'admin:sch.mine');
+    const sender = await svc.token('sch-sender', 'send:sch.theirs');
+    const create = `mutation ($n: String!, $q: String!) {
+      createSchedule(name: $n, cron: "0 * * * *", queue: $q, message: { payload: 1 }) { name }
+    }`;
+    expect(onlyErrorCode(await svc.request(owner, create, { n: 'sch-a', q: 'sch.theirs' }))).toBe(
+      'FORBIDDEN',
+    );
+    expect(onlyErrorCode(await svc.request(sender, create, { n: 'sch-a', q: 'sch.theirs' }))).toBe(
+      'FORBIDDEN',
+    );
+    expect(await svc.api.engine.listSchedules()).toEqual([]);
+    await svc.ok(owner, create, { n: 'sch-mine', q: 'sch.mine' });
+    await svc.api.engine.createSchedule({
+      name: 'sch-theirs',
+      cron: '0 * * * *',
+      queue: 'sch.theirs',
+      message: { payload: 2 },
+    });
+    const listed = await svc.ok<{ schedules: { name: string }[] }>(owner, `{ schedules { name } }`);
+    expect(listed.schedules).toEqual([{ name: 'sch-mine' }]);
+    for (const op of ['pauseSchedule', 'resumeSchedule']) {
+      expect(
+        onlyErrorCode(await svc.request(owner, `mutation { ${op}(name: "sch-theirs") { name } }`)),
+      ).toBe('FORBIDDEN');
+    }
+    expect(
+      onlyErrorCode(await svc.request(owner, `mutation { deleteSchedule(name: "sch-theirs") }`)),
+    ).toBe('FORBIDDEN');
+    expect((await svc.api.engine.getSchedule('sch-theirs'))?.paused).toBe(false);
+  });
 });
 
 describe('a scoped subscriber', () => {

@@ -1,4 +1,4 @@
-import type { Message, MessageWithPosition } from '../../queue/index.ts';
+import type { Message, MessageWithPosition, WaitingReason } from '../../queue/index.ts';
 import type { GraphQLContext } from '../context.ts';
 
 /**
@@ -23,11 +23,25 @@ function placeInLine(
 }
 
 /**
- * Field resolvers of type Message. Position and estimated wait are a count over the
- * queue's ready messages, so they are computed only when a query asks for them, never for
- * every message a send or receive returns.
+ * Field resolvers of type Message. Position, estimated wait and the waiting reason are a count
+ * over the queue's ready messages and a few probes, so they are computed only when a query
+ * asks for them, never for every message a send or receive returns.
  */
 export const MessageResolvers = {
+  async waitingReason(
+    message: Message,
+    _args: unknown,
+    ctx: GraphQLContext,
+  ): Promise<WaitingReason | null> {
+    return (await placeInLine(message, ctx))?.waitingReason ?? null;
+  },
+  async nextEligibleAt(
+    message: Message,
+    _args: unknown,
+    ctx: GraphQLContext,
+  ): Promise<Date | null> {
+    return (await placeInLine(message, ctx))?.nextEligibleAt ?? null;
+  },
   async position(message: Message, _args: unknown, ctx: GraphQLContext): Promise<number | null> {
     return (await placeInLine(message, ctx))?.position ?? null;
   },

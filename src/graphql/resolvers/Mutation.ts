@@ -1,11 +1,13 @@
 import { QueueError } from '../../queue/index.ts';
 import type {
   ArchiveFilter,
+  CatchUp,
   Delivery,
   Message,
   Queue,
   QueueConfig,
   ReplayJob,
+  Schedule,
   SendInput,
 } from '../../queue/index.ts';
 import {
@@ -28,6 +30,9 @@ interface QueueConfigInput {
   retentionSeconds?: number | null;
   maxPayloadBytes?: number | null;
   archiveSeconds?: number | null;
+  maxInFlight?: number | null;
+  rateLimit?: { count: number; perSeconds: number } | null;
+  groupMaxInFlight?: number | null;
 }
 
 /** GraphQL input SendInput; payload and headers are whatever JSON the client sent. */
@@ -54,7 +59,9 @@ const NUMERIC_SETTINGS = [
 
 /**
  * Maps QueueConfigInput to the engine's settings. A field left out is not passed (default
- * or unchanged); null is refused except for deadLetterQueue, where it means "none". Ranges
+ * or unchanged); null is refused except for deadLetterQueue, maxInFlight, rateLimit and
+ * groupMaxInFlight, where it means "none" (no dead-letter queue, no cap, no limit, groups one
+ * at a time). Ranges
  * are the engine's to check.
  */
 function toQueueConfig(input: QueueConfigInput | null | undefined): Partial<QueueConfig> {
@@ -71,6 +78,9 @@ function toQueueConfig(input: QueueConfigInput | null | undefined): Partial<Queu
     config[setting] = value;
   }
   if (input.deadLetterQueue !== undefined) config.deadLetterQueue = input.deadLetterQueue;
+  if (input.maxInFlight !== undefined) config.maxInFlight = input.maxInFlight;
+  if (input.rateLimit !== undefined) config.rateLimit = input.rateLimit;
+  if (input.groupMaxInFlight !== undefined) config.groupMaxInFlight = input.groupMaxInFlight;
   return config;
 }
 
@@ -123,6 +133,24 @@ function authorizeConfig(
 ): void {
   authorize(ctx.access, 'admin', queue);
   if (config?.deadLetterQueue != null) authorize(ctx.access, 'admin', config.deadLetterQueue);
+}
+
+/**
+ * Changing a schedule needs `admin` on the queue it sends into. Returns the schedule; when it
+ * does not exist, throws SCHEDULE_NOT_FOUND, or returns undefined when `mustExist` is false.
+ */
+async function authorizeSchedule(
+  ctx: GraphQLContext,
+  name: string,
+  mustExist = true,
+): Promise<Schedule | undefined> {
+  const schedule = await ctx.engine.getSchedule(name);
+  if (schedule === undefined) {
+    if (!mustExist) return undefined;
+    throw new QueueError('SCHEDULE_NOT_FOUND', `schedule "${name}" does not exist`);
+  }
+  authorize(ctx.access, 'admin', schedule.queue);
+  return schedule;
 }
 
 /**
@@ -381,5 +409,58 @@ export const MutationResolvers = {
     if (job === undefined || !mayAccess(ctx.access, 'read', job.queue)) return null;
     authorize(ctx.access, 'send', job.into);
     return (await ctx.engine.cancelReplay(args.id)) ?? null;
+  },
+
+  createSchedule(
+    _root: unknown,
+    args: {
+      name: string;
+      cron: string;
+      timezone?: string | null;
+      queue: string;
+      message: SendInputArgs;
+      catchUp?: CatchUp | null;
+      catchUpMax?: number | null;
+    },
+    ctx: GraphQLContext,
+  ): Promise<Schedule> {
+    // A schedule sends into its queue for as long as it lives: queue management, not a send.
+    authorize(ctx.access, 'admin', args.queue);
+    return ctx.engine.createSchedule({
+      name: args.name,
+      cron: args.cron,
+      timezone: args.timezone ?? undefined,
+      queue: args.queue,
+      message: toSendInput(args.message),
+      catchUp: args.catchUp ?? undefined,
+      catchUpMax: args.catchUpMax ?? undefined,
+    });
+  },
+
+  async pauseSchedule(
+    _root: unknown,
+    args: { name: string },
+    ctx: GraphQLContext,
+  ): Promise<Schedule> {
+    await authorizeSchedule(ctx, args.name);
+    return ctx.engine.pauseSchedule(args.name);
+  },
+
+  async resumeSchedule(
+    _root: unknown,
+    args: { name: string },
+    ctx: GraphQLContext,
+  ): Promise<Schedule> {
+    await authorizeSchedule(ctx, args.name);
+    return ctx.engine.resumeSchedule(args.name);
+  },
+
+  async deleteSchedule(
+    _root: unknown,
+    args: { name: string },
+    ctx: GraphQLContext,
+  ): Promise<boolean> {
+    if ((await authorizeSchedule(ctx, args.name, false)) === undefined) return false;
+    return ctx.engine.deleteSchedule(args.name);
   },
 };

@@ -6,6 +6,7 @@ import type {
   MessageWithPosition,
   Queue,
   ReplayJob,
+  Schedule,
 } from '../../queue/index.ts';
 import { authorize, mayAccess } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
@@ -103,5 +104,17 @@ export const QueryResolvers = {
   replayJobs(_root: unknown, args: { queue: string }, ctx: GraphQLContext): Promise<ReplayJob[]> {
     authorize(ctx.access, 'read', args.queue);
     return ctx.engine.replayJobs(args.queue);
+  },
+
+  /** Only the schedules of queues the token may read: the others are not listed. */
+  async schedules(
+    _root: unknown,
+    args: { queue?: string | null },
+    ctx: GraphQLContext,
+  ): Promise<Schedule[]> {
+    if (args.queue != null) authorize(ctx.access, 'read', args.queue);
+    return (await ctx.engine.listSchedules(args.queue ?? null)).filter((schedule) =>
+      mayAccess(ctx.access, 'read', schedule.queue),
+    );
   },
 };

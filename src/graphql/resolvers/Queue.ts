@@ -1,4 +1,4 @@
-import type { Queue, QueueConfig, QueueStats } from '../../queue/index.ts';
+import type { Queue, QueueConfig, QueueStats, WaitingCounts } from '../../queue/index.ts';
 import type { GraphQLContext } from '../context.ts';
 
 /** Where a Queue that came from a list finds the stats of all queues, loaded once. */
@@ -36,6 +36,27 @@ export const QueueResolvers = {
   /** One statement per queue; fine for the few queues a deployment has. */
   bindings(queue: QueueParent, _args: unknown, ctx: GraphQLContext): Promise<string[]> {
     return ctx.engine.listBindings(queue.name);
+  },
+};
+
+/** Field resolvers of type QueueStats. */
+export const QueueStatsResolvers = {
+  /** A statement of its own, run only when asked (see holdline.queue_waiting). */
+  async waiting(stats: QueueStats, _args: unknown, ctx: GraphQLContext): Promise<WaitingCounts> {
+    return (
+      (await ctx.engine.waitingCounts(stats.queue)) ?? {
+        queue: stats.queue,
+        ready: 0,
+        delayed: 0,
+        backingOff: 0,
+        groupHeadInFlight: 0,
+        queuePaused: 0,
+        concurrencyCap: 0,
+        rateLimited: 0,
+        leased: 0,
+        maxInFlight: null,
+      }
+    );
   },
 };
 

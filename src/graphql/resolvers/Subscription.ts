@@ -119,7 +119,7 @@ export const SubscriptionResolvers = {
       if (job === undefined || !mayAccess(ctx.access, 'read', job.queue)) {
         throw new QueueError('BAD_USER_INPUT', `there is no replay job ${args.id}`);
       }
-      const logger = ctx.logger.child({ subscription: 'replayJob', job: args.id });
+      const logger = ctx.logger().child({ subscription: 'replayJob', job: args.id });
       return abortableIterator(
         (signal) =>
           whileTokenLive(

@@ -11,6 +11,7 @@ export * from './leader.ts';
 export * from './message.ts';
 export * from './queue.ts';
 export * from './replay-job.ts';
+export * from './schedule.ts';
 export * from './topic-binding.ts';
 export * from './waiting-consumer.ts';
 export type { StatementClient } from '../../db/statement.ts';

@@ -4,6 +4,7 @@
  * names the table. Timestamps of hot results come as epoch milliseconds (see epochMs).
  */
 import type { MessageRow } from './tables.ts';
+import type { WaitingReason } from '../types.ts';
 import { Statement } from '../../db/statement.ts';
 
 /**
@@ -245,11 +246,17 @@ export const MessageRedrive = new Statement<{ moved: number }, [queue: string, m
 );
 
 /**
- * One message with, when ready at $2 (NULL: now()), how many ready messages precede it and
- * its queue's deliveries per second over the last $3 seconds (holdline.dequeue_counts).
+ * One message with, when ready at $2 (NULL: now()), how many ready messages precede it, its
+ * queue's deliveries per second over the last $3 seconds (holdline.dequeue_counts), and why
+ * it waits with when it will next be eligible (holdline.waiting_reason, 0021).
  */
 export const MessageGetWithPosition = new Statement<
-  MessageRow & { position: string | null; deliveries_per_second: number | null },
+  MessageRow & {
+    position: string | null;
+    deliveries_per_second: number | null;
+    waiting_reason: WaitingReason | null;
+    next_eligible_at: Date | null;
+  },
   [id: string, now: Date | null, rateWindowSeconds: number]
 >(
   'MessageGetWithPosition',
@@ -267,8 +274,12 @@ export const MessageGetWithPosition = new Statement<
           FROM holdline.dequeue_counts d
           WHERE d.queue = m.queue
             AND d.minute >= clock.now - make_interval(secs => $3)
-         ) AS deliveries_per_second
-  FROM holdline.messages m, clock
+         ) AS deliveries_per_second,
+         w.reason AS waiting_reason,
+         w.next_eligible_at
+  FROM holdline.messages m
+  CROSS JOIN clock
+  LEFT JOIN LATERAL holdline.waiting_reason(m.id, clock.now) w ON true
   WHERE m.id = $1::bigint`,
 );
 

@@ -1,5 +1,5 @@
 /** The engine's statements on holdline.queues and the queue_stats view. */
-import type { QueueStatsView, QueuesTable } from './tables.ts';
+import type { QueueStatsView, QueueWaitingView, QueuesTable } from './tables.ts';
 import type { Selectable } from 'kysely';
 import { Statement } from '../../db/statement.ts';
 
@@ -17,29 +17,57 @@ export type ConfigParams = [
   archiveSeconds: number | null,
 ];
 
-/** Inserts queue $1 with every setting given; no row when the name is taken. */
+/**
+ * Inserts queue $1 with every setting given ($10: the concurrency cap, $11 and $12: the rate
+ * limit, $13: the per-group cap, NULL for none); no row when the name is taken.
+ */
 export const QueueInsert = new Statement<
   QueueRow,
-  [name: string, deadLetterQueue: string | null, ...ConfigParams]
+  [
+    name: string,
+    deadLetterQueue: string | null,
+    ...ConfigParams,
+    maxInFlight: number | null,
+    rateLimitCount: number | null,
+    rateLimitPerSeconds: number | null,
+    groupMaxInFlight: number | null,
+  ]
 >(
   'QueueInsert',
   `
   INSERT INTO holdline.queues (name, dead_letter_queue, visibility_timeout_seconds,
                                max_attempts, backoff_initial_seconds, backoff_max_seconds,
-                               retention_seconds, max_payload_bytes, archive_seconds)
+                               retention_seconds, max_payload_bytes, archive_seconds,
+                               max_in_flight, rate_limit_count, rate_limit_per_seconds,
+                               group_max_in_flight)
   VALUES ($1, $2, $3::integer, $4::integer, $5::double precision, $6::double precision,
-          $7::integer, $8::integer, $9::integer)
+          $7::integer, $8::integer, $9::integer, $10::integer, $11::integer,
+          $12::double precision, $13::integer)
   ON CONFLICT (name) DO NOTHING
   RETURNING *`,
 );
 
 /**
  * Changes the settings of queue $1 that are given (NULL keeps a setting; the dead-letter
- * queue, which may be set to NULL, is changed only when $2 is true). No row: no such queue.
+ * queue, the concurrency cap, the rate limit and the per-group cap, which may be set to NULL,
+ * are changed only when $2, $11, $13, resp. $16, is true). No row: no such queue. The next
+ * receive sees the change.
  */
 export const QueueUpdateConfig = new Statement<
   QueueRow,
-  [name: string, setDeadLetterQueue: boolean, deadLetterQueue: string | null, ...ConfigParams]
+  [
+    name: string,
+    setDeadLetterQueue: boolean,
+    deadLetterQueue: string | null,
+    ...ConfigParams,
+    setMaxInFlight: boolean,
+    maxInFlight: number | null,
+    setRateLimit: boolean,
+    rateLimitCount: number | null,
+    rateLimitPerSeconds: number | null,
+    setGroupMaxInFlight: boolean,
+    groupMaxInFlight: number | null,
+  ]
 >(
   'QueueUpdateConfig',
   `
@@ -52,6 +80,12 @@ export const QueueUpdateConfig = new Statement<
       retention_seconds = coalesce($8::integer, retention_seconds),
       max_payload_bytes = coalesce($9::integer, max_payload_bytes),
       archive_seconds = coalesce($10::integer, archive_seconds),
+      max_in_flight = CASE WHEN $11::boolean THEN $12::integer ELSE max_in_flight END,
+      rate_limit_count = CASE WHEN $13::boolean THEN $14::integer ELSE rate_limit_count END,
+      rate_limit_per_seconds = CASE WHEN $13::boolean THEN $15::double precision
+                                    ELSE rate_limit_per_seconds END,
+      group_max_in_flight = CASE WHEN $16::boolean THEN $17::integer
+                                 ELSE group_max_in_flight END,
       updated_at = now()
   WHERE name = $1
   RETURNING *`,
@@ -106,6 +140,36 @@ export const QueueDelete = new Statement<never, [name: string]>(
 export const QueueStatsGet = new Statement<QueueStatsView, [queue: string]>(
   'QueueStatsGet',
   `SELECT * FROM holdline.queue_stats WHERE queue = $1`,
+);
+
+/** Queue $1's unleased messages by the reason they wait (holdline.queue_waiting, 0021), or no row. */
+export const QueueWaitingGet = new Statement<QueueWaitingView, [queue: string]>(
+  'QueueWaitingGet',
+  `SELECT * FROM holdline.queue_waiting WHERE queue = $1`,
+);
+
+/**
+ * When queue $1's rate limit, as its last charge left it, has its next whole token: the
+ * milliseconds from now (0: due already) and the charge it follows (its refilled_at, as text,
+ * which names that bucket state). No row when that charge left a whole token or more (the
+ * bucket did not hold back the receive that made it), when the bucket was never charged, or
+ * without a rate limit. Judged from the charge, not from now, so that a token arriving
+ * between a receive and this read still gets its wake-up.
+ */
+export const QueueRateLimitNextToken = new Statement<
+  { delay_ms: number; charged_at: string },
+  [queue: string]
+>(
+  'QueueRateLimitNextToken',
+  `
+  SELECT greatest(0, extract(epoch FROM
+           b.refilled_at + make_interval(
+             secs => (1 - b.tokens) * q.rate_limit_per_seconds / q.rate_limit_count)
+           - clock_timestamp()) * 1000)::float8 AS delay_ms,
+         b.refilled_at::text AS charged_at
+  FROM holdline.queues q
+  JOIN holdline.rate_limit_buckets b ON b.queue = q.name
+  WHERE q.name = $1 AND q.rate_limit_count IS NOT NULL AND b.tokens < 1`,
 );
 
 /** Counts of every queue by state, by name. */

@@ -12,6 +12,7 @@ declare module '../../db/database.ts' {
     'holdline.waiting_consumers': WaitingConsumersTable;
     'holdline.dequeue_counts': DequeueCountsTable;
     'holdline.queue_stats': QueueStatsView;
+    'holdline.queue_waiting': QueueWaitingView;
     'holdline.dead_letters': DeadLettersView;
     'holdline.message_archive': MessageArchiveTable;
     'holdline.message_archive_partitions': MessageArchivePartitionsTable;
@@ -33,6 +34,13 @@ export interface QueuesTable {
   retention_seconds: Generated<number>;
   max_payload_bytes: Generated<number>;
   archive_seconds: Generated<number>;
+  /** NULL: no concurrency cap. */
+  max_in_flight: number | null;
+  /** Both NULL: no rate limit. */
+  rate_limit_count: number | null;
+  rate_limit_per_seconds: number | null;
+  /** NULL: a group delivers one message at a time, in send order. */
+  group_max_in_flight: number | null;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -83,6 +91,20 @@ export interface QueueStatsView {
   leased: string;
   total: string;
   oldest_ready_age: number | null;
+}
+
+/** A queue's unleased messages by waiting reason (counts are bigint: strings). */
+export interface QueueWaitingView {
+  queue: string;
+  ready: string;
+  delayed: string;
+  backing_off: string;
+  group_head_in_flight: string;
+  queue_paused: string;
+  concurrency_cap: string;
+  rate_limited: string;
+  leased: string;
+  max_in_flight: number | null;
 }
 
 export interface DeadLettersView {
