@@ -299,6 +299,9 @@ async function soak(
 ): Promise<{ windows: WindowMeasurement[]; producer: PacedRunResult }> {
   let committed = 0;
   const startedAt = nowMs();
+  // The producer stops with the last window: one that fell behind its schedule must not run
+  // on past the soak's length to send the rest.
+  const windowsOver = new AbortController();
   const producing = runPacedProducer({
     first: WARMUP_MESSAGES,
     count: MESSAGES,
@@ -309,7 +312,7 @@ async function soak(
       latencies.committed(n, atMs);
     },
     maxInFlight: PRODUCER_CONNECTIONS,
-    signal: bench.signal,
+    signal: AbortSignal.any([bench.signal, windowsOver.signal]),
   });
   producing.catch(() => undefined);
   const windows: WindowMeasurement[] = [];
@@ -354,6 +357,7 @@ async function soak(
     }
   } finally {
     rssPeaks.stop();
+    windowsOver.abort();
   }
   return { windows, producer: await producing };
 }
@@ -421,7 +425,7 @@ async function main(): Promise<void> {
       result = await soak(bench, service, latencies, producer.send);
       if (!bench.signal.aborted) {
         await latencies.waitForHandled(
-          WARMUP_MESSAGES + MESSAGES,
+          WARMUP_MESSAGES + result.producer.sent,
           HANDLED_TIMEOUT_MS,
           bench.signal,
         );
