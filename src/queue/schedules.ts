@@ -189,7 +189,7 @@ export interface ScheduleFailure {
  * schedule (up to `limit`, earliest first), the ticks its catchUp says to fire, each sending
  * one message, in one statement per schedule. Exactly once per tick under any number of
  * concurrent passes: a schedule is fired only if its next tick is still the one its ticks
- * were computed from, and each tick's key in holdline.schedule_ticks refuses a second
+ * were computed from, and each tick's (schedule, tick) key refuses a second
  * message. Safe to run from two processes at once.
  */
 export async function fireDueSchedules(

@@ -27,7 +27,7 @@ export interface ArchivePartitionChange {
 }
 
 /**
- * Keeps the archive (holdline.message_archive, partitioned by ack time, one partition per
+ * Keeps the archive (partitioned by ack time, one partition per
  * UTC day by default) from ever bloating: creates the current partition and the next ones
  * ahead, and drops whole those older than the longest archiveSeconds of the queues in them. Archived
  * rows are never DELETEd, so the archive leaves no dead tuples for vacuum to chase; a

@@ -21,7 +21,7 @@ export interface ReplayRunnerOptions extends MaintenanceServiceOptions {
 }
 
 /**
- * Runs replay jobs (holdline.replay_jobs) while this process leads: every due job gets its
+ * Runs replay jobs while this process leads: every due job gets its
  * next batch, in which the copies and the job's cursor commit together, so a leader killed
  * mid-job leaves it exactly where its last batch ended and the next leader resumes there (no
  * message replayed twice or skipped). A job with a rate is due again when its rate allows.
