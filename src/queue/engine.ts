@@ -190,12 +190,17 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   private readonly sends: Coalescer<PendingSend, Message>;
   /**
    * Flow limits of the queues that consumers of this process wait on, as last read when one
-   * started waiting or when this engine configured the queue. On a capped queue (maxInFlight)
+   * started waiting (at most once a poll interval per queue) or when this engine configured
+   * the queue; unlimited queues are kept too, so that their reads are spaced as well. On a
+   * capped queue (maxInFlight)
    * an ack here frees a slot, so it wakes one waiter at once (acks made through other
    * instances reach this process's waiters by the poll interval); on a rate-limited one a
    * short receive sets a timer for the bucket's next token, which wakes one waiter.
    */
-  private readonly limits = new Map<string, { capped: boolean; rateLimited: boolean }>();
+  private readonly limits = new Map<
+    string,
+    { capped: boolean; rateLimited: boolean; readAtMs: number }
+  >();
   /** The pending next-token timer of each rate-limited queue, one at most per queue. */
   private readonly refillTimers = new Map<string, NodeJS.Timeout>();
   /** The bucket charge each queue's last next-token timer was set for (see wakeAtNextToken). */
@@ -508,9 +513,14 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
    * call receive after this resolves, then handle.next() when it finds nothing.
    */
   async startWaiting(queue: string): Promise<WaitHandle> {
+    const known = this.limits.get(queue);
+    if (known !== undefined && Date.now() - known.readAtMs < this.pollIntervalMs) {
+      return this.wakeups.startWaiting(queue);
+    }
     const [handle] = await Promise.all([
       this.wakeups.startWaiting(queue),
-      // Off the hot path: only a consumer that found nothing gets here.
+      // Only a consumer that found nothing gets here, and a queue is read at most once a poll
+      // interval: an empty long poll repeated by many consumers costs one read, not one each.
       getQueue(this.db, { name: queue }).then(
         (found) => {
           if (found !== undefined) this.noteLimits(found);
@@ -667,10 +677,11 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
 
   /** Remembers a queue's flow limits, for {@link slotFreed} and {@link wakeAtNextToken}. */
   private noteLimits(queue: Queue): void {
-    const capped = queue.config.maxInFlight !== null;
-    const rateLimited = queue.config.rateLimit !== null;
-    if (capped || rateLimited) this.limits.set(queue.name, { capped, rateLimited });
-    else this.limits.delete(queue.name);
+    this.limits.set(queue.name, {
+      capped: queue.config.maxInFlight !== null,
+      rateLimited: queue.config.rateLimit !== null,
+      readAtMs: Date.now(),
+    });
   }
 
   /** A lease of `queue` ended here: on a capped queue, one waiter here may take the slot. */
