@@ -2,7 +2,7 @@ import type { GraphQLError } from 'graphql';
 import { createGraphQLError } from 'graphql-yoga';
 import type { AccessControl, Principal, ScopeAction } from '../auth/index.ts';
 import { translateDatabaseError } from '../queue/index.ts';
-import type { ReceiptOptions } from '../queue/index.ts';
+import type { QueueEngine, ReceiptOptions, ReplayJob } from '../queue/index.ts';
 
 /** `extensions.code` of a request without a valid token (missing, wrong or revoked). */
 export const UNAUTHENTICATED_CODE = 'UNAUTHENTICATED';
@@ -124,4 +124,18 @@ async function* guarded<T>(
     if (!live) throw unauthenticated('the token was revoked');
     yield item;
   }
+}
+
+/**
+ * A replay job as this request may see it: undefined when there is none, and also when it
+ * replays a queue the token may not read (answered as no job, so ids of other queues' jobs
+ * tell nothing). One rule for the replayJob query, cancelReplay and the replayJob subscription.
+ */
+export async function readableReplayJob(
+  access: RequestAccess,
+  engine: QueueEngine,
+  id: string,
+): Promise<ReplayJob | undefined> {
+  const job = await engine.replayJob(id);
+  return job !== undefined && mayAccess(access, 'read', job.queue) ? job : undefined;
 }

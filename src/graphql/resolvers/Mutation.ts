@@ -14,7 +14,7 @@ import {
   authorize,
   authorizeAll,
   forbidden,
-  mayAccess,
+  readableReplayJob,
   receiptAuthorization,
 } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
@@ -405,8 +405,8 @@ export const MutationResolvers = {
     args: { id: string },
     ctx: GraphQLContext,
   ): Promise<ReplayJob | null> {
-    const job = await ctx.engine.replayJob(args.id);
-    if (job === undefined || !mayAccess(ctx.access, 'read', job.queue)) return null;
+    const job = await readableReplayJob(ctx.access, ctx.engine, args.id);
+    if (job === undefined) return null;
     authorize(ctx.access, 'send', job.into);
     return (await ctx.engine.cancelReplay(args.id)) ?? null;
   },

@@ -8,7 +8,7 @@ import type {
   ReplayJob,
   Schedule,
 } from '../../queue/index.ts';
-import { authorize, mayAccess } from '../authorization.ts';
+import { authorize, mayAccess, readableReplayJob } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { withSharedStats } from './Queue.ts';
 import type { QueueParent } from './Queue.ts';
@@ -96,9 +96,7 @@ export const QueryResolvers = {
     args: { id: string },
     ctx: GraphQLContext,
   ): Promise<ReplayJob | null> {
-    const job = await ctx.engine.replayJob(args.id);
-    if (job === undefined || !mayAccess(ctx.access, 'read', job.queue)) return null;
-    return job;
+    return (await readableReplayJob(ctx.access, ctx.engine, args.id)) ?? null;
   },
 
   replayJobs(_root: unknown, args: { queue: string }, ctx: GraphQLContext): Promise<ReplayJob[]> {

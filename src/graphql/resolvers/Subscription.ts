@@ -9,7 +9,7 @@ import {
 import type { Delivery, QueueStats, ReplayJob } from '../../queue/index.ts';
 import { abortableIterator } from '../abortable-iterator.ts';
 import type { AbortableIterator } from '../abortable-iterator.ts';
-import { authorize, mayAccess, whileTokenLive } from '../authorization.ts';
+import { authorize, readableReplayJob, whileTokenLive } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { PREFETCH_MAX, streamDeliveries } from '../delivery-stream.ts';
 import { createErrorMapper } from '../errors.ts';
@@ -114,9 +114,7 @@ export const SubscriptionResolvers = {
       args: { id: string },
       ctx: GraphQLContext,
     ): Promise<AbortableIterator<ReplayJob>> {
-      const job = await ctx.engine.replayJob(args.id);
-      // A job of a queue the token may not read is answered as no job, as Query.replayJob does.
-      if (job === undefined || !mayAccess(ctx.access, 'read', job.queue)) {
+      if ((await readableReplayJob(ctx.access, ctx.engine, args.id)) === undefined) {
         throw new QueueError('BAD_USER_INPUT', `there is no replay job ${args.id}`);
       }
       const logger = ctx.logger().child({ subscription: 'replayJob', job: args.id });
