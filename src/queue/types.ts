@@ -4,6 +4,7 @@ export type {
   ArchiveFilter,
   ArchivedMessage,
   ArchivedMessagePage,
+  MessageFilter,
   MessageState,
   Queue,
   QueueConfig,
@@ -26,6 +27,8 @@ export interface Message extends ContractMessage {
   dedupKey: string | null;
   groupKey: string | null;
   deadLetteredAt: Date | null;
+  /** When its lease ends; null unless LEASED. */
+  leaseExpiresAt: Date | null;
 }
 
 /** A leased message and the receipt that acks, nacks or extends it. */
