@@ -10,6 +10,8 @@ import type { Receipt } from './receipts.ts';
 import { listArchivedMessages } from './archive.ts';
 import type { ListArchivedMessagesParams } from './archive.ts';
 import { countMessages, listMessages } from './browse.ts';
+import { deleteMessages, moveMessages, redriveMessages, retryMessages } from './bulk.ts';
+import type { BulkOutcome, BulkSelectionParams } from './bulk.ts';
 import type { CountMessagesParams, ListMessagesParams } from './browse.ts';
 import type { AckedMessage } from './ack.ts';
 import { DequeueMeter } from './dequeue-meter.ts';
@@ -95,6 +97,8 @@ export interface QueueEngineOptions {
   pollIntervalMs?: number;
   /** Default {@link COALESCE_LANES_DEFAULT}. */
   coalesceLanes?: number;
+  /** Messages per chunk of a bulk action. Default 1000 (BULK_CHUNK_SIZE_DEFAULT, bulk.ts). */
+  bulkChunkSize?: number;
 }
 
 /** Parameters of a receive that may wait. */
@@ -185,6 +189,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   private readonly wakeups: Wakeups;
   private readonly meter: DequeueMeter;
   private readonly pollIntervalMs: number;
+  private readonly bulkChunkSize: number | undefined;
   private readonly closing = new AbortController();
   private readonly acks: Coalescer<PendingAck, AckedMessage | undefined>;
   private readonly sends: Coalescer<PendingSend, Message>;
@@ -233,6 +238,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     });
     this.maintenance = new QueueMaintenance(options.db);
     this.pollIntervalMs = options.pollIntervalMs ?? POLL_INTERVAL_MS_DEFAULT;
+    this.bulkChunkSize = options.bulkChunkSize;
     this.wakeups = new Wakeups(options.listener, options.logger.child({ component: 'wakeups' }));
     this.meter = new DequeueMeter(options.db, undefined, (error) =>
       options.logger.warn({ err: error, component: 'dequeue-meter' }, 'dequeue counts not written'),
@@ -359,6 +365,31 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /** How many of a queue's messages match a state and filter, up to a bound (see browse.ts). */
   countMessages(params: CountMessagesParams): Promise<number> {
     return countMessages(this.db, params);
+  }
+  /**
+   * Deletes every unleased message of a queue matching a state and filter, in chunks that
+   * commit one by one (see bulk.ts); how many.
+   */
+  deleteMessages(params: BulkSelectionParams): Promise<number> {
+    return this.bulk(deleteMessages(this.db, this.chunked(params)));
+  }
+  /** Moves every unleased matching message into queue `to`, in chunks (see bulk.ts); how many. */
+  moveMessages(params: BulkSelectionParams & { to: string }): Promise<number> {
+    return this.bulk(moveMessages(this.db, this.chunked(params)));
+  }
+  /** Makes every matching delayed or backing-off message deliverable now (see bulk.ts). */
+  retryMessages(params: Omit<BulkSelectionParams, 'state'>): Promise<number> {
+    return this.bulk(retryMessages(this.db, this.chunked(params)));
+  }
+  /**
+   * Moves every matching dead letter of a dead-letter queue back to its origin (see bulk.ts);
+   * `authorize` hears the origin queues first, and its refusal changes nothing.
+   */
+  redriveMessages(
+    params: Omit<BulkSelectionParams, 'state'>,
+    options: { authorize?: AuthorizeQueues } = {},
+  ): Promise<number> {
+    return this.bulk(redriveMessages(this.db, this.chunked(params), options.authorize));
   }
   /** One page of a queue's archive in send order (see archive.ts). */
   listArchivedMessages(params: ListArchivedMessagesParams): Promise<ArchivedMessagePage> {
@@ -677,6 +708,18 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       }
     }
     return Promise.allSettled(pending.map(sendAlone));
+  }
+
+  /** A bulk action's parameters with this engine's chunk size. */
+  private chunked<P extends { chunkSize?: number }>(params: P): P {
+    return this.bulkChunkSize === undefined ? params : { ...params, chunkSize: this.bulkChunkSize };
+  }
+
+  /** Waits for a bulk action, wakes this process's waiters where it made messages ready. */
+  private async bulk(action: Promise<BulkOutcome>): Promise<number> {
+    const { changed, readyIn } = await action;
+    for (const queue of readyIn) this.wakeups.wake(queue);
+    return changed;
   }
 
   /** Remembers a queue's flow limits, for {@link slotFreed} and {@link wakeAtNextToken}. */

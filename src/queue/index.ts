@@ -16,6 +16,8 @@ export type {
 export type { AckedMessage } from './ack.ts';
 export type { NackedMessage, NackOutcome } from './nack.ts';
 export type { CountMessagesParams, ListMessagesParams } from './browse.ts';
+export type { BulkSelectionParams } from './bulk.ts';
+export { BULK_CHUNK_SIZE_DEFAULT } from './bulk.ts';
 export type { ListArchivedMessagesParams } from './archive.ts';
 export { ARCHIVED_MESSAGES_FIRST_DEFAULT, ARCHIVED_MESSAGES_FIRST_MAX } from './archive.ts';
 export type { RedriveJobParams, ReplayParams } from './replay.ts';

@@ -7,6 +7,7 @@
 export { ack, ackBatch, ackEach } from './ack.ts';
 export { listArchivedMessages } from './archive.ts';
 export { countMessages, listMessages } from './browse.ts';
+export { deleteMessages, moveMessages, redriveMessages, retryMessages } from './bulk.ts';
 export { DequeueMeter } from './dequeue-meter.ts';
 export { extendLease } from './extend-lease.ts';
 export { nack } from './nack.ts';

@@ -9,6 +9,7 @@ export * from './dequeue-count.ts';
 export * from './health.ts';
 export * from './leader.ts';
 export * from './message.ts';
+export * from './message-bulk.ts';
 export * from './queue.ts';
 export * from './replay-job.ts';
 export * from './schedule.ts';
