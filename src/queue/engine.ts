@@ -15,6 +15,9 @@ import type { BulkOutcome, BulkSelectionParams } from './bulk.ts';
 import type { CountMessagesParams, ListMessagesParams } from './browse.ts';
 import type { AckedMessage } from './ack.ts';
 import { DequeueMeter } from './dequeue-meter.ts';
+import { HistoryMeter } from './history-meter.ts';
+import { queueHistory } from './history.ts';
+import type { QueueHistoryParams } from './history.ts';
 import { QueueError, translated } from './errors.ts';
 import type { Executor } from './executor.ts';
 import { QueueMaintenance } from './maintenance.ts';
@@ -59,6 +62,7 @@ import type {
   Message,
   Queue,
   QueueConfig,
+  QueueHistoryPoint,
   QueueStats,
   ReplayJob,
   SendInput,
@@ -99,6 +103,11 @@ export interface QueueEngineOptions {
   coalesceLanes?: number;
   /** Messages per chunk of a bulk action. Default 1000 (BULK_CHUNK_SIZE_DEFAULT, bulk.ts). */
   bulkChunkSize?: number;
+  /**
+   * Count sends, deliveries (with their latency), acks and nacks for the stats history
+   * (history-meter.ts). Default true; false: this process adds nothing to it.
+   */
+  history?: boolean;
 }
 
 /** Parameters of a receive that may wait. */
@@ -188,6 +197,8 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   private readonly db: Executor;
   private readonly wakeups: Wakeups;
   private readonly meter: DequeueMeter;
+  /** Undefined when the history is off: each count is then one optional-chain test. */
+  private readonly history: HistoryMeter | undefined;
   private readonly pollIntervalMs: number;
   private readonly bulkChunkSize: number | undefined;
   private readonly closing = new AbortController();
@@ -243,10 +254,20 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     this.meter = new DequeueMeter(options.db, undefined, (error) =>
       options.logger.warn({ err: error, component: 'dequeue-meter' }, 'dequeue counts not written'),
     );
+    this.history =
+      options.history === false
+        ? undefined
+        : new HistoryMeter(options.db, undefined, (error) =>
+            options.logger.warn(
+              { err: error, component: 'history-meter' },
+              'history counts not written',
+            ),
+          );
   }
 
   start(): void {
     this.meter.start();
+    this.history?.start();
   }
 
   /** Stops leasing: waits end, later receives return nothing. Safe to call twice. */
@@ -256,6 +277,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     this.refillTimers.clear();
     await this.wakeups.stop();
     await this.meter.stop();
+    await this.history?.stop();
   }
 
   /**
@@ -275,7 +297,10 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
    * {@link transaction} to let the engine commit and wake them directly.
    */
   within(trx: Executor): EngineTransaction {
-    return bindTransaction(trx, (queue, messages) => this.emit('sent', queue, messages));
+    return bindTransaction(trx, (queue, messages) => {
+      this.history?.sent(queue, messages);
+      this.emit('sent', queue, messages);
+    });
   }
 
   /**
@@ -390,6 +415,17 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     options: { authorize?: AuthorizeQueues } = {},
   ): Promise<number> {
     return this.bulk(redriveMessages(this.db, this.chunked(params), options.authorize));
+  }
+  /** A queue's stats history over a time range, in points of a step (see history.ts). */
+  queueHistory(params: QueueHistoryParams): Promise<QueueHistoryPoint[]> {
+    return queueHistory(this.db, params);
+  }
+  /**
+   * Writes what this process counted for the stats history now, instead of at the next
+   * flush (every 5 s). Resolves at once when the history is off.
+   */
+  async flushHistory(): Promise<void> {
+    await this.history?.flush();
   }
   /** One page of a queue's archive in send order (see archive.ts). */
   listArchivedMessages(params: ListArchivedMessagesParams): Promise<ArchivedMessagePage> {
@@ -604,6 +640,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       }
     }
     this.emit('acked', acked.queue, acked.ageSeconds);
+    this.history?.acked(acked.queue);
     this.slotFreed(acked.queue);
     return acked;
   }
@@ -619,6 +656,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     );
     for (const a of acked) {
       this.emit('acked', a.queue, a.ageSeconds);
+      this.history?.acked(a.queue);
       this.slotFreed(a.queue);
     }
     return acked;
@@ -635,6 +673,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       (n) => [n.queue],
     );
     this.emit('nacked', nacked.queue, nacked.outcome);
+    this.history?.nacked(nacked.queue, nacked.outcome === 'dead_lettered');
     // holdline.nack NOTIFYs waiting consumers everywhere; without a listener, only this wakes.
     this.slotFreed(nacked.queue);
     return nacked;
@@ -661,6 +700,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     }
     if (deliveries.length > 0) {
       this.meter.record(params.queue, deliveries.length);
+      this.history?.delivered(params.queue, deliveries);
       this.emit('delivered', params.queue, deliveries.length);
     }
     return deliveries;
@@ -765,6 +805,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /** After a committed send: wake this process's waiters on the queue, and tell listeners. */
   private sent(queue: string, messages: number): void {
     this.wakeups.wake(queue);
+    this.history?.sent(queue, messages);
     this.emit('sent', queue, messages);
   }
 }

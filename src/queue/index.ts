@@ -24,6 +24,13 @@ export type { RedriveJobParams, ReplayParams } from './replay.ts';
 export type { MessageWithPosition } from './stats.ts';
 export type { ReceiveParams } from './receive.ts';
 export { QueueMaintenance } from './maintenance.ts';
+export type { HistoryMeter } from './history-meter.ts';
+export type { QueueHistoryParams } from './history.ts';
+export {
+  HISTORY_POINTS_MAX,
+  HISTORY_STEP_SECONDS_DEFAULT,
+  HISTORY_STEP_SECONDS_MAX,
+} from './history.ts';
 export type { MessageTableVacuumState, ReapedLeases } from './maintenance.ts';
 export type { FiredSchedule, ScheduleFailure } from './schedules.ts';
 export { QueueError, translateDatabaseError } from './errors.ts';

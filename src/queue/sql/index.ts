@@ -11,6 +11,7 @@ export * from './leader.ts';
 export * from './message.ts';
 export * from './message-bulk.ts';
 export * from './queue.ts';
+export * from './queue-history.ts';
 export * from './replay-job.ts';
 export * from './schedule.ts';
 export * from './topic-binding.ts';
