@@ -243,7 +243,16 @@ const ALL_SYSTEMS: readonly System[] = [
       });
       return Promise.resolve({
         start: () =>
-          Promise.resolve(receiveLoops(MESSAGES, (max) => pgmqReadAndDelete(pool, QUEUE, max))),
+          Promise.resolve(
+            receiveLoops(MESSAGES, async (max) => {
+              const client = await pool.connect();
+              try {
+                return await pgmqReadAndDelete(client, QUEUE, max);
+              } finally {
+                client.release();
+              }
+            }),
+          ),
         close: () => pool.end(),
       });
     },

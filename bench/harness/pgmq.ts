@@ -104,24 +104,22 @@ export function pgmqCount(queue: string): string {
   return `SELECT count(*)::integer AS n FROM ${pgmqTable(queue)}`;
 }
 
-/** The drain's step for pgmq: a read of up to `max`, then one delete of their ids. */
+/**
+ * The drain's step for pgmq on `client` (each statement its own transaction): a read of up
+ * to `max`, then one delete of their ids. Resolves with how many it read.
+ */
 export async function pgmqReadAndDelete(
-  pool: pg.Pool,
+  client: pg.ClientBase,
   queue: string,
   max: number,
 ): Promise<number> {
-  const client = await pool.connect();
-  try {
-    const { rows } = await client.query<{ msg_id: string }>(PGMQ_READ, [
-      queue,
-      PGMQ_READ_VT_SECONDS,
-      max,
-    ]);
-    if (rows.length > 0) {
-      await client.query(PGMQ_DELETE_MANY, [queue, rows.map((r) => r.msg_id)]);
-    }
-    return rows.length;
-  } finally {
-    client.release();
+  const { rows } = await client.query<{ msg_id: string }>(PGMQ_READ, [
+    queue,
+    PGMQ_READ_VT_SECONDS,
+    max,
+  ]);
+  if (rows.length > 0) {
+    await client.query(PGMQ_DELETE_MANY, [queue, rows.map((r) => r.msg_id)]);
   }
+  return rows.length;
 }
