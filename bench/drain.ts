@@ -30,6 +30,7 @@ import {
   LEASE_MAX,
   counter,
   createWorkerClient,
+  onPoolClient,
   rawLeaseAndAck,
   receiveLoops,
   startWorker,
@@ -197,66 +198,28 @@ async function onBenchConnection(
 }
 
 const ALL_SYSTEMS: readonly System[] = [
-  {
+  sqlLoopSystem({
     key: 'raw',
     label: `raw SQL: SKIP LOCKED lease of ${LEASE_MAX} + DELETE ack`,
     settings: { loops: CONSUMER_LOOPS, leaseMax: LEASE_MAX },
     reset: `TRUNCATE ${RAW_QUEUE_TABLE}`,
-    tables: [RAW_QUEUE_TABLE],
+    table: RAW_QUEUE_TABLE,
     pending: `SELECT count(*)::integer AS n FROM ${RAW_QUEUE_TABLE}`,
-    prefill: (bench) =>
-      onBenchConnection(bench, (client) =>
-        prefill(async (batch) => {
-          await client.query(RAW_INSERT_BATCH, [batch.map((p) => JSON.stringify(p))]);
-        }),
-      ),
-    prepare: (bench) => {
-      const pool = createPool({
-        connectionString: bench.url,
-        max: CONSUMER_LOOPS,
-        applicationName: CONSUMER_APPLICATION_NAME,
-      });
-      return Promise.resolve({
-        start: () => Promise.resolve(receiveLoops(MESSAGES, (max) => rawLeaseAndAck(pool, max))),
-        close: () => pool.end(),
-      });
-    },
-  },
-  {
+    insertBatch: RAW_INSERT_BATCH,
+    insertParams: (payloads) => [payloads],
+    step: (client, max) => rawLeaseAndAck(client, max),
+  }),
+  sqlLoopSystem({
     key: PGMQ_KEY,
     label: `${PGMQ_SOURCE}: read of ${LEASE_MAX} + delete(ids[])`,
     settings: { loops: CONSUMER_LOOPS, leaseMax: LEASE_MAX, read: PGMQ_READ },
     reset: pgmqReset(QUEUE),
-    tables: [pgmqTable(QUEUE)],
+    table: pgmqTable(QUEUE),
     pending: pgmqCount(QUEUE),
-    prefill: (bench) =>
-      onBenchConnection(bench, (client) =>
-        prefill(async (batch) => {
-          await client.query(PGMQ_SEND_BATCH, [QUEUE, batch.map((p) => JSON.stringify(p))]);
-        }),
-      ),
-    prepare: (bench) => {
-      const pool = createPool({
-        connectionString: bench.url,
-        max: CONSUMER_LOOPS,
-        applicationName: CONSUMER_APPLICATION_NAME,
-      });
-      return Promise.resolve({
-        start: () =>
-          Promise.resolve(
-            receiveLoops(MESSAGES, async (max) => {
-              const client = await pool.connect();
-              try {
-                return await pgmqReadAndDelete(client, QUEUE, max);
-              } finally {
-                client.release();
-              }
-            }),
-          ),
-        close: () => pool.end(),
-      });
-    },
-  },
+    insertBatch: PGMQ_SEND_BATCH,
+    insertParams: (payloads) => [QUEUE, payloads],
+    step: (client, max) => pgmqReadAndDelete(client, QUEUE, max),
+  }),
   holdlineEngineSystem(false),
   // Issue 17's target: the archive on costs at most 15% of the drain (on ≥ 0.85× off).
   holdlineEngineSystem(true),
@@ -393,6 +356,58 @@ const ALL_SYSTEMS: readonly System[] = [
       }),
   },
 ];
+
+/**
+ * A system drained with bare SQL: prefilled with `insertBatch` (its parameters made by
+ * `insertParams` from a batch's payloads as JSON), drained by CONSUMER_LOOPS loops that each
+ * run `step` (lease up to max, delete them; resolve with how many) on a connection of a pool
+ * of their own.
+ */
+function sqlLoopSystem(options: {
+  key: string;
+  label: string;
+  settings: Record<string, unknown>;
+  reset: string;
+  table: string;
+  pending: string;
+  insertBatch: string;
+  insertParams: (payloads: string[]) => unknown[];
+  step: (client: pg.PoolClient, max: number) => Promise<number>;
+}): System {
+  return {
+    key: options.key,
+    label: options.label,
+    settings: options.settings,
+    reset: options.reset,
+    tables: [options.table],
+    pending: options.pending,
+    prefill: (bench) =>
+      onBenchConnection(bench, (client) =>
+        prefill(async (batch) => {
+          await client.query(
+            options.insertBatch,
+            options.insertParams(batch.map((p) => JSON.stringify(p))),
+          );
+        }),
+      ),
+    prepare: (bench) => {
+      const pool = createPool({
+        connectionString: bench.url,
+        max: CONSUMER_LOOPS,
+        applicationName: CONSUMER_APPLICATION_NAME,
+      });
+      return Promise.resolve({
+        start: () =>
+          Promise.resolve(
+            receiveLoops(MESSAGES, (max) =>
+              onPoolClient(pool, (client) => options.step(client, max)),
+            ),
+          ),
+        close: () => pool.end(),
+      });
+    },
+  };
+}
 
 /**
  * W3's engine loop (receive of LEASE_MAX + ackBatch); with `archive`, the queue's archive is

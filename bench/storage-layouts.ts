@@ -31,7 +31,12 @@ import { nowMs } from './harness/clock.ts';
 import { runComparison } from './harness/comparison.ts';
 import { checkpoint, withBenchDatabase } from './harness/database.ts';
 import type { BenchDatabase } from './harness/database.ts';
-import { CONSUMER_LOOPS, LEASE_MAX, receiveLoops } from './harness/drain-consumers.ts';
+import {
+  CONSUMER_LOOPS,
+  LEASE_MAX,
+  onPoolClient,
+  receiveLoops,
+} from './harness/drain-consumers.ts';
 import { selectedSystems, summariseRates } from './harness/interleave.ts';
 import type { RateSummary } from './harness/interleave.ts';
 import {
@@ -72,6 +77,19 @@ function payloadJson(n: number): string {
   return JSON.stringify({ n, pad: PAD });
 }
 
+/** The columns every message needs: the narrow row. */
+const HOT_COLUMNS = `
+    id bigint NOT NULL DEFAULT nextval('layout.ids'),
+    queue_id integer NOT NULL,
+    payload jsonb NOT NULL,
+    headers jsonb,
+    priority integer NOT NULL DEFAULT 0,
+    run_at timestamptz NOT NULL DEFAULT now(),
+    attempts integer NOT NULL DEFAULT 0,
+    lease_token uuid,
+    lease_expires_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now()`;
+
 /**
  * The scratch tables. Each integer layout has queues 1–3, so that a partitioned send routes
  * among several partitions as it would in a real installation.
@@ -82,22 +100,14 @@ const CREATE_LAYOUTS = `
   CREATE TABLE layout.shared_text (LIKE holdline.messages INCLUDING ALL);
   CREATE SEQUENCE layout.ids;
 
-  CREATE TABLE layout.shared_int (
-    id bigint PRIMARY KEY DEFAULT nextval('layout.ids'),
-    queue_id integer NOT NULL,
-    payload jsonb NOT NULL,
-    headers jsonb,
-    priority integer NOT NULL DEFAULT 0,
-    run_at timestamptz NOT NULL DEFAULT now(),
-    attempts integer NOT NULL DEFAULT 0,
-    lease_token uuid,
-    lease_expires_at timestamptz,
+  -- holdline.messages's columns, with queue ids for names.
+  CREATE TABLE layout.shared_int (${HOT_COLUMNS},
     dedup_key text,
     group_key text,
     origin_queue_id integer,
     last_error text,
     dead_lettered_at timestamptz,
-    created_at timestamptz NOT NULL DEFAULT now()
+    PRIMARY KEY (id)
   ) WITH (fillfactor = 80);
   CREATE INDEX ON layout.shared_int (queue_id, priority DESC, run_at, id) WHERE lease_token IS NULL;
   CREATE INDEX ON layout.shared_int (queue_id, lease_expires_at) WHERE lease_token IS NOT NULL;
@@ -107,18 +117,7 @@ const CREATE_LAYOUTS = `
 
   CREATE TABLE layout.partitioned (LIKE layout.shared_int INCLUDING DEFAULTS)
     PARTITION BY LIST (queue_id);
-  CREATE TABLE layout.partitioned_narrow (
-    id bigint NOT NULL DEFAULT nextval('layout.ids'),
-    queue_id integer NOT NULL,
-    payload jsonb NOT NULL,
-    headers jsonb,
-    priority integer NOT NULL DEFAULT 0,
-    run_at timestamptz NOT NULL DEFAULT now(),
-    attempts integer NOT NULL DEFAULT 0,
-    lease_token uuid,
-    lease_expires_at timestamptz,
-    created_at timestamptz NOT NULL DEFAULT now()
-  ) PARTITION BY LIST (queue_id);
+  CREATE TABLE layout.partitioned_narrow (${HOT_COLUMNS}) PARTITION BY LIST (queue_id);
   DO $$
   BEGIN
     FOR q IN 1..3 LOOP
@@ -450,14 +449,9 @@ async function measureDrain(
   try {
     const quietBeforeStart = await quiet();
     const startedAt = nowMs();
-    const drain = receiveLoops(DRAIN_MESSAGES, async (max) => {
-      const client = await pool.connect();
-      try {
-        return await system.leaseAndDelete(client, max);
-      } finally {
-        client.release();
-      }
-    });
+    const drain = receiveLoops(DRAIN_MESSAGES, (max) =>
+      onPoolClient(pool, (client) => system.leaseAndDelete(client, max)),
+    );
     await drain.done;
     const elapsedMs = nowMs() - startedAt;
     const left = await count(bench, system);
