@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { processMessage } from '../messaging-spans.ts';
 import { AckBatcher } from './ack-batcher.ts';
 import { HoldlineError, isHoldlineError } from './errors.ts';
 import { retryDelayMs } from './retry.ts';
@@ -308,8 +309,10 @@ export class QueueWorker<Payload = unknown> extends EventEmitter<QueueWorkerEven
   private async handle(job: Job<Payload>): Promise<void> {
     const started = performance.now();
     let failure: { error: unknown } | undefined;
+    const { message } = job.delivery;
     try {
-      await this.handler(job.delivery.message, handlerContext(job));
+      // A `process <queue>` span, child of the message's creation context (messaging-spans.ts).
+      await processMessage(message, () => this.handler(message, handlerContext(job)));
     } catch (error) {
       failure = { error };
     }
