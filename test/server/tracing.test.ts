@@ -274,10 +274,10 @@ describe('OpenTelemetry traces', () => {
   it('traces sends inside an engine transaction and publishes to a topic', async () => {
     await client.createQueue('ledger');
     await client.bindQueue('ledger', 'ledger.*');
-    const [inTransaction] = await app.engine.transaction(async (tx) => [
-      await tx.send('ledger', { payload: { entry: 1 } }),
-    ]);
-    expect(inTransaction!.headers).toEqual({ traceparent: traceparentOf(only('send ledger')) });
+    const inTransaction = await app.engine.transaction((tx) =>
+      tx.send('ledger', { payload: { entry: 1 } }),
+    );
+    expect(inTransaction.headers).toEqual({ traceparent: traceparentOf(only('send ledger')) });
 
     const [copy] = await client.publish('ledger.created', { payload: { entry: 2 } });
     const publish = only('publish ledger.created');
