@@ -16,7 +16,7 @@ import {
   startMessagingSpan,
   withCreationContext,
 } from '../messaging-spans.ts';
-import type { MessagingOperation, Span } from '../messaging-spans.ts';
+import type { Context, MessagingOperation, Span } from '../messaging-spans.ts';
 import { decodeReceipt } from './receipts.ts';
 import type { Delivery, SendInput } from './types.ts';
 
@@ -139,33 +139,48 @@ export async function traceSettle<T>(
 ): Promise<T> {
   const startTime = Date.now();
   const parent = context.active();
-  const record = (destination: string | undefined): Span => {
-    const span = startMessagingSpan(
-      { type: 'settle', name, destination, kind: SpanKind.CLIENT, startTime },
-      parent,
-    );
-    // Decoding the receipt again is work for the span only.
-    if (span.isRecording()) {
-      if (batch) span.setAttribute(MESSAGING_ATTRIBUTES.batchMessageCount, receipts.length);
-      else span.setAttribute(MESSAGING_ATTRIBUTES.messageId, messageIdOf(receipts[0]));
-    }
-    return span;
-  };
   let result: T;
   try {
     result = await run();
   } catch (error) {
-    endSpanWithError(record(undefined), error);
+    endSpanWithError(settleSpan(name, undefined, startTime, parent, receipts, batch), error);
     throw error;
   }
   const outcome = settled(result);
-  const queues = new Set(outcome.queues);
-  const span = record(queues.size === 1 ? queues.values().next().value : undefined);
-  if (outcome.nackOutcome !== undefined) {
+  const span = settleSpan(name, commonQueue(outcome.queues), startTime, parent, receipts, batch);
+  if (outcome.nackOutcome !== undefined && span.isRecording()) {
     span.setAttribute(MESSAGING_ATTRIBUTES.nackOutcome, outcome.nackOutcome);
   }
   span.end();
   return result;
+}
+
+/** A settle span of `receipts` on `destination` (omitted when unknown), begun at startTime. */
+function settleSpan(
+  name: 'ack' | 'nack',
+  destination: string | undefined,
+  startTime: number,
+  parent: Context,
+  receipts: readonly string[],
+  batch: boolean,
+): Span {
+  const span = startMessagingSpan(
+    { type: 'settle', name, destination, kind: SpanKind.CLIENT, startTime },
+    parent,
+  );
+  // Decoding the receipt again is work for the span only.
+  if (span.isRecording()) {
+    if (batch) span.setAttribute(MESSAGING_ATTRIBUTES.batchMessageCount, receipts.length);
+    else span.setAttribute(MESSAGING_ATTRIBUTES.messageId, messageIdOf(receipts[0]));
+  }
+  return span;
+}
+
+/** The one queue all of `queues` name, or undefined when they name several or none. */
+function commonQueue(queues: readonly string[]): string | undefined {
+  const first = queues[0];
+  for (const queue of queues) if (queue !== first) return undefined;
+  return first;
 }
 
 /** The message id of a receipt, or an empty string for a malformed one. */
