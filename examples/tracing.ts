@@ -51,7 +51,9 @@ const done = new Promise<void>((resolve) => (handled = resolve));
 const worker = holdline.consume(QUEUE, (message) => {
   attempts++;
   const handlerTrace = trace.getActiveSpan()?.spanContext().traceId;
-  console.log(`attempt ${message.attempts} runs in the order's trace: ${handlerTrace === orderTrace}`);
+  console.log(
+    `attempt ${message.attempts} runs in the order's trace: ${handlerTrace === orderTrace}`,
+  );
   if (attempts === 1) throw new Error('warehouse busy');
   handled();
 });

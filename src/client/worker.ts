@@ -126,6 +126,8 @@ interface Job<Payload> {
  *   handler's signal aborts (the trap of a job that keeps running while its retry runs);
  * - a handler that resolves is acked (acks are coalesced into ackBatch calls); one that
  *   throws is nacked with its error text, so the queue's backoff and dead-lettering apply;
+ * - each handler call runs in an OpenTelemetry `process <queue>` span, a child of the
+ *   sender's context from the message headers (a no-op without an SDK; messaging-spans.ts);
  * - stop() stops receiving, waits for running handlers up to a timeout, then releases the
  *   rest (nack with delaySeconds 0) so they are redelivered at once rather than after their
  *   lease; a crashed process's messages come back when their leases expire.

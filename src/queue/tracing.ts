@@ -43,6 +43,9 @@ export async function traceSend<T>(
   run: (messages: readonly SendInput[]) => Promise<T>,
   idOf?: (result: T) => string,
 ): Promise<T> {
+  // Not an array: validation refuses it inside `run`, with the contract's error.
+  const list: unknown = messages;
+  if (!Array.isArray(list)) return run(messages);
   const own = messages.filter((m) => carriesCreationContext(m?.headers));
   const span = startMessagingSpan({
     type: 'send',
