@@ -42,7 +42,7 @@ import { redrive } from './redrive.ts';
 import { cancelReplay, getReplayJob, listReplayJobs, startRedrive, startReplay } from './replay.ts';
 import type { RedriveJobParams, ReplayParams } from './replay.ts';
 import { publish, send, sendBatch } from './send.ts';
-import { traceReceive, traceSend, traceSettle } from './tracing.ts';
+import { traceReceive, traceSend, traceSendOne, traceSettle } from './tracing.ts';
 import { DatabasePing } from './sql/index.ts';
 import {
   allQueueStats,
@@ -420,10 +420,11 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
    * as `send <queue>`, whose context the message carries in its headers (tracing.ts).
    */
   send(queue: string, message: SendInput): Promise<Message> {
-    return traceSend(
-      { name: 'send', destination: queue, batch: false },
-      [message],
-      async ([traced]) => {
+    return traceSendOne(
+      'send',
+      queue,
+      message,
+      async (traced) => {
         let sent: Message;
         if (traced?.dedupKey != null) {
           // A dedup key's answer may be another, live message: sent on its own.
@@ -431,8 +432,8 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
         } else {
           // Bad input fails here, alone, before it could share a statement with anyone.
           validateQueueName(queue);
-          validateSendInput(traced!);
-          sent = await this.sends.submit(queue, { message: traced! });
+          validateSendInput(traced);
+          sent = await this.sends.submit(queue, { message: traced });
         }
         this.sent(queue, 1);
         return sent;
@@ -468,15 +469,11 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   ): Promise<Message[]> {
     const { authorize } = options;
     if (authorize === undefined) {
-      return traceSend(
-        { name: 'publish', destination: topic, batch: false },
-        [message],
-        async ([traced]) => {
-          const sent = await publish(this.db, { topic, message: traced! });
-          for (const m of sent) this.sent(m.queue, 1);
-          return sent;
-        },
-      );
+      return traceSendOne('publish', topic, message, async (traced) => {
+        const sent = await publish(this.db, { topic, message: traced });
+        for (const m of sent) this.sent(m.queue, 1);
+        return sent;
+      });
     }
     // The transaction's publish is traced itself.
     return this.transaction(async (tx) => {
@@ -799,11 +796,12 @@ function bindTransaction(
 ): EngineTransaction {
   return {
     send: (queue, message) =>
-      traceSend(
-        { name: 'send', destination: queue, batch: false },
-        [message],
-        async ([traced]) => {
-          const sent = await send(trx, { queue, message: traced! });
+      traceSendOne(
+        'send',
+        queue,
+        message,
+        async (traced) => {
+          const sent = await send(trx, { queue, message: traced });
           onSent(queue, 1);
           return sent;
         },
@@ -816,14 +814,10 @@ function bindTransaction(
         return sent;
       }),
     publish: (topic, message) =>
-      traceSend(
-        { name: 'publish', destination: topic, batch: false },
-        [message],
-        async ([traced]) => {
-          const sent = await publish(trx, { topic, message: traced! });
-          for (const m of sent) onSent(m.queue, 1);
-          return sent;
-        },
-      ),
+      traceSendOne('publish', topic, message, async (traced) => {
+        const sent = await publish(trx, { topic, message: traced });
+        for (const m of sent) onSent(m.queue, 1);
+        return sent;
+      }),
   };
 }

@@ -70,6 +70,17 @@ export async function traceSend<T>(
   }
 }
 
+/** {@link traceSend} of one message: a single send (with its id) or a publish. */
+export function traceSendOne<T>(
+  name: SendOperation['name'],
+  destination: string,
+  message: SendInput,
+  run: (message: SendInput) => Promise<T>,
+  idOf?: (result: T) => string,
+): Promise<T> {
+  return traceSend({ name, destination, batch: false }, [message], (m) => run(m[0]!), idOf);
+}
+
 /** A message with the span's context in its headers (unchanged when it cannot take one). */
 function stampCreationContext(message: SendInput, span: Span): SendInput {
   if (message == null || typeof message !== 'object') return message;
