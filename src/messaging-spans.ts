@@ -144,19 +144,20 @@ export function creationLinks(
 }
 
 /**
- * True when `headers` already hold a field the propagator writes: the sender set its own
- * creation context, which the conventions say must not be changed. Always false without an
- * SDK (the no-op propagator has no fields).
+ * True when `headers` already carry a creation context the propagator can read (the sender
+ * set its own `traceparent`), which the conventions say must not be changed. Always false
+ * without an SDK (the no-op propagator reads nothing).
  */
 export function carriesCreationContext(headers: unknown): boolean {
-  if (headers == null || typeof headers !== 'object') return false;
-  return propagation.fields().some((field) => Object.hasOwn(headers, field));
+  if (headers == null || typeof headers !== 'object' || Array.isArray(headers)) return false;
+  return creationContextOf(headers as Record<string, unknown>) !== undefined;
 }
 
 /**
  * The headers with `span`'s context added as the message's creation context, or `headers`
  * themselves when the span's context is invalid (no SDK), when they are not a JSON object
- * (validation refuses them later) or when they carry a creation context already.
+ * (validation refuses them later) or when they carry a creation context already. A header
+ * the user set is never overwritten, even one the propagator would write.
  */
 export function withCreationContext(headers: unknown, span: Span): unknown {
   if (!isSpanContextValid(span.spanContext())) return headers;
@@ -164,7 +165,7 @@ export function withCreationContext(headers: unknown, span: Span): unknown {
   if (carriesCreationContext(headers)) return headers;
   const carrier: Record<string, string> = {};
   propagation.inject(trace.setSpan(ROOT_CONTEXT, span), carrier);
-  return { ...(headers as Record<string, unknown> | null | undefined), ...carrier };
+  return { ...carrier, ...(headers as Record<string, unknown> | null | undefined) };
 }
 
 /** What {@link processMessage} needs of a delivered message. */

@@ -256,6 +256,22 @@ describe('OpenTelemetry traces', () => {
     expect(processed.parentSpanContext?.spanId).toBe('b7ad6b7169203331');
   });
 
+  it('adds its traceparent without overwriting a header the sender set', async () => {
+    await client.createQueue('notes');
+    // Neither a tracestate alone nor a traceparent that is no string is a creation context:
+    // the send's own would be added, but never over a header the sender set.
+    const sent = await sendOverGraphql('notes', {
+      payload: {},
+      headers: { tracestate: 'mine=1', traceparent: 7 },
+    });
+    expect(sent.headers).toEqual({ tracestate: 'mine=1', traceparent: 7 });
+    const [plain] = await client.sendBatch('notes', [
+      { payload: {}, headers: { tracestate: 'x=2' } },
+    ]);
+    const batchSpan = spans('send notes').at(-1)!;
+    expect(plain!.headers).toEqual({ tracestate: 'x=2', traceparent: traceparentOf(batchSpan) });
+  });
+
   it('traces a batch as one send span whose context every message carries', async () => {
     await client.createQueue('batch');
     const messages = await client.sendBatch('batch', [
