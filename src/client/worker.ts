@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { processMessage } from '../messaging-spans.ts';
 import { AckBatcher } from './ack-batcher.ts';
 import { HoldlineError, isHoldlineError } from './errors.ts';
 import { retryDelayMs } from './retry.ts';
@@ -125,6 +126,8 @@ interface Job<Payload> {
  *   handler's signal aborts (the trap of a job that keeps running while its retry runs);
  * - a handler that resolves is acked (acks are coalesced into ackBatch calls); one that
  *   throws is nacked with its error text, so the queue's backoff and dead-lettering apply;
+ * - each handler call runs in an OpenTelemetry `process <queue>` span, a child of the
+ *   sender's context from the message headers (a no-op without an SDK; messaging-spans.ts);
  * - stop() stops receiving, waits for running handlers up to a timeout, then releases the
  *   rest (nack with delaySeconds 0) so they are redelivered at once rather than after their
  *   lease; a crashed process's messages come back when their leases expire.
@@ -308,8 +311,10 @@ export class QueueWorker<Payload = unknown> extends EventEmitter<QueueWorkerEven
   private async handle(job: Job<Payload>): Promise<void> {
     const started = performance.now();
     let failure: { error: unknown } | undefined;
+    const { message } = job.delivery;
     try {
-      await this.handler(job.delivery.message, handlerContext(job));
+      // A `process <queue>` span, child of the message's creation context (messaging-spans.ts).
+      await processMessage(message, () => this.handler(message, handlerContext(job)));
     } catch (error) {
       failure = { error };
     }

@@ -47,6 +47,7 @@ import { redrive } from './redrive.ts';
 import { cancelReplay, getReplayJob, listReplayJobs, startRedrive, startReplay } from './replay.ts';
 import type { RedriveJobParams, ReplayParams } from './replay.ts';
 import { publish, send, sendBatch } from './send.ts';
+import { traceReceive, traceSend, traceSendOne, traceSettle } from './tracing.ts';
 import { DatabasePing } from './sql/index.ts';
 import {
   allQueueStats,
@@ -486,27 +487,44 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     return listBindings(this.db, { queue });
   }
 
-  /** Enqueues one message (see send.ts) and wakes this process's waiters on the queue. */
-  async send(queue: string, message: SendInput): Promise<Message> {
-    let sent: Message;
-    if (message?.dedupKey != null) {
-      // A dedup key's answer may be another, live message: sent on its own.
-      sent = await send(this.db, { queue, message });
-    } else {
-      // Bad input fails here, alone, before it could share a statement with anyone.
-      validateQueueName(queue);
-      validateSendInput(message);
-      sent = await this.sends.submit(queue, { message });
-    }
-    this.sent(queue, 1);
-    return sent;
+  /**
+   * Enqueues one message (see send.ts) and wakes this process's waiters on the queue. Traced
+   * as `send <queue>`, whose context the message carries in its headers (tracing.ts).
+   */
+  send(queue: string, message: SendInput): Promise<Message> {
+    return traceSendOne(
+      'send',
+      queue,
+      message,
+      async (traced) => {
+        let sent: Message;
+        if (traced?.dedupKey != null) {
+          // A dedup key's answer may be another, live message: sent on its own.
+          sent = await send(this.db, { queue, message: traced });
+        } else {
+          // Bad input fails here, alone, before it could share a statement with anyone.
+          validateQueueName(queue);
+          validateSendInput(traced);
+          sent = await this.sends.submit(queue, { message: traced });
+        }
+        this.sent(queue, 1);
+        return sent;
+      },
+      (sent) => sent.id,
+    );
   }
 
   /** Enqueues 1 to 1000 messages atomically (see sendBatch in send.ts), then wakes. */
-  async sendBatch(queue: string, messages: readonly SendInput[]): Promise<Message[]> {
-    const sent = await sendBatch(this.db, { queue, messages });
-    this.sent(queue, sent.length);
-    return sent;
+  sendBatch(queue: string, messages: readonly SendInput[]): Promise<Message[]> {
+    return traceSend(
+      { name: 'send', destination: queue, batch: true },
+      messages,
+      async (traced) => {
+        const sent = await sendBatch(this.db, { queue, messages: traced });
+        this.sent(queue, sent.length);
+        return sent;
+      },
+    );
   }
 
   /**
@@ -523,10 +541,13 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   ): Promise<Message[]> {
     const { authorize } = options;
     if (authorize === undefined) {
-      const sent = await publish(this.db, { topic, message });
-      for (const m of sent) this.sent(m.queue, 1);
-      return sent;
+      return traceSendOne('publish', topic, message, async (traced) => {
+        const sent = await publish(this.db, { topic, message: traced });
+        for (const m of sent) this.sent(m.queue, 1);
+        return sent;
+      });
     }
+    // The transaction's publish is traced itself.
     return this.transaction(async (tx) => {
       const made = await tx.publish(topic, message);
       authorize(new Set(made.map((m) => m.queue)));
@@ -538,9 +559,13 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
    * Leases up to `max` messages (see receive.ts). With waitSeconds > 0 and nothing
    * deliverable, waits for a wake-up (a commit that makes a message ready) or for the poll
    * interval, and tries again until something arrives or the time is up. After stop(),
-   * returns nothing.
+   * returns nothing. A receive that delivers is traced as `receive <queue>` (tracing.ts).
    */
-  async receive(params: WaitingReceiveParams): Promise<Delivery[]> {
+  receive(params: WaitingReceiveParams): Promise<Delivery[]> {
+    return traceReceive(params.queue, () => this.receiveWaiting(params));
+  }
+
+  private async receiveWaiting(params: WaitingReceiveParams): Promise<Delivery[]> {
     const waitSeconds = validateInteger(
       params.waitSeconds ?? 0,
       'waitSeconds',
@@ -612,9 +637,45 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /**
    * Acks one delivery (see ack.ts); LEASE_LOST when its lease was lost. Acks that arrive
    * while others are in flight share one statement (see Coalescer), each answered for its
-   * own receipt.
+   * own receipt. Traced as `ack <queue>` (tracing.ts).
    */
-  async ack(receipt: string, options: ReceiptOptions = {}): Promise<AckedMessage> {
+  ack(receipt: string, options: ReceiptOptions = {}): Promise<AckedMessage> {
+    return traceSettle(
+      'ack',
+      [receipt],
+      false,
+      () => this.ackOne(receipt, options),
+      (acked) => ({ queues: [acked.queue] }),
+    );
+  }
+  /** Acks many deliveries; returns those whose lease was still valid. */
+  ackBatch(receipts: readonly string[], options: ReceiptOptions = {}): Promise<AckedMessage[]> {
+    return traceSettle(
+      'ack',
+      receipts,
+      true,
+      () => this.ackMany(receipts, options),
+      (acked) => ({ queues: acked.map((a) => a.queue) }),
+    );
+  }
+  /**
+   * Nacks one delivery (see nack.ts): retried with backoff, or dead-lettered. Traced as
+   * `nack <queue>` with the outcome (tracing.ts).
+   */
+  nack(
+    receipt: string,
+    options: { delaySeconds?: number | null; error?: string | null } & ReceiptOptions = {},
+  ): Promise<NackedMessage> {
+    return traceSettle(
+      'nack',
+      [receipt],
+      false,
+      () => this.nackOne(receipt, options),
+      (nacked) => ({ queues: [nacked.queue], nackOutcome: nacked.outcome }),
+    );
+  }
+
+  private async ackOne(receipt: string, options: ReceiptOptions): Promise<AckedMessage> {
     const { authorize, queuePatterns } = options;
     let acked: AckedMessage | undefined;
     if (authorize !== undefined && queuePatterns === undefined) {
@@ -650,9 +711,9 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
    * one statement that acks all or none (see ackBatchWithin); else, with `authorize`, in a
    * transaction around the hook.
    */
-  async ackBatch(
+  private async ackMany(
     receipts: readonly string[],
-    options: ReceiptOptions = {},
+    options: ReceiptOptions,
   ): Promise<AckedMessage[]> {
     const acked = await this.ackBatchAuthorized(receipts, options);
     for (const a of acked) {
@@ -683,10 +744,9 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       (all) => all.map((a) => a.queue),
     );
   }
-  /** Nacks one delivery (see nack.ts): retried with backoff, or dead-lettered. */
-  async nack(
+  private async nackOne(
     receipt: string,
-    options: { delaySeconds?: number | null; error?: string | null } & ReceiptOptions = {},
+    options: { delaySeconds?: number | null; error?: string | null } & ReceiptOptions,
   ): Promise<NackedMessage> {
     const { authorize, ...params } = options;
     const nacked = await this.settle(
@@ -837,26 +897,38 @@ function fulfilled<T>(value: T): PromiseFulfilledResult<T> {
   return { status: 'fulfilled', value };
 }
 
-/** An {@link EngineTransaction} over `trx`; `onSent` hears of each send that succeeded. */
+/**
+ * An {@link EngineTransaction} over `trx`; `onSent` hears of each send that succeeded. Each
+ * send is traced as the engine's own are (tracing.ts).
+ */
 function bindTransaction(
   trx: Executor,
   onSent: (queue: string, messages: number) => void,
 ): EngineTransaction {
   return {
-    async send(queue, message) {
-      const sent = await send(trx, { queue, message });
-      onSent(queue, 1);
-      return sent;
-    },
-    async sendBatch(queue, messages) {
-      const sent = await sendBatch(trx, { queue, messages });
-      onSent(queue, sent.length);
-      return sent;
-    },
-    async publish(topic, message) {
-      const sent = await publish(trx, { topic, message });
-      for (const m of sent) onSent(m.queue, 1);
-      return sent;
-    },
+    send: (queue, message) =>
+      traceSendOne(
+        'send',
+        queue,
+        message,
+        async (traced) => {
+          const sent = await send(trx, { queue, message: traced });
+          onSent(queue, 1);
+          return sent;
+        },
+        (sent) => sent.id,
+      ),
+    sendBatch: (queue, messages) =>
+      traceSend({ name: 'send', destination: queue, batch: true }, messages, async (traced) => {
+        const sent = await sendBatch(trx, { queue, messages: traced });
+        onSent(queue, sent.length);
+        return sent;
+      }),
+    publish: (topic, message) =>
+      traceSendOne('publish', topic, message, async (traced) => {
+        const sent = await publish(trx, { topic, message: traced });
+        for (const m of sent) onSent(m.queue, 1);
+        return sent;
+      }),
   };
 }

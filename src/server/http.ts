@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { context, propagation, trace } from '@opentelemetry/api';
+import type { Context } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { MetricsAccess } from './metrics-access.ts';
@@ -29,6 +31,17 @@ export interface HttpServerOptions {
 function requestIdOf(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
   return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+}
+
+/**
+ * The trace context a /graphql request runs in: the active one when HTTP instrumentation
+ * (an SDK's) already made a server span for it; else the caller's W3C `traceparent`, if it
+ * sent one, so that the operation's spans (a send's, and through the message's headers its
+ * consumers') join the caller's trace. Without an SDK the propagator reads nothing.
+ */
+function callerTraceContext(req: IncomingMessage): Context {
+  const active = context.active();
+  return trace.getSpan(active) === undefined ? propagation.extract(active, req.headers) : active;
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
@@ -80,7 +93,9 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
             if (refusal.status === 413) req.resume();
             return json(res, refusal.status, graphqlError(refusal.message, refusal.code));
           }
-          await routes.graphql(req, res, { requestId });
+          await context.with(callerTraceContext(req), () =>
+            routes.graphql(req, res, { requestId }),
+          );
           return;
         }
         default:

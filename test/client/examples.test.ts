@@ -101,4 +101,19 @@ describe('examples/ against a fresh database', () => {
     `.execute(t.db);
     expect(stats.rows[0]?.total).toBe(0);
   });
+
+  it('tracing.ts prints one trace from the send to both attempts of the handler', async () => {
+    const { stdout } = await runExample('tracing', { DATABASE_URL: t.url });
+    const traceId = /^trace ([0-9a-f]{32}): place order/m.exec(stdout)?.[1];
+    expect(traceId).toBeDefined();
+    expect(stdout).toMatch(/^attempt 1 runs in the order's trace: true$/m);
+    expect(stdout).toMatch(/^attempt 2 runs in the order's trace: true$/m);
+    expect(stdout).toContain(`"traceparent":"00-${traceId}-`);
+    // The console exporter's spans: the send and both process spans, in the order's trace.
+    for (const name of ['send traced-orders', 'process traced-orders']) {
+      expect(stdout).toMatch(new RegExp(`traceId: '${traceId}',[^]*?name: '${name}'`));
+    }
+    expect(stdout.match(/name: 'process traced-orders'/g)).toHaveLength(2);
+    expect(stdout).toMatch(/status: \{ code: 2, message: 'warehouse busy' \}/);
+  });
 });

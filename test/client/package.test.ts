@@ -80,9 +80,13 @@ describe('the holdline package', () => {
     const modules = [...files].map((f) => path.relative(path.join(ROOT, 'dist/src'), f)).sort();
     // The walk found the client: the HTTP client, the worker and their helpers.
     expect(modules).toEqual(expect.arrayContaining(['client/client.js', 'client/worker.js']));
-    // contract.ts is imported for types only: erased, so not loaded.
-    expect(modules.filter((m) => !m.startsWith('client/'))).toEqual(['abort-signals.js']);
-    expect([...packages].sort()).toEqual(['node:']);
+    // contract.ts is imported for types only: erased, so not loaded. The worker's process
+    // spans need the OpenTelemetry API (a no-op until the application installs an SDK).
+    expect(modules.filter((m) => !m.startsWith('client/'))).toEqual([
+      'abort-signals.js',
+      'messaging-spans.js',
+    ]);
+    expect([...packages].sort()).toEqual(['@opentelemetry', 'node:']);
 
     // And it is what `holdline/client` gives plain Node.
     const { stdout } = await run(

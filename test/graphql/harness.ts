@@ -199,15 +199,16 @@ export async function eventually(
   }
 }
 
-/** POSTs one operation to `${baseUrl}/graphql` over real HTTP. */
+/** POSTs one operation to `${baseUrl}/graphql` over real HTTP, with `headers` besides. */
 export async function httpRequest<T = JsonObject>(
   baseUrl: string,
   query: string,
   variables?: Record<string, unknown>,
+  headers: Record<string, string> = {},
 ): Promise<GraphQLResult<T>> {
   const response = await fetch(`${baseUrl}/graphql`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
     body: JSON.stringify({ query, variables }),
   });
   const body = (await response.json()) as Omit<GraphQLResult<T>, 'status'>;
