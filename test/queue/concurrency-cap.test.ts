@@ -114,10 +114,12 @@ describe('maxInFlight across engines', () => {
     expect(acked.size).toBe(MESSAGES);
     expect(samples.length).toBeGreaterThan(100);
     expect(Math.max(...samples)).toBe(CAP);
-    // Throughput at the cap: the slots stay nearly full while work remains, so the run takes
-    // not much longer than MESSAGES / CAP holds (0.2 s of slack per 1 s for the receives).
+    // Throughput at the cap: the slots stay nearly full while work remains (the mean below),
+    // so the run takes a small multiple of MESSAGES / CAP holds. The bound is loose because
+    // test files run in parallel on two cores; a cap that let fewer run at once (2 of 5)
+    // would still break it.
     const ideal = (MESSAGES / CAP) * (HOLD_MS / 1000);
-    expect(seconds).toBeLessThan(ideal * 1.6);
+    expect(seconds).toBeLessThan(ideal * 2.4);
     const busy = samples.slice(0, Math.floor(samples.length * 0.8));
     const meanInFlight = busy.reduce((a, b) => a + b, 0) / busy.length;
     expect(meanInFlight).toBeGreaterThan(CAP * 0.7);
