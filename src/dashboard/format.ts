@@ -1,0 +1,60 @@
+/** How numbers, durations and times read on the dashboard. */
+
+const COUNT = new Intl.NumberFormat('en-US');
+const RATE = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });
+
+/** A count with thousands separators: 12,345. */
+export function formatCount(value: number): string {
+  return COUNT.format(value);
+}
+
+/** Messages per second, one decimal: "3.5/s"; "—" when unknown. */
+export function formatRate(perSecond: number | null | undefined): string {
+  return perSecond == null ? '—' : `${RATE.format(perSecond)}/s`;
+}
+
+/** A duration in seconds in its largest two units: "45 s", "3 min 20 s", "2 h 5 min", "3 d 4 h"; "—" when null. */
+export function formatSeconds(seconds: number | null | undefined): string {
+  if (seconds == null) return '—';
+  if (seconds < 10) return `${RATE.format(seconds)} s`;
+  const whole = Math.round(seconds);
+  const units: [string, number][] = [
+    ['d', 86_400],
+    ['h', 3_600],
+    ['min', 60],
+    ['s', 1],
+  ];
+  const parts: string[] = [];
+  let left = whole;
+  for (const [unit, size] of units) {
+    if (left >= size || (parts.length > 0 && parts.length < 2)) {
+      const n = Math.floor(left / size);
+      left -= n * size;
+      parts.push(`${n} ${unit}`);
+    }
+    if (parts.length === 2) break;
+  }
+  return parts.join(' ');
+}
+
+/** A time as the browser's local date and time to the second: "2026-12-08 14:03:21"; "—" when null. */
+export function formatTime(iso: string | null | undefined): string {
+  if (iso == null) return '—';
+  const date = new Date(iso);
+  const pad = (n: number): string => String(n).padStart(2, '0');
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`
+  );
+}
+
+/** A JSON value on one line, cut at `max` characters with an ellipsis. */
+export function jsonPreview(value: unknown, max = 120): string {
+  const text = JSON.stringify(value) ?? 'null';
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/** A JSON value indented for reading. */
+export function jsonPretty(value: unknown): string {
+  return JSON.stringify(value, null, 2) ?? 'null';
+}
