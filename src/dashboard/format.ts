@@ -13,28 +13,25 @@ export function formatRate(perSecond: number | null | undefined): string {
   return perSecond == null ? '—' : `${RATE.format(perSecond)}/s`;
 }
 
-/** A duration in seconds in its largest two units: "45 s", "3 min 20 s", "2 h 5 min", "3 d 4 h"; "—" when null. */
+/** A duration in seconds in its largest two units: "45 s", "3 min 20 s", "2 h", "3 d 4 h"; "—" when null. */
 export function formatSeconds(seconds: number | null | undefined): string {
   if (seconds == null) return '—';
   if (seconds < 10) return `${RATE.format(seconds)} s`;
-  const whole = Math.round(seconds);
   const units: [string, number][] = [
     ['d', 86_400],
     ['h', 3_600],
     ['min', 60],
     ['s', 1],
   ];
-  const parts: string[] = [];
-  let left = whole;
-  for (const [unit, size] of units) {
-    if (left >= size || (parts.length > 0 && parts.length < 2)) {
-      const n = Math.floor(left / size);
-      left -= n * size;
-      parts.push(`${n} ${unit}`);
-    }
-    if (parts.length === 2) break;
-  }
-  return parts.join(' ');
+  const whole = Math.round(seconds);
+  const first = units.findIndex(([, size]) => whole >= size);
+  const [bigUnit, bigSize] = units[first]!;
+  const big = Math.floor(whole / bigSize);
+  const next = units[first + 1];
+  const small = next === undefined ? 0 : Math.floor((whole - big * bigSize) / next[1]);
+  return small === 0 || next === undefined
+    ? `${big} ${bigUnit}`
+    : `${big} ${bigUnit} ${small} ${next[0]}`;
 }
 
 /** A time as the browser's local date and time to the second: "2026-12-08 14:03:21"; "—" when null. */

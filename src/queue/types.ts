@@ -26,6 +26,8 @@ export interface Message extends ContractMessage {
   dedupKey: string | null;
   groupKey: string | null;
   deadLetteredAt: Date | null;
+  /** While leased: when the lease ends; null otherwise. */
+  leaseExpiresAt: Date | null;
 }
 
 /** A leased message and the receipt that acks, nacks or extends it. */

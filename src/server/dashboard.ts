@@ -51,6 +51,7 @@ export const DASHBOARD_PAGE = `<!doctype html>
     <meta charset="utf-8" />
     <meta name="viewport" content="width=device-width, initial-scale=1" />
     <title>Holdline</title>
+    <link rel="icon" href="data:," />
     <link rel="stylesheet" href="${DASHBOARD_ASSET_PATH}dashboard.css" />
     <script type="module" src="${DASHBOARD_ASSET_PATH}dashboard.js"></script>
   </head>

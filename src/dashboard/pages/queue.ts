@@ -3,7 +3,7 @@ import type { Chart, ChartSeries } from '../charts.ts';
 import { confirmAction } from '../confirm-dialog.ts';
 import { h, replaceChildren } from '../element.ts';
 import { errorBox, errorText } from '../error-box.ts';
-import { formatCount, formatSeconds } from '../format.ts';
+import { formatCount, formatSeconds, formatTime } from '../format.ts';
 import type { LiveStats } from '../live-stats.ts';
 import type { Page, PageContext } from '../page-context.ts';
 import {
@@ -433,7 +433,7 @@ function settingsTable(queue: QueueDetails): HTMLElement {
         : `${formatCount(c.rateLimit.count)} per ${formatSeconds(c.rateLimit.perSeconds)}`,
     ],
     ['Topic bindings', queue.bindings.length === 0 ? 'none' : queue.bindings.join(', ')],
-    ['Created', new Date(queue.createdAt).toLocaleString()],
+    ['Created', formatTime(queue.createdAt)],
   ];
   return h(
     'table',
