@@ -16,7 +16,7 @@ import { may } from '../viewer.ts';
 const PAGE_SIZE = 50;
 
 /** After a change of the queue's counts, the list is read again at most this often. */
-const RELOAD_MS = 300;
+const RELOAD_MS = 100;
 
 interface ListedMessage {
   id: string;
