@@ -79,7 +79,7 @@ describe('GraphiQL at /graphql with the internet blocked', () => {
   });
 });
 
-describe('the start page at /', () => {
+describe('the dashboard at /', () => {
   let t: TestDatabase;
   let app: App;
 
