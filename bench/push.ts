@@ -20,7 +20,7 @@
  * (RabbitMQ). Targets: worker and graphql-ws capacity ≥ RabbitMQ's, SSE ≥ half of it, each
  * p50 ≤ 5 ms at 500/s.
  *
- *   npx tsx bench/push.ts [--smoke] [--seconds N] [--repetitions N]
+ *   npx tsx bench/push.ts [--smoke] [--seconds N] [--repetitions N] [--rate R]
  *
  * Prints one JSON line per step, one summary per system, then two markdown tables (every
  * step; capacity and targets). See bench/README.md.
@@ -36,7 +36,7 @@ import { parseBenchArgs } from './harness/args.ts';
 import { waitUntil } from './harness/clock.ts';
 import { waitingConsumerCount } from './harness/consumer.ts';
 import { processCpuMs } from './harness/cpu.ts';
-import { withBenchDatabase } from './harness/database.ts';
+import { committedTransactions, withBenchDatabase } from './harness/database.ts';
 import type { BenchDatabase } from './harness/database.ts';
 import { DeliveryLatencies } from './harness/delivery-latency.ts';
 import { runComparison } from './harness/comparison.ts';
@@ -62,10 +62,18 @@ import { startSseConsumer } from './harness/sse-consumer.ts';
 import { startSubscriptionConsumer } from './harness/subscription-consumer.ts';
 
 const BENCH = 'push';
-const args = parseBenchArgs(process.argv.slice(2), ['seconds', 'repetitions']);
+const args = parseBenchArgs(process.argv.slice(2), ['seconds', 'repetitions', 'rate']);
 
-/** The issue's ladder; the smoke run's two tiny rates only check that every path runs. */
-const RATES: readonly number[] = args.smoke ? [20, 40] : [250, 500, 1_000, 2_000, 4_000, 8_000];
+/**
+ * The issue's ladder; the smoke run's two tiny rates only check that every path runs.
+ * `--rate N` runs that one rate instead: to compare the cost per message of two commits.
+ */
+const RATES: readonly number[] =
+  args.numbers.rate !== undefined
+    ? [Math.round(args.numbers.rate)]
+    : args.smoke
+      ? [20, 40]
+      : [250, 500, 1_000, 2_000, 4_000, 8_000];
 const STEP_SECONDS = args.numbers.seconds ?? (args.smoke ? 1 : 10);
 const REPETITIONS = Math.round(args.numbers.repetitions ?? 1);
 /** Untimed messages first, at the step's rate: connections warm, JIT warm, consumer running. */
@@ -170,6 +178,8 @@ interface System extends BenchSystem {
   p50Target: boolean;
   /** Most sends in flight for its producer. */
   producerInFlight: number;
+  /** Whether its messages live in the bench database (its transactions are counted). */
+  usesPostgres: boolean;
   reset(context: PushContext): Promise<void>;
   openProducer(context: PushContext): Promise<TimedProducer>;
   start(context: PushContext, onPayload: (payload: unknown) => void): Promise<RunningPush>;
@@ -228,6 +238,7 @@ async function onService(
 const SYSTEMS: readonly System[] = [
   {
     key: 'worker-http',
+    usesPostgres: true,
     label: `holdline worker over HTTP: consume(), concurrency ${WORKER_CONCURRENCY}`,
     settings: {
       api: 'createClient({ url, token }).consume(queue, handler, { concurrency })',
@@ -271,6 +282,7 @@ const SYSTEMS: readonly System[] = [
   },
   {
     key: 'graphql-ws',
+    usesPostgres: true,
     label: `holdline graphql-ws subscription, prefetch ${PREFETCH}, ackBatch on the socket`,
     settings: {
       api: 'subscription deliveries(queue, prefetch) over graphql-ws; ackBatch mutations on the same socket',
@@ -309,6 +321,7 @@ const SYSTEMS: readonly System[] = [
   },
   {
     key: 'sse-ack-each',
+    usesPostgres: true,
     label: `holdline SSE subscription, prefetch ${PREFETCH}, one HTTP ack per delivery`,
     settings: {
       api: 'subscription deliveries(queue, prefetch) over SSE (POST, Accept: text/event-stream); ack(receipt) over HTTP',
@@ -347,6 +360,7 @@ const SYSTEMS: readonly System[] = [
   },
   {
     key: 'rabbitmq',
+    usesPostgres: false,
     label: `RabbitMQ (amqplib ${AMQPLIB_VERSION}): durable queue, confirms, prefetch ${PREFETCH}, ack each`,
     settings: {
       producer: `persistent sendToQueue on ${RABBITMQ_CONFIRM_CHANNELS} confirm channels, sent when confirmed`,
@@ -406,6 +420,11 @@ interface Measurement {
   sendToHandlerMs: LatencySummary;
   /** CPU µs of the service process (RabbitMQ: the broker) per handled measured message. */
   serverCpuUsPerMessage: number | null;
+  /**
+   * Committed transactions of the bench database per handled measured message (the send's
+   * own included): what the push path costs PostgreSQL. Null for RabbitMQ.
+   */
+  transactionsPerMessage: number | null;
   /** Requests against the token's rate limit during the measured window, per second. */
   requestsPerSecond: number | null;
   /** Of those, refused with RATE_LIMITED (each waited out and retried). */
@@ -483,11 +502,13 @@ async function measure(context: PushContext, step: Step, repetition: number): Pr
         timeoutMs: QUIET_TIMEOUT_MS,
       });
       const countsBefore = running.counts();
+      const transactionsBefore = system.usesPostgres ? await committedTransactions(bench) : 0;
       const cpuBefore = await running.serverCpuMs();
       const sent = await paced(warmupMessages, messages);
       const end = warmupMessages + messages;
       await handledWithin(latencies, warmupMessages + sent.sent, bench.signal);
       const cpuAfter = await running.serverCpuMs();
+      const transactionsAfter = system.usesPostgres ? await committedTransactions(bench) : 0;
       const countsAfter = running.counts();
       const latency = latencies.summariseMessages(warmupMessages, end);
       const lost = sent.sent - latency.handled;
@@ -517,6 +538,10 @@ async function measure(context: PushContext, step: Step, repetition: number): Pr
           cpuBefore === undefined || cpuAfter === undefined || latency.handled === 0
             ? null
             : ((cpuAfter - cpuBefore) * 1000) / latency.handled,
+        transactionsPerMessage:
+          !system.usesPostgres || latency.handled === 0
+            ? null
+            : (transactionsAfter - transactionsBefore) / latency.handled,
         requestsPerSecond:
           countsBefore === undefined || countsAfter === undefined
             ? null
@@ -559,6 +584,7 @@ interface StepSummary {
   maxLost: number;
   maxDuplicates: number;
   medianServerCpuUsPerMessage: number | null;
+  medianTransactionsPerMessage: number | null;
   medianRequestsPerSecond: number | null;
   maxRateLimited: number | null;
   failures: string[];
@@ -617,6 +643,7 @@ function summariseSteps(runs: readonly Measurement[]): StepSummary[] {
         maxLost: Math.max(...at.map((m) => m.lost)),
         maxDuplicates: Math.max(...at.map((m) => m.duplicates)),
         medianServerCpuUsPerMessage: nullableMedian(at.map((m) => m.serverCpuUsPerMessage)),
+        medianTransactionsPerMessage: nullableMedian(at.map((m) => m.transactionsPerMessage)),
         medianRequestsPerSecond: nullableMedian(at.map((m) => m.requestsPerSecond)),
         maxRateLimited: nullableMax(at.map((m) => m.rateLimited)),
         failures: [...new Set(at.flatMap((m) => m.failures))],
@@ -721,6 +748,7 @@ const STEP_COLUMNS = [
   'lost',
   'dup',
   'server CPU µs/msg',
+  'PG transactions/msg',
   'token requests/s (429s)',
   'step',
 ] as const;
@@ -752,6 +780,9 @@ function table(summaries: readonly Summary[]): string {
         step.medianServerCpuUsPerMessage === null
           ? 'n/a'
           : formatCount(step.medianServerCpuUsPerMessage),
+        step.medianTransactionsPerMessage === null
+          ? '–'
+          : formatFixed(step.medianTransactionsPerMessage, 2),
         step.medianRequestsPerSecond === null
           ? '–'
           : `${formatCount(step.medianRequestsPerSecond)} (${formatCount(step.maxRateLimited ?? 0)})`,

@@ -17,7 +17,7 @@ import type { HoldlineClient } from '../src/client/index.ts';
 import { parseBenchArgs } from './harness/args.ts';
 import { nowMs } from './harness/clock.ts';
 import { runComparison } from './harness/comparison.ts';
-import { withBenchDatabase } from './harness/database.ts';
+import { committedTransactions, withBenchDatabase } from './harness/database.ts';
 import type { BenchDatabase } from './harness/database.ts';
 import { waitForQuietMachine } from './harness/quiet.ts';
 import type { QuietCheck } from './harness/quiet.ts';
@@ -206,15 +206,6 @@ interface Measurement {
   /** Committed transactions per unit (pg_stat_database): how many statements it took. */
   transactionsPerUnit: number;
   quietBeforeStart: QuietCheck;
-}
-
-/** Committed transactions of the bench database so far (statistics flush within ~1 s). */
-async function committedTransactions(bench: BenchDatabase): Promise<number> {
-  await new Promise((resolve) => setTimeout(resolve, 1_100));
-  const { rows } = await sql<{ n: string }>`
-    SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()
-  `.execute(bench.admin);
-  return Number(rows[0]!.n);
 }
 
 async function measure(

@@ -200,6 +200,21 @@ export interface ArchiveFilter {
   headers?: Record<string, unknown> | null;
 }
 
+/**
+ * Which live messages of a queue a browse, a count or a bulk action selects: every part given
+ * must hold. `payload` and `headers` match by JSON containment (PostgreSQL's `@>`) and must
+ * be JSON objects; the keys match exactly; `createdAfter` is inclusive, `createdBefore`
+ * exclusive.
+ */
+export interface MessageFilter {
+  payload?: Record<string, unknown> | null;
+  headers?: Record<string, unknown> | null;
+  groupKey?: string | null;
+  dedupKey?: string | null;
+  createdAfter?: Date | null;
+  createdBefore?: Date | null;
+}
+
 /** A message a consumer acked in a queue whose archive was on (archiveSeconds > 0). */
 export interface ArchivedMessage<Payload = unknown> {
   /** The id it had while live; bigint as a decimal string. */

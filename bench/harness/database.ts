@@ -104,3 +104,12 @@ export async function checkpoint(db: Kysely<Database>): Promise<void> {
     checkpointWarned = true;
   }
 }
+
+/** Committed transactions of the bench database so far (statistics flush within ~1 s). */
+export async function committedTransactions(bench: BenchDatabase): Promise<number> {
+  await new Promise((resolve) => setTimeout(resolve, 1_100));
+  const { rows } = await sql<{ n: string }>`
+    SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()
+  `.execute(bench.admin);
+  return Number(rows[0]!.n);
+}

@@ -48,6 +48,28 @@ export function rateLimited(retryAfterSeconds: number): GraphQLError {
   });
 }
 
+/** What Query.viewer answers: who asks, and what they may do (Viewer.allows). */
+export interface Viewer {
+  authenticated: boolean;
+  /** As `action:pattern`, `admin:*` included (not shortened to `admin`). */
+  scopes: string[];
+  tokenName: string | null;
+  access: RequestAccess;
+}
+
+/** The Viewer of a request: with authentication off, one that may do everything. */
+export function viewerOf(access: RequestAccess): Viewer {
+  if (access.kind === 'open') {
+    return { authenticated: false, scopes: ['admin:*'], tokenName: null, access };
+  }
+  return {
+    authenticated: true,
+    scopes: access.principal.scopes.scopes.map((scope) => `${scope.action}:${scope.pattern}`),
+    tokenName: access.principal.name,
+    access,
+  };
+}
+
 /** Whether the request may do `action` on `queue` (see SCOPE_ACTIONS in src/auth). */
 export function mayAccess(access: RequestAccess, action: ScopeAction, queue: string): boolean {
   return access.kind === 'open' || access.principal.scopes.allows(action, queue);

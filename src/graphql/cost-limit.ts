@@ -22,9 +22,11 @@ export const UNBOUNDED_LIST_ESTIMATE = 100;
 
 /**
  * Fields that cost more than 1 because each one runs a statement of its own per parent
- * object: `position` and `estimatedWaitSeconds` count the queue's ready messages ahead.
+ * object: `position` and `estimatedWaitSeconds` count the queue's ready messages ahead, and
+ * `messageCount` counts matching messages up to its `max`.
  */
 const FIELD_COSTS: Readonly<Record<string, number>> = {
+  'Query.messageCount': 100,
   'Queue.stats': 10,
   'Queue.bindings': 10,
   'Message.position': 100,

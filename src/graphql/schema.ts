@@ -39,6 +39,7 @@ import { QueryResolvers } from './resolvers/Query.ts';
 import { QueueConfigResolvers, QueueResolvers, QueueStatsResolvers } from './resolvers/Queue.ts';
 import { ScheduleResolvers } from './resolvers/Schedule.ts';
 import { SubscriptionResolvers } from './resolvers/Subscription.ts';
+import { ViewerResolvers } from './resolvers/Viewer.ts';
 import { DateTimeScalar, JSONScalar } from './scalars.ts';
 
 /** Where the API is served, for HTTP (queries, mutations, SSE) and WebSocket alike. */
@@ -116,6 +117,7 @@ export function createExecutableSchema(): GraphQLSchema {
       QueueStats: QueueStatsResolvers,
       Message: MessageResolvers,
       Schedule: ScheduleResolvers,
+      Viewer: ViewerResolvers,
     },
   });
 }

@@ -4,7 +4,12 @@ import { queueNotFound } from './queues.ts';
 import { ArchivedMessageListPage, QueueGetByName } from './sql/index.ts';
 import type { ArchivedMessageRow } from './sql/tables.ts';
 import type { ArchiveFilter, ArchivedMessage, ArchivedMessagePage } from './types.ts';
-import { validateInteger, validateQueueName } from './validation.ts';
+import {
+  containmentFilterJson,
+  validateInteger,
+  validateOptionalDate,
+  validateQueueName,
+} from './validation.ts';
 
 /** Archived messages one page of {@link listArchivedMessages} returns when `first` is not given. */
 export const ARCHIVED_MESSAGES_FIRST_DEFAULT = 50;
@@ -45,8 +50,8 @@ export function validateArchiveSelection(params: {
   to?: Date | null;
   filter?: ArchiveFilter | null;
 }): ArchiveSelection {
-  const from = validateDate(params.from, 'from');
-  const to = validateDate(params.to, 'to');
+  const from = validateOptionalDate(params.from, 'from');
+  const to = validateOptionalDate(params.to, 'to');
   if (from !== null && to !== null && from.getTime() > to.getTime()) {
     throw badInput(`from (${from.toISOString()}) must not be after to (${to.toISOString()})`);
   }
@@ -57,25 +62,9 @@ export function validateArchiveSelection(params: {
   return {
     from,
     to,
-    payloadFilterJson: filterJson(filter?.payload, 'filter.payload'),
-    headersFilterJson: filterJson(filter?.headers, 'filter.headers'),
+    payloadFilterJson: containmentFilterJson(filter?.payload, 'filter.payload'),
+    headersFilterJson: containmentFilterJson(filter?.headers, 'filter.headers'),
   };
-}
-
-function validateDate(value: Date | null | undefined, what: string): Date | null {
-  if (value === undefined || value === null) return null;
-  if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
-    throw badInput(`${what} must be a valid date-time`);
-  }
-  return value;
-}
-
-function filterJson(value: unknown, what: string): string | null {
-  if (value === undefined || value === null) return null;
-  if (typeof value !== 'object' || Array.isArray(value)) {
-    throw badInput(`${what} must be a JSON object (matched by containment, as @>)`);
-  }
-  return JSON.stringify(value);
 }
 
 /** Maps an archive row to the API's ArchivedMessage. */

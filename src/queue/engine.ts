@@ -9,8 +9,8 @@ import { decodeReceipt } from './receipts.ts';
 import type { Receipt } from './receipts.ts';
 import { listArchivedMessages } from './archive.ts';
 import type { ListArchivedMessagesParams } from './archive.ts';
-import { listMessages } from './browse.ts';
-import type { ListMessagesParams } from './browse.ts';
+import { countMessages, listMessages } from './browse.ts';
+import type { CountMessagesParams, ListMessagesParams } from './browse.ts';
 import type { AckedMessage } from './ack.ts';
 import { DequeueMeter } from './dequeue-meter.ts';
 import { QueueError, translated } from './errors.ts';
@@ -355,6 +355,10 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /** One page of a queue's messages in send order, for inspection (see browse.ts). */
   listMessages(params: ListMessagesParams): Promise<Message[]> {
     return listMessages(this.db, params);
+  }
+  /** How many of a queue's messages match a state and filter, up to a bound (see browse.ts). */
+  countMessages(params: CountMessagesParams): Promise<number> {
+    return countMessages(this.db, params);
   }
   /** One page of a queue's archive in send order (see archive.ts). */
   listArchivedMessages(params: ListArchivedMessagesParams): Promise<ArchivedMessagePage> {

@@ -15,7 +15,7 @@ export type {
 } from './engine.ts';
 export type { AckedMessage } from './ack.ts';
 export type { NackedMessage, NackOutcome } from './nack.ts';
-export type { ListMessagesParams } from './browse.ts';
+export type { CountMessagesParams, ListMessagesParams } from './browse.ts';
 export type { ListArchivedMessagesParams } from './archive.ts';
 export { ARCHIVED_MESSAGES_FIRST_DEFAULT, ARCHIVED_MESSAGES_FIRST_MAX } from './archive.ts';
 export type { RedriveJobParams, ReplayParams } from './replay.ts';
@@ -28,7 +28,12 @@ export { QueueError, translateDatabaseError } from './errors.ts';
 export type { QueueErrorCode } from './errors.ts';
 export type { Executor } from './executor.ts';
 export type * from './types.ts';
-export { LIST_MESSAGES_FIRST_DEFAULT, LIST_MESSAGES_FIRST_MAX } from './browse.ts';
+export {
+  COUNT_MESSAGES_MAX_DEFAULT,
+  COUNT_MESSAGES_MAX_LIMIT,
+  LIST_MESSAGES_FIRST_DEFAULT,
+  LIST_MESSAGES_FIRST_MAX,
+} from './browse.ts';
 export {
   BATCH_MAX_LIMIT,
   LEASE_MAX_SECONDS,

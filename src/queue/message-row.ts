@@ -25,7 +25,7 @@ export function toMessage(row: MessageRow, now?: Date): Message {
     dedupKey: row.dedup_key,
     groupKey: row.group_key,
     deadLetteredAt: row.dead_lettered_at,
-    leaseExpiresAt: row.lease_token === null ? null : row.lease_expires_at,
+    leaseExpiresAt: row.lease_expires_at,
   };
 }
 

@@ -6,7 +6,7 @@
  */
 export { ack, ackBatch, ackEach } from './ack.ts';
 export { listArchivedMessages } from './archive.ts';
-export { listMessages } from './browse.ts';
+export { countMessages, listMessages } from './browse.ts';
 export { DequeueMeter } from './dequeue-meter.ts';
 export { extendLease } from './extend-lease.ts';
 export { nack } from './nack.ts';

@@ -226,3 +226,9 @@ export async function listQueues(db: Executor): Promise<Queue[]> {
 export function queueNotFound(name: string): QueueError {
   return new QueueError('QUEUE_NOT_FOUND', `queue "${name}" does not exist`);
 }
+
+/** Resolves when queue `name` exists, else fails with QUEUE_NOT_FOUND. Untranslated: run it in translated(). */
+export async function requireQueue(db: Executor, name: string): Promise<void> {
+  const { rows } = await QueueGetByName.run(db, [name]);
+  if (rows.length === 0) throw queueNotFound(name);
+}

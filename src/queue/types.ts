@@ -4,6 +4,7 @@ export type {
   ArchiveFilter,
   ArchivedMessage,
   ArchivedMessagePage,
+  MessageFilter,
   MessageState,
   Queue,
   QueueConfig,
@@ -26,7 +27,7 @@ export interface Message extends ContractMessage {
   dedupKey: string | null;
   groupKey: string | null;
   deadLetteredAt: Date | null;
-  /** While leased: when the lease ends; null otherwise. */
+  /** When its lease ends; null unless LEASED. */
   leaseExpiresAt: Date | null;
 }
 

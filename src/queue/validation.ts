@@ -187,6 +187,28 @@ export function validateQueueConfig(
   }
 }
 
+/** A date-time given or not: null when absent, BAD_USER_INPUT when not a valid date. */
+export function validateOptionalDate(value: Date | null | undefined, what: string): Date | null {
+  if (value === undefined || value === null) return null;
+  if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
+    throw badInput(`${what} must be a valid date-time`);
+  }
+  return value;
+}
+
+/**
+ * A containment filter (PostgreSQL's @>) as the JSON text the statements take: null when
+ * absent; BAD_USER_INPUT unless it is a JSON object (containment of anything else is refused
+ * rather than guessed at).
+ */
+export function containmentFilterJson(value: unknown, what: string): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw badInput(`${what} must be a JSON object (matched by containment, as @>)`);
+  }
+  return JSON.stringify(value);
+}
+
 function describe(value: unknown): string {
   if (typeof value === 'string') {
     return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Listener } from '../../src/db/listener.ts';
 import { createDatabase, createPool } from '../../src/db/pool.ts';
-import { QueueEngine, WAKEUP_CHANNEL, createQueue } from '../../src/queue/operations.ts';
+import { QueueEngine, WAKEUP_CHANNEL, Wakeups, createQueue } from '../../src/queue/operations.ts';
 import type { Delivery } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
@@ -348,6 +348,79 @@ describe('wake-ups across processes', () => {
       await other.stop();
       await otherListener.stop();
       await otherDb.destroy();
+    }
+  });
+});
+
+describe('registration grace and hot-queue linger', () => {
+  /** Long enough that a loaded machine cannot outrun it between two steps of a test. */
+  const GRACE_MS = 2_000;
+  const LINGER_MS = 300;
+
+  /** The xmin of the queue's registration row: a new row (deleted and inserted) has a new one. */
+  async function registrationXmin(queue: string): Promise<string | undefined> {
+    const { rows } = await sql<{ xmin: string }>`
+      SELECT xmin::text AS xmin FROM holdline.waiting_consumers
+      WHERE queue = ${queue} AND listener_pid = ${listener.pid!}`.execute(t.db);
+    return rows[0]?.xmin;
+  }
+
+  it('keeps the row through a pause between waits and removes it once the grace has passed', async () => {
+    const queue = 'wake-grace';
+    await createQueue(t.db, { name: queue });
+    const wakeups = new Wakeups(listener, logger, { registrationGraceMs: GRACE_MS });
+    try {
+      const first = await wakeups.startWaiting(queue);
+      const registered = await registrationXmin(queue);
+      expect(registered).toBeDefined();
+      first.release();
+      // The pause between one long poll and the next: the row stays, untouched.
+      const second = await wakeups.startWaiting(queue);
+      expect(await registrationXmin(queue)).toBe(registered);
+      second.release();
+      const releasedAt = performance.now();
+      await pollUntil('the row to go', async () => (await registrationXmin(queue)) === undefined);
+      expect(performance.now() - releasedAt).toBeGreaterThanOrEqual(GRACE_MS - 50);
+    } finally {
+      await wakeups.stop();
+    }
+  });
+
+  it('lets a wake-up of a hot queue linger, and never one after a quiet spell', async () => {
+    const queue = 'wake-linger';
+    // A gap of a minute: every wake-up after the first is "hot" here.
+    const wakeups = new Wakeups(undefined, logger, {
+      hotWakeGapMs: 60_000,
+      hotWakeLingerMs: LINGER_MS,
+    });
+    try {
+      const handle = await wakeups.startWaiting(queue);
+      // The first wake-up of the queue returns at once.
+      const quiet = handle.next(10_000);
+      const quietAt = performance.now();
+      wakeups.wake(queue);
+      expect(await quiet).toBe(true);
+      expect(performance.now() - quietAt).toBeLessThan(LINGER_MS);
+
+      // A hot one lingers, and wake-ups meanwhile do not start the linger again.
+      const hot = handle.next(10_000);
+      const hotAt = performance.now();
+      wakeups.wake(queue);
+      await new Promise((resolve) => setTimeout(resolve, LINGER_MS / 2));
+      wakeups.wake(queue);
+      expect(await hot).toBe(true);
+      const waited = performance.now() - hotAt;
+      expect(waited).toBeGreaterThanOrEqual(LINGER_MS - 20);
+      expect(waited).toBeLessThan(LINGER_MS * 1.5 + 200);
+
+      // Remembered while busy, a hot wake-up lingers at the next wait too.
+      wakeups.wake(queue);
+      const rememberedAt = performance.now();
+      expect(await handle.next(10_000)).toBe(true);
+      expect(performance.now() - rememberedAt).toBeGreaterThanOrEqual(LINGER_MS - 20);
+      handle.release();
+    } finally {
+      await wakeups.stop();
     }
   });
 });

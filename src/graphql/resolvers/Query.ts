@@ -2,13 +2,15 @@ import type {
   ArchiveFilter,
   ArchivedMessagePage,
   Message,
+  MessageFilter,
   MessageState,
   MessageWithPosition,
   Queue,
   ReplayJob,
   Schedule,
 } from '../../queue/index.ts';
-import { authorize, mayAccess, readableReplayJob } from '../authorization.ts';
+import { authorize, mayAccess, readableReplayJob, viewerOf } from '../authorization.ts';
+import type { Viewer } from '../authorization.ts';
 import type { GraphQLContext } from '../context.ts';
 import { withSharedStats } from './Queue.ts';
 import type { QueueParent } from './Queue.ts';
@@ -17,8 +19,17 @@ import type { QueueParent } from './Queue.ts';
 interface MessagesArgs {
   queue: string;
   state?: MessageState | null;
+  filter?: MessageFilter | null;
   first?: number | null;
   after?: string | null;
+}
+
+/** Arguments of Query.messageCount. */
+interface MessageCountArgs {
+  queue: string;
+  state?: MessageState | null;
+  filter?: MessageFilter | null;
+  max?: number | null;
 }
 
 /** Arguments of Query.archivedMessages. */
@@ -69,9 +80,25 @@ export const QueryResolvers = {
     return ctx.engine.listMessages({
       queue: args.queue,
       state: args.state,
+      filter: args.filter,
       first: args.first,
       after: args.after,
     });
+  },
+
+  messageCount(_root: unknown, args: MessageCountArgs, ctx: GraphQLContext): Promise<number> {
+    authorize(ctx.access, 'read', args.queue);
+    return ctx.engine.countMessages({
+      queue: args.queue,
+      state: args.state,
+      filter: args.filter,
+      max: args.max,
+    });
+  },
+
+  /** Needs no scope: it tells a request only what its own token allows. */
+  viewer(_root: unknown, _args: unknown, ctx: GraphQLContext): Viewer {
+    return viewerOf(ctx.access);
   },
 
   archivedMessages(

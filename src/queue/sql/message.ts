@@ -283,29 +283,79 @@ export const MessageGetWithPosition = new Statement<
   WHERE m.id = $1::bigint`,
 );
 
+/** The parameters of {@link messageSelection}, in order (src/queue/message-filter.ts). */
+export type MessageSelectionParams = [
+  state: 'READY' | 'DELAYED' | 'LEASED' | null,
+  payloadJson: string | null,
+  headersJson: string | null,
+  groupKey: string | null,
+  dedupKey: string | null,
+  createdAfter: Date | null,
+  createdBefore: Date | null,
+];
+
 /**
- * One page of queue $1's messages in id order after id $4 (NULL: from the start), $3 at
- * most, in state $2 (NULL: any), judged at the statement's now() (returned as observed_at).
- * Walks the primary key from the cursor: for browsing, not for polling.
+ * The predicate of a message selection on alias m, its seven parameters from $`first` on (see
+ * MessageSelectionParams): the state judged at the statement's now() (NULL: any), payload and
+ * headers containment, group key, dedup key, created_at from (inclusive) and before. Parts
+ * left NULL fold away when the statement is planned with its values (these statements run
+ * unnamed, so each is), leaving a group or dedup key free to use messages_group_idx or
+ * messages_dedup_idx (migrations/0001). Containment has no index: a GIN index on payload
+ * would tax every send for the sake of browsing.
+ */
+function messageSelection(first: number): string {
+  const p = (offset: number): string => `$${first + offset}`;
+  return `
+    CASE ${p(0)}::text
+      WHEN 'LEASED' THEN m.lease_token IS NOT NULL
+      WHEN 'READY' THEN m.lease_token IS NULL AND m.run_at <= now()
+      WHEN 'DELAYED' THEN m.lease_token IS NULL AND m.run_at > now()
+      ELSE true
+    END
+    AND (${p(1)}::jsonb IS NULL OR m.payload @> ${p(1)}::jsonb)
+    AND (${p(2)}::jsonb IS NULL OR m.headers @> ${p(2)}::jsonb)
+    AND (${p(3)}::text IS NULL OR m.group_key = ${p(3)}::text)
+    AND (${p(4)}::text IS NULL OR m.dedup_key = ${p(4)}::text)
+    AND (${p(5)}::timestamptz IS NULL OR m.created_at >= ${p(5)}::timestamptz)
+    AND (${p(6)}::timestamptz IS NULL OR m.created_at < ${p(6)}::timestamptz)`;
+}
+
+/**
+ * One page of queue $1's messages in id order after id $3 (NULL: from the start), $2 at
+ * most, matching the selection from $4 (see messageSelection), states judged at the
+ * statement's now() (returned as observed_at). Walks the primary key from the cursor (there
+ * is no (queue, id) index): for browsing, not for polling.
  */
 export const MessageListPage = new Statement<
   MessageRow & { observed_at: Date },
-  [queue: string, state: 'READY' | 'DELAYED' | 'LEASED' | null, first: number, after: string | null]
+  [queue: string, first: number, after: string | null, ...selection: MessageSelectionParams]
 >(
   'MessageListPage',
   `
   SELECT m.*, now() AS observed_at
   FROM holdline.messages m
   WHERE m.queue = $1
-    AND CASE $2::text
-          WHEN 'LEASED' THEN m.lease_token IS NOT NULL
-          WHEN 'READY' THEN m.lease_token IS NULL AND m.run_at <= now()
-          WHEN 'DELAYED' THEN m.lease_token IS NULL AND m.run_at > now()
-          ELSE true
-        END
-    AND ($4::bigint IS NULL OR m.id > $4::bigint)
+    AND ($3::bigint IS NULL OR m.id > $3::bigint)
+    AND ${messageSelection(4)}
   ORDER BY m.id
-  LIMIT $3::integer`,
+  LIMIT $2::integer`,
+);
+
+/**
+ * How many of queue $1's messages match the selection from $3, counting no further than $2:
+ * the scan stops at the $2-th match, so the cost is bounded by it (a range of the queue's
+ * messages, read from the heap, as containment has no index).
+ */
+export const MessageCountMatching = new Statement<
+  { matching: number },
+  [queue: string, max: number, ...selection: MessageSelectionParams]
+>(
+  'MessageCountMatching',
+  `
+  SELECT count(*)::integer AS matching
+  FROM (SELECT FROM holdline.messages m
+        WHERE m.queue = $1 AND ${messageSelection(3)}
+        LIMIT $2::integer) AS matched`,
 );
 
 /** Deletes every message of queue $1, leased ones included; rowCount is how many. */
