@@ -18,16 +18,25 @@ export interface BulkAction {
   describe(count: string, target: BulkTarget, to?: string): string;
   /** The notice afterwards for `done` messages, e.g. "Redrove 3 dead letters". */
   done(done: string, target: BulkTarget, to?: string): string;
-  /** False when the mutation takes no state: then it is offered only without a state filter. */
-  takesState: boolean;
+  /**
+   * The states of the messages it acts on, given the browser's state filter (null: any), so
+   * that the confirmation counts exactly those; undefined when it does not apply with that
+   * filter. Leased messages are never acted on.
+   */
+  statesFor(state: string | null): readonly string[] | undefined;
   /** True when it needs a target queue (move). */
   needsTarget?: boolean;
   run(request: Request, target: BulkTarget, to?: string): Promise<number>;
 }
 
+/** READY or DELAYED as filtered, both when not: what delete and move act on. */
+const UNLEASED = (state: string | null): readonly string[] | undefined =>
+  state === null ? ['READY', 'DELAYED'] : state === 'LEASED' ? undefined : [state];
+
 const REDRIVE: BulkAction = {
   label: 'Redrive',
-  takesState: false,
+  // It takes no state: every unleased dead letter that matches.
+  statesFor: (state) => (state === null ? ['READY', 'DELAYED'] : undefined),
   describe: (count, t) =>
     `Redrive ${count} dead letters matching the filter from ${t.queue} back to the queues they died in? They become deliverable at once, with attempts reset.`,
   done: (done, t) => `Redrove ${done} dead letters from ${t.queue}`,
@@ -42,9 +51,10 @@ const REDRIVE: BulkAction = {
 
 const RETRY: BulkAction = {
   label: 'Retry',
-  takesState: false,
+  // It acts on the messages waiting for their runAt: delayed, or backing off after a failure.
+  statesFor: (state) => (state === null || state === 'DELAYED' ? ['DELAYED'] : undefined),
   describe: (count, t) =>
-    `Retry ${count} messages of ${t.queue} matching the filter now? Those waiting (delayed or backing off) become deliverable at once.`,
+    `Retry ${count} waiting messages of ${t.queue} matching the filter (delayed, or backing off after a failure)? They become deliverable at once, attempts kept.`,
   done: (done, t) => `Retried ${done} messages of ${t.queue}`,
   run: async (request, t) =>
     (
@@ -57,7 +67,7 @@ const RETRY: BulkAction = {
 
 const DELETE: BulkAction = {
   label: 'Delete',
-  takesState: true,
+  statesFor: UNLEASED,
   describe: (count, t) =>
     `Delete ${count} messages of ${t.queue} matching the filter? This cannot be undone.`,
   done: (done, t) => `Deleted ${done} messages of ${t.queue}`,
@@ -72,7 +82,7 @@ const DELETE: BulkAction = {
 
 const MOVE: BulkAction = {
   label: 'Move',
-  takesState: true,
+  statesFor: UNLEASED,
   needsTarget: true,
   describe: (count, t, to) =>
     `Move ${count} messages of ${t.queue} matching the filter to ${to ?? '…'}?`,
@@ -91,19 +101,35 @@ export function bulkActionsFor(isDeadLetterQueue: boolean): readonly BulkAction[
   return [isDeadLetterQueue ? REDRIVE : RETRY, DELETE, MOVE];
 }
 
-/** How many messages a bulk action would touch now: the API's messageCount for the same filter. */
+/** Where messageCount stops counting (its default): a count this high reads "at least". */
+export const COUNT_MAX = 100_000;
+
+/**
+ * How many messages a bulk action would touch now: the API's messageCount for the same
+ * filter, summed over the states the action acts on (one request). A snapshot: the action
+ * itself then finds what is there when it runs. Undefined when the action does not apply
+ * with the browser's state filter.
+ */
 export async function countMatching(
   request: Request,
   action: BulkAction,
   target: BulkTarget,
-): Promise<number> {
-  const data = await request<{ messageCount: number }>(
-    'query Count($queue: String!, $state: MessageState, $filter: MessageFilter) { messageCount(queue: $queue, state: $state, filter: $filter) }',
-    {
-      queue: target.queue,
-      state: action.takesState ? target.filter.state : null,
-      filter: target.filter.filter,
-    },
+): Promise<{ count: number; atLeast: boolean } | undefined> {
+  const states = action.statesFor(target.filter.state);
+  if (states === undefined) return undefined;
+  const counts = states
+    .map(
+      (state) =>
+        `${state}: messageCount(queue: $queue, state: ${state}, filter: $filter, max: $max)`,
+    )
+    .join(' ');
+  const data = await request<Record<string, number>>(
+    `query Count($queue: String!, $filter: MessageFilter, $max: Int!) { ${counts} }`,
+    { queue: target.queue, filter: target.filter.filter, max: COUNT_MAX },
   );
-  return data.messageCount;
+  const values = states.map((state) => data[state] ?? 0);
+  return {
+    count: values.reduce((sum, n) => sum + n, 0),
+    atLeast: values.some((n) => n >= COUNT_MAX),
+  };
 }

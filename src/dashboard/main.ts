@@ -101,17 +101,12 @@ function showSession(current: Viewer): void {
       h('a', { href: routeHash(route), 'data-page': route.page }, label),
     ),
   );
-  const reach =
-    current.scopes === null
-      ? 'scopes unknown'
-      : mayAnywhere(current, 'admin')
-        ? 'can act'
-        : 'read only';
+  const reach = mayAnywhere(current, 'admin') ? 'can act' : 'read only';
   replaceChildren(
     sessionBox,
     current.authenticated
       ? [
-          h('span', { class: 'reach', title: current.scopes?.join(', ') ?? '' }, `Token: ${reach}`),
+          h('span', { class: 'reach', title: current.scopes.join(', ') }, `Token: ${reach}`),
           h('button', { type: 'button', class: 'link', onclick: () => signOut() }, 'Sign out'),
         ]
       : h('span', { class: 'reach' }, 'No authentication'),

@@ -56,8 +56,3 @@ export function toApiFilter(params: MessageFilterParams): ApiFilter {
     filter: Object.keys(filter).length === 0 ? null : filter,
   };
 }
-
-/** Whether the parameters filter on anything besides the state. */
-export function filtersBeyondState(params: MessageFilterParams): boolean {
-  return Object.entries(params).some(([field, value]) => field !== 'state' && value !== undefined);
-}

@@ -1,35 +1,24 @@
 import { ScopeSet, parseScopes } from '../auth/scopes.ts';
 import type { ScopeAction } from '../auth/scopes.ts';
-import { ApiError } from './graphql-api.ts';
 import type { Request } from './graphql-api.ts';
 
 /** Who is using the dashboard, as the API's `viewer` says. */
 export interface Viewer {
   /** True when a token was checked; false on a service without authentication. */
   authenticated: boolean;
-  /**
-   * The token's scopes, e.g. ["read:*"] or ["admin:*"]; null when the service is too old
-   * to say (no `viewer` field): every button is then shown, and the API decides.
-   */
-  scopes: readonly string[] | null;
+  /** The token's scopes, e.g. ["read:*"] or ["admin:*"] (also with authentication off). */
+  scopes: readonly string[];
 }
 
 /**
  * Asks the API who this is. A wrong or missing token (with authentication on) throws
- * {@link ApiError} UNAUTHENTICATED. On a service without the `viewer` field the token is
- * still checked (a request that needs one) and the scopes are unknown.
+ * ApiError UNAUTHENTICATED.
  */
 export async function fetchViewer(request: Request): Promise<Viewer> {
-  try {
-    const data = await request<{ viewer: Viewer }>(
-      'query Viewer { viewer { authenticated scopes } }',
-    );
-    return data.viewer;
-  } catch (error) {
-    if (!(error instanceof ApiError && error.isMissingField('viewer'))) throw error;
-    await request('query Ping { __typename }');
-    return { authenticated: false, scopes: null };
-  }
+  const data = await request<{ viewer: Viewer }>(
+    'query Viewer { viewer { authenticated scopes } }',
+  );
+  return data.viewer;
 }
 
 /**
@@ -38,12 +27,12 @@ export async function fetchViewer(request: Request): Promise<Viewer> {
  * operation itself and refuses with FORBIDDEN.
  */
 export function may(viewer: Viewer, action: ScopeAction, queue: string): boolean {
-  return viewer.scopes === null || scopeSet(viewer.scopes).allows(action, queue);
+  return scopeSet(viewer.scopes).allows(action, queue);
 }
 
 /** Whether the viewer may do `action` on some queue: whether a page shows its actions at all. */
 export function mayAnywhere(viewer: Viewer, action: ScopeAction): boolean {
-  return viewer.scopes === null || scopeSet(viewer.scopes).patternsFor(action).length > 0;
+  return scopeSet(viewer.scopes).patternsFor(action).length > 0;
 }
 
 const compiled = new WeakMap<readonly string[], ScopeSet>();

@@ -1,7 +1,6 @@
 import { h, replaceChildren } from '../element.ts';
 import { errorBox } from '../error-box.ts';
 import { formatCount, formatSeconds, formatTime, jsonPretty } from '../format.ts';
-import { ApiError } from '../graphql-api.ts';
 import type { Page } from '../page-context.ts';
 import { routeHash } from '../router.ts';
 
@@ -17,23 +16,22 @@ interface MessageDetails {
   createdAt: string;
   lastError: string | null;
   originQueue: string | null;
-  groupKey?: string | null;
-  dedupKey?: string | null;
-  leaseExpiresAt?: string | null;
+  groupKey: string | null;
+  dedupKey: string | null;
+  leaseExpiresAt: string | null;
+  deadLetteredAt: string | null;
   position: number | null;
   estimatedWaitSeconds: number | null;
   waitingReason: string | null;
   nextEligibleAt: string | null;
 }
 
-const BASE_FIELDS = `id queue state payload headers priority attempts runAt createdAt lastError originQueue
-  position estimatedWaitSeconds waitingReason nextEligibleAt`;
-
-/** Fields a service gained with the dashboard; one without them is still shown without them. */
-const NEWER_FIELDS = 'groupKey dedupKey leaseExpiresAt';
-
-const messageQuery = (fields: string): string =>
-  `query Message($id: ID!) { message(id: $id) { ${fields} } }`;
+const MESSAGE_QUERY = `query Message($id: ID!) {
+  message(id: $id) {
+    id queue state payload headers priority attempts runAt createdAt lastError originQueue
+    position estimatedWaitSeconds waitingReason nextEligibleAt groupKey dedupKey leaseExpiresAt deadLetteredAt
+  }
+}`;
 
 /** Why a message waits, told as a sentence. */
 const WAITING_STORIES: Readonly<Record<string, string>> = {
@@ -56,24 +54,9 @@ const REFRESH_MS = 2_000;
  * it stands — position in line, estimated wait and why it waits — read again every 2 s.
  */
 export const messagePage: Page<{ page: 'message'; id: string }> = async (ctx, container, route) => {
-  let fields = `${BASE_FIELDS} ${NEWER_FIELDS}`;
-  const load = async (): Promise<MessageDetails | null> => {
-    try {
-      return (
-        await ctx.request<{ message: MessageDetails | null }>(messageQuery(fields), {
-          id: route.id,
-        })
-      ).message;
-    } catch (error) {
-      if (!(error instanceof ApiError && error.isMissingField('leaseExpiresAt'))) throw error;
-      fields = BASE_FIELDS;
-      return (
-        await ctx.request<{ message: MessageDetails | null }>(messageQuery(fields), {
-          id: route.id,
-        })
-      ).message;
-    }
-  };
+  const load = async (): Promise<MessageDetails | null> =>
+    (await ctx.request<{ message: MessageDetails | null }>(MESSAGE_QUERY, { id: route.id }))
+      .message;
   const draw = (message: MessageDetails | null): void => {
     if (message === null) {
       replaceChildren(
@@ -103,7 +86,7 @@ function messageView(m: MessageDetails): HTMLElement[] {
     ['Sent', formatTime(m.createdAt)],
     ['Due', formatTime(m.runAt)],
   ];
-  if (m.state === 'LEASED') facts.push(['Lease ends', formatTime(m.leaseExpiresAt ?? null)]);
+  if (m.state === 'LEASED') facts.push(['Lease ends', formatTime(m.leaseExpiresAt)]);
   if (m.state === 'READY') {
     facts.push([
       'Position',
@@ -122,8 +105,8 @@ function messageView(m: MessageDetails): HTMLElement[] {
   }
   if (m.nextEligibleAt !== null && m.state !== 'READY')
     facts.push(['Eligible at', formatTime(m.nextEligibleAt)]);
-  if (m.groupKey != null) facts.push(['Group key', m.groupKey]);
-  if (m.dedupKey != null) facts.push(['Dedup key', m.dedupKey]);
+  if (m.groupKey !== null) facts.push(['Group key', m.groupKey]);
+  if (m.dedupKey !== null) facts.push(['Dedup key', m.dedupKey]);
   if (m.originQueue !== null)
     facts.push([
       'Died in',

@@ -1,11 +1,10 @@
-import { bulkActionsFor, countMatching } from '../bulk-actions.ts';
+import { COUNT_MAX, bulkActionsFor, countMatching } from '../bulk-actions.ts';
 import type { BulkAction, BulkTarget } from '../bulk-actions.ts';
 import { confirmAction } from '../confirm-dialog.ts';
 import { h, replaceChildren } from '../element.ts';
 import { errorBox, errorText } from '../error-box.ts';
 import { formatCount, formatTime, jsonPreview } from '../format.ts';
-import { ApiError } from '../graphql-api.ts';
-import { FilterInputError, filtersBeyondState, toApiFilter } from '../message-filter.ts';
+import { FilterInputError, toApiFilter } from '../message-filter.ts';
 import type { ApiFilter } from '../message-filter.ts';
 import type { Page, PageContext } from '../page-context.ts';
 import { routeHash } from '../router.ts';
@@ -34,14 +33,9 @@ interface ListedMessage {
 const MESSAGE_FIELDS =
   'id state attempts priority createdAt runAt lastError originQueue groupKey payload';
 
-const LIST_QUERY = `query Browse($queue: String!, $state: MessageState, $filter: MessageFilter, $first: Int, $after: ID) {
+const LIST_QUERY = `query Browse($queue: String!, $state: MessageState, $filter: MessageFilter, $first: Int, $after: ID, $max: Int!) {
   messages(queue: $queue, state: $state, filter: $filter, first: $first, after: $after) { ${MESSAGE_FIELDS} }
-  messageCount(queue: $queue, state: $state, filter: $filter)
-}`;
-
-/** The browse query of a service without filters and counts (before MessageFilter). */
-const LIST_QUERY_WITHOUT_FILTERS = `query Browse($queue: String!, $state: MessageState, $first: Int, $after: ID) {
-  messages(queue: $queue, state: $state, first: $first, after: $after) { ${MESSAGE_FIELDS} }
+  messageCount(queue: $queue, state: $state, filter: $filter, max: $max)
 }`;
 
 const QUEUE_NAMES_QUERY = `query Names { queues { name config { deadLetterQueue } } }`;
@@ -119,45 +113,25 @@ export const messagesPage: Page<{
   let after: string | undefined;
   const pages: (string | undefined)[] = [];
   const reload = async (): Promise<void> => {
-    let messages: ListedMessage[];
-    let count: number | null = null;
+    let data: { messages: ListedMessage[]; messageCount: number };
     try {
-      const variables = {
+      data = await ctx.request(LIST_QUERY, {
         queue,
         state: apiFilter.state,
         filter: apiFilter.filter,
         first: PAGE_SIZE,
         after,
-      };
-      try {
-        const data = await ctx.request<{ messages: ListedMessage[]; messageCount: number }>(
-          LIST_QUERY,
-          variables,
-        );
-        messages = data.messages;
-        count = data.messageCount;
-      } catch (error) {
-        // A service from before MessageFilter: browse by state only, and say so when filtering.
-        if (!(error instanceof ApiError && error.code === 'GRAPHQL_VALIDATION_FAILED')) throw error;
-        if (filtersBeyondState(params))
-          throw new ApiError(
-            error.code,
-            `This service cannot filter messages yet: ${error.message}`,
-          );
-        messages = (
-          await ctx.request<{ messages: ListedMessage[] }>(LIST_QUERY_WITHOUT_FILTERS, variables)
-        ).messages;
-      }
+        max: COUNT_MAX,
+      });
     } catch (error) {
       if (!ctx.scope.disposed) replaceChildren(listBox, errorBox(error));
       return;
     }
+    const { messages, messageCount: count } = data;
     if (ctx.scope.disposed) return;
     replaceChildren(
       summary,
-      count === null
-        ? `${formatCount(messages.length)} shown.`
-        : `${formatCount(count)} ${count === 1 ? 'message matches' : 'messages match'}.`,
+      `${count >= COUNT_MAX ? 'At least ' : ''}${formatCount(count)} ${count === 1 ? 'message matches' : 'messages match'}.`,
     );
     replaceChildren(listBox, messageTable(messages, isDeadLetterQueue));
     replaceChildren(
@@ -259,8 +233,9 @@ function bulkBar(
 ): HTMLElement {
   const run = async (action: BulkAction): Promise<void> => {
     try {
-      const count = await countMatching(ctx.request, action, target);
-      const countText = formatCount(count);
+      const matching = await countMatching(ctx.request, action, target);
+      if (matching === undefined) return;
+      const countText = `${matching.atLeast ? 'at least ' : ''}${formatCount(matching.count)}`;
       let to: string | undefined;
       let body: HTMLElement | undefined;
       if (action.needsTarget === true) {
@@ -277,7 +252,7 @@ function bulkBar(
       const confirmed = await confirmAction({
         title: `${action.label} matching messages`,
         text: action.describe(countText, target, to),
-        confirmLabel: `${action.label} ${countText}`,
+        confirmLabel: `${action.label} ${formatCount(matching.count)}`,
         ...(body === undefined ? {} : { body }),
       });
       if (!confirmed) return;
@@ -293,16 +268,14 @@ function bulkBar(
     { class: 'bulk', role: 'group', 'aria-label': 'Bulk actions' },
     'On everything the filter matches: ',
     actions.map((action) => {
-      const blocked = !action.takesState && params.state !== undefined;
+      const blocked = action.statesFor(params.state ?? null) === undefined;
       return h(
         'button',
         {
           type: 'button',
           class: action.label === 'Delete' ? 'danger' : '',
           disabled: blocked,
-          title: blocked
-            ? `${action.label} applies to every state: clear the state filter first`
-            : '',
+          title: blocked ? `${action.label} does not apply to ${params.state ?? ''} messages` : '',
           onclick: () => void run(action),
         },
         `${action.label}…`,
