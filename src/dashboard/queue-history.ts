@@ -9,7 +9,9 @@ export interface HistoryPoint {
   acked: number;
   nacked: number;
   deadLettered: number;
-  depth: number;
+  leaseExpired: number;
+  /** Null where the leader took no sample in the step. */
+  depth: number | null;
   oldestReadyAgeSeconds: number | null;
   deliveryLatencyP50Seconds: number | null;
   deliveryLatencyP95Seconds: number | null;
@@ -40,7 +42,7 @@ export class HistoryUnavailable extends Error {
 /** Queues asked for in one request: each history is a list, and the API bounds a request's cost. */
 const QUEUES_PER_REQUEST = 10;
 
-const POINT_FIELDS = `at sent delivered acked nacked deadLettered depth oldestReadyAgeSeconds
+const POINT_FIELDS = `at sent delivered acked nacked deadLettered leaseExpired depth oldestReadyAgeSeconds
   deliveryLatencyP50Seconds deliveryLatencyP95Seconds deliveryLatencyP99Seconds`;
 
 /**

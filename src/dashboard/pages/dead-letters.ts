@@ -1,3 +1,4 @@
+import { tableHead } from '../data-table.ts';
 import { h, replaceChildren } from '../element.ts';
 import { formatCount, formatSeconds } from '../format.ts';
 import type { Page } from '../page-context.ts';
@@ -43,17 +44,7 @@ export const deadLettersPage: Page = async (ctx, container) => {
         : h(
             'table',
             { class: 'dead-letters' },
-            h(
-              'thead',
-              null,
-              h(
-                'tr',
-                null,
-                ['Dead-letter queue', 'From', 'Dead letters', 'Oldest'].map((c) =>
-                  h('th', { scope: 'col' }, c),
-                ),
-              ),
-            ),
+            tableHead(['Dead-letter queue', 'From', 'Dead letters #', 'Oldest #']),
             h(
               'tbody',
               null,

@@ -1,4 +1,5 @@
 import { confirmAction } from '../confirm-dialog.ts';
+import { tableHead } from '../data-table.ts';
 import { h, replaceChildren } from '../element.ts';
 import { errorText } from '../error-box.ts';
 import { formatCount, formatSeconds } from '../format.ts';
@@ -55,25 +56,17 @@ export const flowLimitsPage: Page = async (ctx, container) => {
       h(
         'table',
         { class: 'flow-limits' },
-        h(
-          'thead',
-          null,
-          h(
-            'tr',
-            null,
-            [
-              'Queue',
-              'Concurrency cap',
-              'Leased',
-              'Held by cap',
-              'Per group',
-              'Held by group',
-              'Rate limit',
-              'Held by rate',
-              '',
-            ].map((c) => h('th', { scope: 'col' }, c)),
-          ),
-        ),
+        tableHead([
+          'Queue',
+          'Concurrency cap #',
+          'Leased #',
+          'Held by cap #',
+          'Per group #',
+          'Held by group #',
+          'Rate limit #',
+          'Held by rate #',
+          '',
+        ]),
         h(
           'tbody',
           null,

@@ -1,6 +1,7 @@
 import { COUNT_MAX, bulkActionsFor, countMatching } from '../bulk-actions.ts';
 import type { BulkAction, BulkTarget } from '../bulk-actions.ts';
 import { confirmAction } from '../confirm-dialog.ts';
+import { tableHead } from '../data-table.ts';
 import { h, replaceChildren } from '../element.ts';
 import { errorBox, errorText } from '../error-box.ts';
 import { formatCount, formatTime, jsonPreview } from '../format.ts';
@@ -287,22 +288,14 @@ function bulkBar(
 function messageTable(messages: readonly ListedMessage[], deadLetters: boolean): HTMLElement {
   if (messages.length === 0) return h('p', { class: 'empty' }, 'No messages match.');
   const columns = deadLetters
-    ? ['ID', 'From', 'Attempts', 'Last error', 'Sent', 'Payload']
-    : ['ID', 'State', 'Attempts', 'Priority', 'Group', 'Sent', 'Due', 'Payload'];
+    ? ['ID', 'From', 'Attempts #', 'Last error', 'Sent', 'Payload']
+    : ['ID', 'State', 'Attempts #', 'Priority #', 'Group', 'Sent', 'Due', 'Payload'];
   const link = (m: ListedMessage): HTMLElement =>
     h('a', { href: routeHash({ page: 'message', id: m.id }) }, m.id);
   return h(
     'table',
     { class: 'messages' },
-    h(
-      'thead',
-      null,
-      h(
-        'tr',
-        null,
-        columns.map((c) => h('th', { scope: 'col' }, c)),
-      ),
-    ),
+    tableHead(columns),
     h(
       'tbody',
       null,

@@ -1,5 +1,6 @@
 import { CHART_COLORS, sparkline } from '../charts.ts';
 import type { Chart } from '../charts.ts';
+import { tableHead } from '../data-table.ts';
 import { h, replaceChildren } from '../element.ts';
 import { errorText } from '../error-box.ts';
 import { formatCount, formatRate, formatSeconds } from '../format.ts';
@@ -135,26 +136,18 @@ class OverviewTable {
       h(
         'table',
         { class: 'queues' },
-        h(
-          'thead',
-          null,
-          h(
-            'tr',
-            null,
-            [
-              'Queue',
-              'State',
-              'Ready',
-              'Delayed',
-              'Leased',
-              'Dead',
-              'Oldest ready',
-              'In',
-              'Out',
-              'Last hour',
-            ].map((title) => h('th', { scope: 'col' }, title)),
-          ),
-        ),
+        tableHead([
+          'Queue',
+          'State',
+          'Ready #',
+          'Delayed #',
+          'Leased #',
+          'Dead #',
+          'Oldest ready #',
+          'In #',
+          'Out #',
+          'Last hour',
+        ]),
         this.body,
       ),
       this.note,

@@ -1,3 +1,4 @@
+import { tableHead } from '../data-table.ts';
 import { h, replaceChildren } from '../element.ts';
 import { errorText } from '../error-box.ts';
 import { formatCount, formatTime } from '../format.ts';
@@ -66,17 +67,17 @@ export const replayJobsPage: Page = async (ctx, container) => {
         : h(
             'table',
             { class: 'replay-jobs' },
-            h(
-              'thead',
-              null,
-              h(
-                'tr',
-                null,
-                ['Job', 'Kind', 'From', 'Into', 'State', 'Progress', 'Started', 'Finished', ''].map(
-                  (c) => h('th', { scope: 'col' }, c),
-                ),
-              ),
-            ),
+            tableHead([
+              'Job',
+              'Kind',
+              'From',
+              'Into',
+              'State',
+              'Progress #',
+              'Started',
+              'Finished',
+              '',
+            ]),
             h(
               'tbody',
               null,

@@ -1,4 +1,5 @@
 import { confirmAction } from '../confirm-dialog.ts';
+import { tableHead } from '../data-table.ts';
 import { h, replaceChildren } from '../element.ts';
 import { errorText } from '../error-box.ts';
 import { formatTime, jsonPreview } from '../format.ts';
@@ -39,17 +40,7 @@ export const schedulesPage: Page = async (ctx, container) => {
         : h(
             'table',
             { class: 'schedules' },
-            h(
-              'thead',
-              null,
-              h(
-                'tr',
-                null,
-                ['Name', 'Cron', 'Queue', 'State', 'Next tick', 'Last tick', 'Payload', ''].map(
-                  (c) => h('th', { scope: 'col' }, c),
-                ),
-              ),
-            ),
+            tableHead(['Name', 'Cron', 'Queue', 'State', 'Next tick', 'Last tick', 'Payload', '']),
             h(
               'tbody',
               null,
