@@ -15,7 +15,7 @@ export interface BulkAction {
   /** The button's label, e.g. "Redrive". */
   label: string;
   /** The confirmation's sentence for `count` messages, e.g. "Redrive 3 dead letters … ?". */
-  describe(count: string, target: BulkTarget, to?: string): string;
+  describe(count: string, target: BulkTarget): string;
   /** The notice afterwards for `done` messages, e.g. "Redrove 3 dead letters". */
   done(done: string, target: BulkTarget, to?: string): string;
   /**
@@ -84,8 +84,8 @@ const MOVE: BulkAction = {
   label: 'Move',
   statesFor: UNLEASED,
   needsTarget: true,
-  describe: (count, t, to) =>
-    `Move ${count} messages of ${t.queue} matching the filter to ${to ?? '…'}?`,
+  describe: (count, t) =>
+    `Move ${count} messages of ${t.queue} matching the filter to the queue chosen below? They keep their id, payload, attempts and group; a dedup key is dropped.`,
   done: (done, t, to) => `Moved ${done} messages from ${t.queue} to ${to ?? '?'}`,
   run: async (request, t, to) =>
     (

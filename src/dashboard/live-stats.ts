@@ -1,17 +1,11 @@
 import { createClient } from 'graphql-ws/client';
+import type { QueueStats } from '../contract.ts';
 import type { Client } from 'graphql-ws/client';
 import { GRAPHQL_PATH } from './graphql-api.ts';
 import { sessionToken } from './session-token.ts';
 
-/** A queue's counts as the queueStats subscription pushes them. */
-export interface LiveStats {
-  queue: string;
-  ready: number;
-  delayed: number;
-  leased: number;
-  total: number;
-  oldestReadyAgeSeconds: number | null;
-}
+/** A queue's counts as the queueStats subscription pushes them (the contract's QueueStats). */
+export type LiveStats = QueueStats;
 
 interface GraphQLErrorJson {
   message: string;

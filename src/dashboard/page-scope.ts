@@ -35,6 +35,26 @@ export class PageScope {
     this.onDispose(() => window.clearTimeout(timer));
   }
 
+  /**
+   * Draws what `load` reads, then reads and draws again every `intervalMs` until the page is
+   * left; a refresh that fails keeps the last drawing (the next one tries again). The first
+   * load's error is thrown (the page shows it). Returns a refresh to call after an action.
+   */
+  async drawEvery<T>(
+    intervalMs: number,
+    load: () => Promise<T>,
+    draw: (value: T) => void,
+  ): Promise<() => Promise<void>> {
+    const refresh = async (): Promise<void> => {
+      const value = await load().catch(() => undefined);
+      if (value !== undefined && !this.ended) draw(value);
+    };
+    const first = await load();
+    if (!this.ended) draw(first);
+    this.every(intervalMs, refresh);
+    return refresh;
+  }
+
   /** Ends the page: runs every cleanup once. */
   dispose(): void {
     if (this.ended) return;

@@ -69,9 +69,5 @@ export const deadLettersPage: Page = async (ctx, container) => {
   };
   const load = async (): Promise<QueueWithStats[]> =>
     (await ctx.request<{ queues: QueueWithStats[] }>(DEAD_LETTERS_QUERY)).queues;
-  draw(await load());
-  ctx.scope.every(REFRESH_MS, async () => {
-    const queues = await load().catch(() => undefined);
-    if (queues !== undefined && !ctx.scope.disposed) draw(queues);
-  });
+  await ctx.scope.drawEvery(REFRESH_MS, load, draw);
 };

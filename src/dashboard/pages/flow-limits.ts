@@ -1,7 +1,8 @@
+import type { RateLimit } from '../../contract.ts';
 import { confirmAction } from '../confirm-dialog.ts';
 import { tableHead } from '../data-table.ts';
 import { h, replaceChildren } from '../element.ts';
-import { errorText } from '../error-box.ts';
+import { actionButton, pausedBadge } from '../action-button.ts';
 import { formatCount, formatSeconds } from '../format.ts';
 import type { Page, PageContext } from '../page-context.ts';
 import { routeHash } from '../router.ts';
@@ -13,7 +14,7 @@ interface LimitedQueue {
   config: {
     maxInFlight: number | null;
     groupMaxInFlight: number | null;
-    rateLimit: { count: number; perSeconds: number } | null;
+    rateLimit: RateLimit | null;
   };
   stats: {
     leased: number;
@@ -42,6 +43,7 @@ const REFRESH_MS = 5_000;
  * of its messages are leased, and how many each limit holds back now; admins can change them.
  */
 export const flowLimitsPage: Page = async (ctx, container) => {
+  let refresh = (): Promise<void> => Promise.resolve();
   const load = async (): Promise<LimitedQueue[]> =>
     (await ctx.request<{ queues: LimitedQueue[] }>(FLOW_LIMITS_QUERY)).queues;
   const draw = (queues: readonly LimitedQueue[]): void => {
@@ -75,12 +77,7 @@ export const flowLimitsPage: Page = async (ctx, container) => {
       ),
     );
   };
-  const refresh = async (): Promise<void> => {
-    const queues = await load().catch(() => undefined);
-    if (queues !== undefined && !ctx.scope.disposed) draw(queues);
-  };
-  draw(await load());
-  ctx.scope.every(REFRESH_MS, refresh);
+  refresh = await ctx.scope.drawEvery(REFRESH_MS, load, draw);
 };
 
 function limitRow(ctx: PageContext, q: LimitedQueue, changed: () => void): HTMLElement {
@@ -93,7 +90,7 @@ function limitRow(ctx: PageContext, q: LimitedQueue, changed: () => void): HTMLE
       'th',
       { scope: 'row' },
       h('a', { href: routeHash({ page: 'queue', queue: q.name }) }, q.name),
-      q.paused ? h('span', { class: 'tag' }, 'paused') : null,
+      q.paused ? pausedBadge(true) : null,
     ),
     h('td', { class: 'num' }, c.maxInFlight === null ? 'none' : formatCount(c.maxInFlight)),
     h('td', { class: 'num' }, formatCount(q.stats.leased)),
@@ -116,7 +113,7 @@ function limitRow(ctx: PageContext, q: LimitedQueue, changed: () => void): HTMLE
       'td',
       { class: 'actions' },
       may(ctx.viewer, 'admin', q.name)
-        ? h('button', { type: 'button', onclick: () => void edit(ctx, q, changed) }, 'Change…')
+        ? actionButton(ctx, 'Change…', () => edit(ctx, q), { changed })
         : null,
     ),
   );
@@ -134,7 +131,7 @@ function limitInput(name: string, value: number | null | undefined, step = '1'):
   });
 }
 
-async function edit(ctx: PageContext, q: LimitedQueue, changed: () => void): Promise<void> {
+async function edit(ctx: PageContext, q: LimitedQueue): Promise<string | undefined> {
   const maxInFlight = limitInput('maxInFlight', q.config.maxInFlight);
   const groupMaxInFlight = limitInput('groupMaxInFlight', q.config.groupMaxInFlight);
   const rateCount = limitInput('rateCount', q.config.rateLimit?.count);
@@ -151,26 +148,21 @@ async function edit(ctx: PageContext, q: LimitedQueue, changed: () => void): Pro
       h('label', null, 'Rate limit: ', rateCount, ' per ', ratePer, ' s'),
     ),
   });
-  if (!confirmed) return;
+  if (!confirmed) return undefined;
   const number = (input: HTMLInputElement): number | null =>
     input.value === '' ? null : Number(input.value);
   const count = number(rateCount);
   const per = number(ratePer);
-  try {
-    await ctx.request(
-      'mutation Limits($name: String!, $config: QueueConfigInput!) { configureQueue(name: $name, config: $config) { name } }',
-      {
-        name: q.name,
-        config: {
-          maxInFlight: number(maxInFlight),
-          groupMaxInFlight: number(groupMaxInFlight),
-          rateLimit: count === null || per === null ? null : { count, perSeconds: per },
-        },
+  await ctx.request(
+    'mutation Limits($name: String!, $config: QueueConfigInput!) { configureQueue(name: $name, config: $config) { name } }',
+    {
+      name: q.name,
+      config: {
+        maxInFlight: number(maxInFlight),
+        groupMaxInFlight: number(groupMaxInFlight),
+        rateLimit: count === null || per === null ? null : { count, perSeconds: per },
       },
-    );
-    ctx.notice(`Saved the flow limits of ${q.name}`);
-    changed();
-  } catch (error) {
-    ctx.notice(`Saving failed: ${errorText(error)}`);
-  }
+    },
+  );
+  return `Saved the flow limits of ${q.name}`;
 }

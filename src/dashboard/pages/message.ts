@@ -1,3 +1,4 @@
+import type { WaitingReason } from '../../contract.ts';
 import { h, replaceChildren } from '../element.ts';
 import { errorBox } from '../error-box.ts';
 import { formatCount, formatSeconds, formatTime, jsonPretty } from '../format.ts';
@@ -22,7 +23,7 @@ interface MessageDetails {
   deadLetteredAt: string | null;
   position: number | null;
   estimatedWaitSeconds: number | null;
-  waitingReason: string | null;
+  waitingReason: WaitingReason | null;
   nextEligibleAt: string | null;
 }
 
@@ -34,7 +35,7 @@ const MESSAGE_QUERY = `query Message($id: ID!) {
 }`;
 
 /** Why a message waits, told as a sentence. */
-const WAITING_STORIES: Readonly<Record<string, string>> = {
+const WAITING_STORIES: Readonly<Record<WaitingReason, string>> = {
   READY: 'Nothing holds it back: it is delivered once the messages ahead of it have gone.',
   DELAYED: 'It is not due yet (sent with a delay or a run time).',
   BACKING_OFF: 'A delivery failed; it waits out the retry backoff.',
@@ -123,7 +124,7 @@ function messageView(m: MessageDetails): HTMLElement[] {
           { class: 'story' },
           h('strong', null, m.waitingReason),
           ' — ',
-          WAITING_STORIES[m.waitingReason] ?? '',
+          WAITING_STORIES[m.waitingReason],
         ),
     h(
       'dl',

@@ -3,7 +3,8 @@ import type { BulkAction, BulkTarget } from '../bulk-actions.ts';
 import { confirmAction } from '../confirm-dialog.ts';
 import { tableHead } from '../data-table.ts';
 import { h, replaceChildren } from '../element.ts';
-import { errorBox, errorText } from '../error-box.ts';
+import { actionButton } from '../action-button.ts';
+import { errorBox } from '../error-box.ts';
 import { formatCount, formatTime, jsonPreview } from '../format.ts';
 import { FilterInputError, toApiFilter } from '../message-filter.ts';
 import type { ApiFilter } from '../message-filter.ts';
@@ -232,55 +233,46 @@ function bulkBar(
   params: MessageFilterParams,
   changed: () => void,
 ): HTMLElement {
-  const run = async (action: BulkAction): Promise<void> => {
-    try {
-      const matching = await countMatching(ctx.request, action, target);
-      if (matching === undefined) return;
-      const countText = `${matching.atLeast ? 'at least ' : ''}${formatCount(matching.count)}`;
-      let to: string | undefined;
-      let body: HTMLElement | undefined;
-      if (action.needsTarget === true) {
-        const select = h(
-          'select',
-          { name: 'to', onchange: () => (to = select.value) },
-          queueNames
-            .filter((name) => name !== target.queue)
-            .map((name) => h('option', { value: name }, name)),
-        );
-        to = select.value;
-        body = h('label', null, 'Move to ', select);
-      }
-      const confirmed = await confirmAction({
-        title: `${action.label} matching messages`,
-        text: action.describe(countText, target, to),
-        confirmLabel: `${action.label} ${formatCount(matching.count)}`,
-        ...(body === undefined ? {} : { body }),
-      });
-      if (!confirmed) return;
-      const done = await action.run(ctx.request, target, to);
-      ctx.notice(action.done(formatCount(done), target, to));
-      changed();
-    } catch (error) {
-      ctx.notice(`${action.label} failed: ${errorText(error)}`);
-    }
+  /** Counts, confirms with the count, runs; resolves with the notice, or undefined if cancelled. */
+  const run = async (action: BulkAction): Promise<string | undefined> => {
+    const matching = await countMatching(ctx.request, action, target);
+    if (matching === undefined) return undefined;
+    const countText = `${matching.atLeast ? 'at least ' : ''}${formatCount(matching.count)}`;
+    const select =
+      action.needsTarget === true
+        ? h(
+            'select',
+            { name: 'to' },
+            queueNames
+              .filter((name) => name !== target.queue)
+              .map((name) => h('option', { value: name }, name)),
+          )
+        : undefined;
+    const confirmed = await confirmAction({
+      title: `${action.label} matching messages`,
+      text: action.describe(countText, target),
+      confirmLabel: `${action.label} ${formatCount(matching.count)}`,
+      ...(select === undefined ? {} : { body: h('label', null, 'Move to ', select) }),
+    });
+    if (!confirmed) return undefined;
+    const to = select?.value;
+    const done = await action.run(ctx.request, target, to);
+    return action.done(formatCount(done), target, to);
   };
   return h(
     'div',
     { class: 'bulk', role: 'group', 'aria-label': 'Bulk actions' },
     'On everything the filter matches: ',
     actions.map((action) => {
-      const blocked = action.statesFor(params.state ?? null) === undefined;
-      return h(
-        'button',
-        {
-          type: 'button',
-          class: action.label === 'Delete' ? 'danger' : '',
-          disabled: blocked,
-          title: blocked ? `${action.label} does not apply to ${params.state ?? ''} messages` : '',
-          onclick: () => void run(action),
-        },
-        `${action.label}…`,
-      );
+      const button = actionButton(ctx, `${action.label}…`, () => run(action), {
+        danger: action.label === 'Delete',
+        changed,
+      });
+      if (action.statesFor(params.state ?? null) === undefined) {
+        button.disabled = true;
+        button.title = `${action.label} does not apply to ${params.state ?? ''} messages`;
+      }
+      return button;
     }),
   );
 }

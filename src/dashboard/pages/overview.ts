@@ -1,3 +1,4 @@
+import { pausedBadge } from '../action-button.ts';
 import { CHART_COLORS, sparkline } from '../charts.ts';
 import type { Chart } from '../charts.ts';
 import { tableHead } from '../data-table.ts';
@@ -167,7 +168,7 @@ class OverviewTable {
     for (const queue of queues) {
       const row = this.rows.get(queue.name)!;
       row.queue = queue;
-      row.element.querySelector('.state')!.replaceWith(stateBadge(queue.paused));
+      row.element.querySelector('.state')!.replaceWith(pausedBadge(queue.paused));
       this.setCounts(row, queue.stats);
     }
     this.refreshDead();
@@ -228,7 +229,7 @@ class OverviewTable {
         h('a', { href: routeHash({ page: 'queue', queue: queue.name }) }, queue.name),
         origin === undefined ? null : h('span', { class: 'tag' }, `dead letters of ${origin}`),
       ),
-      h('td', null, stateBadge(queue.paused)),
+      h('td', null, pausedBadge(queue.paused)),
       row.ready,
       row.delayed,
       row.leased,
@@ -306,12 +307,4 @@ class OverviewTable {
   private stopWatching(): void {
     for (const stop of this.unwatch.splice(0)) stop();
   }
-}
-
-function stateBadge(paused: boolean): HTMLElement {
-  return h(
-    'span',
-    { class: `state ${paused ? 'paused' : 'active'}` },
-    paused ? 'paused' : 'active',
-  );
 }

@@ -2,8 +2,10 @@ import { CHART_COLORS, timeChart } from '../charts.ts';
 import type { Chart, ChartSeries } from '../charts.ts';
 import { confirmAction } from '../confirm-dialog.ts';
 import { h, replaceChildren } from '../element.ts';
+import { actionButton, pausedBadge } from '../action-button.ts';
 import { errorBox, errorText } from '../error-box.ts';
 import { formatCount, formatSeconds, formatTime } from '../format.ts';
+import type { QueueConfig, WaitingCounts } from '../../contract.ts';
 import type { LiveStats } from '../live-stats.ts';
 import type { Page, PageContext } from '../page-context.ts';
 import {
@@ -21,32 +23,13 @@ interface QueueDetails {
   paused: boolean;
   createdAt: string;
   bindings: string[];
-  config: {
-    visibilityTimeout: number;
-    maxAttempts: number;
-    deadLetterQueue: string | null;
-    backoffInitialSeconds: number;
-    backoffMaxSeconds: number;
-    retentionSeconds: number;
-    maxPayloadBytes: number;
-    archiveSeconds: number;
-    maxInFlight: number | null;
-    groupMaxInFlight: number | null;
-    rateLimit: { count: number; perSeconds: number } | null;
-  };
-  stats: LiveStats & {
-    waiting: Record<WaitingCount, number>;
-  };
+  /** The contract's settings, with the GraphQL name of the lease length. */
+  config: Omit<QueueConfig, 'visibilityTimeoutSeconds'> & { visibilityTimeout: number };
+  stats: LiveStats & { waiting: Record<WaitingCount, number> };
 }
 
-type WaitingCount =
-  | 'ready'
-  | 'delayed'
-  | 'backingOff'
-  | 'groupHeadInFlight'
-  | 'queuePaused'
-  | 'concurrencyCap'
-  | 'rateLimited';
+/** The reasons `stats.waiting` counts by. */
+type WaitingCount = Exclude<keyof WaitingCounts, 'queue' | 'leased' | 'maxInFlight'>;
 
 /** Why unleased messages wait, in the words of the page. */
 const WAITING_LABELS: readonly [WaitingCount, string][] = [
@@ -73,6 +56,52 @@ const QUEUE_QUERY = `query Queue($name: String!) {
     }
   }
 }`;
+
+/** The history's numeric fields, which the charts draw. */
+type HistoryField = {
+  [K in keyof HistoryPoint]: HistoryPoint[K] extends number | null ? K : never;
+}[keyof HistoryPoint];
+
+/** One chart of the queue page: its title, its lines (label, field), how its values read. */
+interface ChartSpec {
+  title: string;
+  lines: readonly (readonly [string, HistoryField])[];
+  /** Counts per step, drawn per minute whatever the step. */
+  perStep?: boolean;
+  /** Durations in seconds (else counts). */
+  seconds?: boolean;
+}
+
+/** The queue page's charts, in order. */
+const QUEUE_CHARTS: readonly ChartSpec[] = [
+  {
+    title: 'Throughput (messages per minute)',
+    perStep: true,
+    lines: [
+      ['sent', 'sent'],
+      ['delivered', 'delivered'],
+      ['acked', 'acked'],
+      ['nacked', 'nacked'],
+      ['dead-lettered', 'deadLettered'],
+      ['leases expired', 'leaseExpired'],
+    ],
+  },
+  { title: 'Depth (ready + delayed + leased)', lines: [['depth', 'depth']] },
+  {
+    title: 'Oldest ready message (age)',
+    seconds: true,
+    lines: [['oldest ready', 'oldestReadyAgeSeconds']],
+  },
+  {
+    title: 'Delivery latency (due to leased)',
+    seconds: true,
+    lines: [
+      ['p50', 'deliveryLatencyP50Seconds'],
+      ['p95', 'deliveryLatencyP95Seconds'],
+      ['p99', 'deliveryLatencyP99Seconds'],
+    ],
+  },
+];
 
 /** How often the waiting reasons are counted again (costlier than the live counts). */
 const WAITING_MS = 5_000;
@@ -138,91 +167,58 @@ export const queuePage: Page<{ page: 'queue'; queue: string }> = async (ctx, con
 
 function queueTitle(ctx: PageContext, queue: QueueDetails, changed: () => void): HTMLElement[] {
   const admin = may(ctx.viewer, 'admin', queue.name);
-  const act = async (label: string, run: () => Promise<string>): Promise<void> => {
-    try {
-      ctx.notice(await run());
-      changed();
-    } catch (error) {
-      ctx.notice(`${label} failed: ${errorText(error)}`);
-    }
-  };
+  const name = { name: queue.name };
   const pauseOrResume = queue.paused
-    ? h(
-        'button',
-        {
-          type: 'button',
-          onclick: () =>
-            void act('Resume', async () => {
-              await ctx.request(
-                'mutation Resume($name: String!) { resumeQueue(name: $name) { paused } }',
-                {
-                  name: queue.name,
-                },
-              );
-              return `Resumed ${queue.name}`;
-            }),
-        },
+    ? actionButton(
+        ctx,
         'Resume',
-      )
-    : h(
-        'button',
-        {
-          type: 'button',
-          onclick: () =>
-            void act('Pause', async () => {
-              await ctx.request(
-                'mutation Pause($name: String!) { pauseQueue(name: $name) { paused } }',
-                {
-                  name: queue.name,
-                },
-              );
-              return `Paused ${queue.name}`;
-            }),
+        async () => {
+          await ctx.request(
+            'mutation Resume($name: String!) { resumeQueue(name: $name) { paused } }',
+            name,
+          );
+          return `Resumed ${queue.name}`;
         },
+        { changed },
+      )
+    : actionButton(
+        ctx,
         'Pause',
+        async () => {
+          await ctx.request(
+            'mutation Pause($name: String!) { pauseQueue(name: $name) { paused } }',
+            name,
+          );
+          return `Paused ${queue.name}`;
+        },
+        { changed },
       );
-  const purge = h(
-    'button',
-    {
-      type: 'button',
-      class: 'danger',
-      onclick: () =>
-        void act('Purge', async () => {
-          const fresh = await ctx.request<{ queue: { stats: { total: number } } | null }>(
-            'query Count($name: String!) { queue(name: $name) { stats { total } } }',
-            { name: queue.name },
-          );
-          const total = fresh.queue?.stats.total ?? 0;
-          const confirmed = await confirmAction({
-            title: `Purge ${queue.name}`,
-            text: `Delete all ${formatCount(total)} messages of ${queue.name}, leased ones included? This cannot be undone.`,
-            confirmLabel: `Purge ${formatCount(total)}`,
-          });
-          if (!confirmed) return 'Nothing purged';
-          const done = await ctx.request<{ purge: number }>(
-            'mutation Purge($queue: String!) { purge(queue: $queue) }',
-            {
-              queue: queue.name,
-            },
-          );
-          return `Purged ${formatCount(done.purge)} messages from ${queue.name}`;
-        }),
-    },
+  const purge = actionButton(
+    ctx,
     'Purge…',
+    async () => {
+      const fresh = await ctx.request<{ queue: { stats: { total: number } } | null }>(
+        'query Count($name: String!) { queue(name: $name) { stats { total } } }',
+        name,
+      );
+      const total = formatCount(fresh.queue?.stats.total ?? 0);
+      const confirmed = await confirmAction({
+        title: `Purge ${queue.name}`,
+        text: `Delete all ${total} messages of ${queue.name}, leased ones included? This cannot be undone.`,
+        confirmLabel: `Purge ${total}`,
+      });
+      if (!confirmed) return undefined;
+      const done = await ctx.request<{ purge: number }>(
+        'mutation Purge($name: String!) { purge(queue: $name) }',
+        name,
+      );
+      return `Purged ${formatCount(done.purge)} messages from ${queue.name}`;
+    },
+    { danger: true, changed },
   );
   const dlq = queue.config.deadLetterQueue;
   return [
-    h(
-      'h1',
-      null,
-      queue.name,
-      ' ',
-      h(
-        'span',
-        { class: `state ${queue.paused ? 'paused' : 'active'}` },
-        queue.paused ? 'paused' : 'active',
-      ),
-    ),
+    h('h1', null, queue.name, ' ', pausedBadge(queue.paused)),
     h(
       'nav',
       { class: 'queue-links' },
@@ -299,95 +295,23 @@ async function showCharts(ctx: PageContext, panel: HTMLElement, queue: string): 
     const width = Math.max(320, Math.min(1100, panel.clientWidth || 900));
     const at = pointTimes(points);
     const perMinute = 60 / range.stepSeconds;
-    const series = (label: string, i: number, values: (number | null)[]): ChartSeries => ({
-      label,
-      color: CHART_COLORS[i]!,
-      values,
-    });
-    charts = [
+    charts = QUEUE_CHARTS.map((spec) =>
       timeChart({
-        title: 'Throughput (messages per minute)',
+        title: spec.title,
         at,
         width,
-        formatValue: (v) => formatCount(Math.round(v * 10) / 10),
-        series: [
-          series(
-            'sent',
-            0,
-            points.map((p) => p.sent * perMinute),
-          ),
-          series(
-            'delivered',
-            5,
-            points.map((p) => p.delivered * perMinute),
-          ),
-          series(
-            'acked',
-            1,
-            points.map((p) => p.acked * perMinute),
-          ),
-          series(
-            'nacked',
-            4,
-            points.map((p) => p.nacked * perMinute),
-          ),
-          series(
-            'dead-lettered',
-            3,
-            points.map((p) => p.deadLettered * perMinute),
-          ),
-        ],
+        formatValue:
+          spec.seconds === true ? formatSeconds : (v) => formatCount(Math.round(v * 10) / 10),
+        series: spec.lines.map(([label, field], i): ChartSeries => ({
+          label,
+          color: CHART_COLORS[i % CHART_COLORS.length]!,
+          values: points.map((point) => {
+            const value = point[field];
+            return value !== null && spec.perStep === true ? value * perMinute : value;
+          }),
+        })),
       }),
-      timeChart({
-        title: 'Depth (messages in the queue)',
-        at,
-        width,
-        formatValue: (v) => formatCount(Math.round(v)),
-        series: [
-          series(
-            'depth',
-            2,
-            points.map((p) => p.depth),
-          ),
-        ],
-      }),
-      timeChart({
-        title: 'Oldest ready message (age)',
-        at,
-        width,
-        formatValue: formatSeconds,
-        series: [
-          series(
-            'oldest ready',
-            4,
-            points.map((p) => p.oldestReadyAgeSeconds),
-          ),
-        ],
-      }),
-      timeChart({
-        title: 'Delivery latency (send to delivery)',
-        at,
-        width,
-        formatValue: formatSeconds,
-        series: [
-          series(
-            'p50',
-            1,
-            points.map((p) => p.deliveryLatencyP50Seconds),
-          ),
-          series(
-            'p95',
-            4,
-            points.map((p) => p.deliveryLatencyP95Seconds),
-          ),
-          series(
-            'p99',
-            3,
-            points.map((p) => p.deliveryLatencyP99Seconds),
-          ),
-        ],
-      }),
-    ];
+    );
     replaceChildren(
       body,
       charts.map((chart) => chart.element),

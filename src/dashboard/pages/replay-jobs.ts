@@ -1,6 +1,6 @@
 import { tableHead } from '../data-table.ts';
 import { h, replaceChildren } from '../element.ts';
-import { errorText } from '../error-box.ts';
+import { actionButton } from '../action-button.ts';
 import { formatCount, formatTime } from '../format.ts';
 import type { Page, PageContext } from '../page-context.ts';
 import { routeHash } from '../router.ts';
@@ -104,16 +104,11 @@ export const replayJobsPage: Page = async (ctx, container) => {
 };
 
 function jobRow(ctx: PageContext, job: ReplayJobRow, changed: () => void): HTMLElement {
-  const cancel = async (): Promise<void> => {
-    try {
-      await ctx.request('mutation Cancel($id: ID!) { cancelReplay(id: $id) { state } }', {
-        id: job.id,
-      });
-      ctx.notice(`Cancelled job ${job.id}`);
-      changed();
-    } catch (error) {
-      ctx.notice(`Cancel failed: ${errorText(error)}`);
-    }
+  const cancel = async (): Promise<string> => {
+    await ctx.request('mutation Cancel($id: ID!) { cancelReplay(id: $id) { state } }', {
+      id: job.id,
+    });
+    return `Cancelled job ${job.id}`;
   };
   return h(
     'tr',
@@ -134,7 +129,7 @@ function jobRow(ctx: PageContext, job: ReplayJobRow, changed: () => void): HTMLE
       'td',
       { class: 'actions' },
       job.state === 'RUNNING' && may(ctx.viewer, 'send', job.into)
-        ? h('button', { type: 'button', class: 'danger', onclick: () => void cancel() }, 'Cancel')
+        ? actionButton(ctx, 'Cancel', cancel, { danger: true, changed })
         : null,
     ),
   );

@@ -1,7 +1,7 @@
 import { confirmAction } from '../confirm-dialog.ts';
 import { tableHead } from '../data-table.ts';
 import { h, replaceChildren } from '../element.ts';
-import { errorText } from '../error-box.ts';
+import { actionButton, pausedBadge } from '../action-button.ts';
 import { formatTime, jsonPreview } from '../format.ts';
 import type { Page, PageContext } from '../page-context.ts';
 import { routeHash } from '../router.ts';
@@ -29,6 +29,7 @@ const REFRESH_MS = 5_000;
 
 /** Cron schedules: when each fires next and last, into which queue; pause, resume and delete. */
 export const schedulesPage: Page = async (ctx, container) => {
+  let refresh = (): Promise<void> => Promise.resolve();
   const load = async (): Promise<ScheduleRow[]> =>
     (await ctx.request<{ schedules: ScheduleRow[] }>(SCHEDULES_QUERY)).schedules;
   const draw = (schedules: readonly ScheduleRow[]): void => {
@@ -49,32 +50,22 @@ export const schedulesPage: Page = async (ctx, container) => {
           ),
     );
   };
-  const refresh = async (): Promise<void> => {
-    const schedules = await load().catch(() => undefined);
-    if (schedules !== undefined && !ctx.scope.disposed) draw(schedules);
-  };
-  draw(await load());
-  ctx.scope.every(REFRESH_MS, refresh);
+  refresh = await ctx.scope.drawEvery(REFRESH_MS, load, draw);
 };
 
 function scheduleRow(ctx: PageContext, s: ScheduleRow, changed: () => void): HTMLElement {
-  const act = async (label: string, mutation: string): Promise<void> => {
-    try {
-      await ctx.request(mutation, { name: s.name });
-      ctx.notice(`${label}: ${s.name}`);
-      changed();
-    } catch (error) {
-      ctx.notice(`${label} failed: ${errorText(error)}`);
-    }
+  const mutate = (done: string, mutation: string) => async (): Promise<string> => {
+    await ctx.request(mutation, { name: s.name });
+    return `${done}: ${s.name}`;
   };
-  const remove = async (): Promise<void> => {
+  const remove = async (): Promise<string | undefined> => {
     const confirmed = await confirmAction({
       title: `Delete schedule ${s.name}`,
       text: `Delete the schedule ${s.name} (${s.cron}, into ${s.queue})? Messages it sent stay.`,
       confirmLabel: 'Delete',
     });
-    if (confirmed)
-      await act('Deleted', 'mutation Delete($name: String!) { deleteSchedule(name: $name) }');
+    if (!confirmed) return undefined;
+    return mutate('Deleted', 'mutation Delete($name: String!) { deleteSchedule(name: $name) }')();
   };
   return h(
     'tr',
@@ -82,15 +73,7 @@ function scheduleRow(ctx: PageContext, s: ScheduleRow, changed: () => void): HTM
     h('th', { scope: 'row' }, s.name),
     h('td', null, h('code', null, s.cron), ` (${s.timezone})`),
     h('td', null, h('a', { href: routeHash({ page: 'queue', queue: s.queue }) }, s.queue)),
-    h(
-      'td',
-      null,
-      h(
-        'span',
-        { class: `state ${s.paused ? 'paused' : 'active'}` },
-        s.paused ? 'paused' : 'active',
-      ),
-    ),
+    h('td', null, pausedBadge(s.paused)),
     h('td', null, formatTime(s.nextTickAt)),
     h(
       'td',
@@ -114,35 +97,25 @@ function scheduleRow(ctx: PageContext, s: ScheduleRow, changed: () => void): HTM
       may(ctx.viewer, 'admin', s.queue)
         ? [
             s.paused
-              ? h(
-                  'button',
-                  {
-                    type: 'button',
-                    onclick: () =>
-                      void act(
-                        'Resumed',
-                        'mutation Resume($name: String!) { resumeSchedule(name: $name) { paused } }',
-                      ),
-                  },
+              ? actionButton(
+                  ctx,
                   'Resume',
+                  mutate(
+                    'Resumed',
+                    'mutation Resume($name: String!) { resumeSchedule(name: $name) { paused } }',
+                  ),
+                  { changed },
                 )
-              : h(
-                  'button',
-                  {
-                    type: 'button',
-                    onclick: () =>
-                      void act(
-                        'Paused',
-                        'mutation Pause($name: String!) { pauseSchedule(name: $name) { paused } }',
-                      ),
-                  },
+              : actionButton(
+                  ctx,
                   'Pause',
+                  mutate(
+                    'Paused',
+                    'mutation Pause($name: String!) { pauseSchedule(name: $name) { paused } }',
+                  ),
+                  { changed },
                 ),
-            h(
-              'button',
-              { type: 'button', class: 'danger', onclick: () => void remove() },
-              'Delete…',
-            ),
+            actionButton(ctx, 'Delete…', remove, { danger: true, changed }),
           ]
         : null,
     ),
