@@ -231,6 +231,41 @@ describe('the dashboard at / with authentication off', () => {
     }
   });
 
+  it('pauses, resumes and purges a queue from its page, the purge confirmed with its count', async () => {
+    await createQueue(app, 'chores');
+    for (let n = 1; n <= 3; n++) await send(app, 'chores', { payload: { chore: n } });
+    const origin = app.url();
+    const { context, page } = await offlineContext(browser, origin);
+    const paused = async (): Promise<boolean> =>
+      (await api<{ queue: { paused: boolean } }>(app, '{ queue(name: "chores") { paused } }')).queue
+        .paused;
+    try {
+      await page.goto(`${origin}/#/queues/chores`);
+      await page.getByRole('button', { name: 'Pause' }).click();
+      await page.getByRole('button', { name: 'Resume' }).waitFor({ timeout: 10_000 });
+      expect(await paused()).toBe(true);
+      await page.getByRole('button', { name: 'Resume' }).click();
+      await page.getByRole('button', { name: 'Pause' }).waitFor({ timeout: 10_000 });
+      expect(await paused()).toBe(false);
+
+      await page.getByRole('button', { name: 'Purge…' }).click();
+      const dialog = page.getByRole('dialog');
+      expect(await dialog.locator('.confirm-text').textContent()).toContain(
+        'Delete all 3 messages',
+      );
+      await dialog.getByRole('button', { name: 'Cancel' }).click();
+      expect(await payloads(app, 'chores')).toHaveLength(3);
+      await page.getByRole('button', { name: 'Purge…' }).click();
+      await dialog.getByRole('button', { name: 'Purge 3' }).click();
+      await expect
+        .poll(() => page.getByRole('status').last().textContent(), { timeout: 10_000 })
+        .toBe('Purged 3 messages from chores');
+      expect(await payloads(app, 'chores')).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('tells a message’s story on its page: payload, headers, attempts, position and why it waits', async () => {
     const id = await send(app, 'emails', {
       payload: { to: 'ada@example.com' },
