@@ -128,6 +128,35 @@ END
 $$;
 
 --
+-- Name: ack_batch_within(bigint[], uuid[], text[]); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.ack_batch_within(p_ids bigint[], p_lease_tokens uuid[], p_queue_patterns text[]) RETURNS TABLE(id bigint, queue text, age_seconds double precision)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_outside text;
+BEGIN
+  IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_lease_tokens) THEN
+    RAISE EXCEPTION 'ids and lease_tokens must have the same length' USING ERRCODE = 'HL400';
+  END IF;
+  -- A live lease fixes its message's queue (moving or dead-lettering a message ends its lease),
+  -- so what this finds is what the delete below would touch.
+  SELECT m.queue INTO v_outside
+  FROM holdline.messages m
+  JOIN unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
+    ON m.id = r.id AND m.lease_token = r.lease_token
+  WHERE NOT (m.queue LIKE ANY (coalesce(p_queue_patterns, '{}')))
+  LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'a delivery is in a queue outside the caller''s'
+      USING ERRCODE = 'HL403', DETAIL = v_outside;
+  END IF;
+  RETURN QUERY SELECT a.id, a.queue, a.age_seconds FROM holdline.ack_batch(p_ids, p_lease_tokens) a;
+END
+$$;
+
+--
 -- Name: archive_create_partitions(integer, timestamp with time zone, integer); Type: FUNCTION; Schema: holdline; Owner: -
 --
 

@@ -4,7 +4,11 @@
  * production runs), at the default per-token rate limit. Single sends and single acks (8
  * clients each), receive of 100 + ackBatch (4 consumers; per message), sendBatch of 500 (4
  * producers; per message). Targets: ≤ 200 µs of service CPU for a single send or ack, ≤ 100
- * µs per message in batches of 100.
+ * µs per message in batches of 100. In the same run, the peers of issue 15's target 3:
+ * RabbitMQ's confirmed publishes (persistent, 8 confirm channels, one publish in flight on
+ * each, as the 8 GraphQL clients; skipped with a note when the broker does not answer), which
+ * single sends over GraphQL should match, and the in-process sendBatch of 500 (the engine's
+ * own call over a pg pool, 4 producers), which sendBatch over GraphQL should reach 0.8× of.
  *
  *   npx tsx bench/service-ops.ts [--smoke]
  *
@@ -13,15 +17,25 @@
 import { sql } from 'kysely';
 import { createToken } from '../src/auth/index.ts';
 import { createClient } from '../src/client/index.ts';
+import { sendBatch } from '../src/queue/operations.ts';
 import type { HoldlineClient } from '../src/client/index.ts';
 import { parseBenchArgs } from './harness/args.ts';
 import { nowMs } from './harness/clock.ts';
+import { processCpuMs } from './harness/cpu.ts';
 import { runComparison } from './harness/comparison.ts';
 import { committedTransactions, withBenchDatabase } from './harness/database.ts';
 import type { BenchDatabase } from './harness/database.ts';
 import { waitForQuietMachine } from './harness/quiet.ts';
 import type { QuietCheck } from './harness/quiet.ts';
 import { formatCount, formatFixed, markdownTable } from './harness/report.ts';
+import {
+  openRabbitMq,
+  rabbitMqAddress,
+  rabbitMqBrokerPid,
+  rabbitMqProducer,
+  rabbitMqUrl,
+} from './harness/rabbitmq.ts';
+import type { RabbitMqPeer } from './harness/rabbitmq.ts';
 import { startService } from './harness/service.ts';
 import type { BenchService } from './harness/service.ts';
 import { median } from './harness/stats.ts';
@@ -36,6 +50,9 @@ const BATCH_CLIENTS = 4;
 const RECEIVE_MAX = 100;
 const SEND_BATCH = 500;
 const QUEUE = 'bench';
+/** The peer rows' keys. */
+const IN_PROCESS_SEND_BATCH = 'in-process-send-batch';
+const RABBITMQ_PUBLISH = 'rabbitmq-publish';
 const QUIET_MIN_IDLE = 0.9;
 const QUIET_WINDOW_MS = args.smoke ? 50 : 1_000;
 const QUIET_TIMEOUT_MS = args.smoke ? 0 : 10_000;
@@ -46,18 +63,24 @@ interface Operation {
   label: string;
   /** The service CPU target per unit, µs; none for the floor, which only explains the rest. */
   targetMicros: number | undefined;
+  /**
+   * Whose CPU time is counted: the service's; the broker's (a peer row); none (in-process,
+   * where the bench process itself does the work and counts no service).
+   */
+  cpu: 'service' | 'broker' | 'none';
   /** Unmeasured set-up, then the measured work; resolves with how many units it did. */
-  run(
-    client: HoldlineClient,
-    units: number,
-    service: ServiceEndpoint,
-  ): Promise<{ measured: () => Promise<number> }>;
+  run(context: OperationContext, units: number): Promise<{ measured: () => Promise<number> }>;
 }
 
-/** Where the service listens and the scoped token, for requests the client does not make. */
-interface ServiceEndpoint {
-  url: string;
-  token: string;
+/** What an operation may use. */
+interface OperationContext {
+  /** The HTTP client with the scoped token. */
+  client: HoldlineClient;
+  /** Where the service listens and the scoped token, for requests the client does not make. */
+  service: { url: string; token: string };
+  bench: BenchDatabase;
+  /** The broker, when it answered (only the RabbitMQ row runs then). */
+  rabbitMq: RabbitMqPeer | undefined;
 }
 
 /** Runs `work(i)` for i in 0..total-1 on `concurrency` loops. */
@@ -99,7 +122,8 @@ const OPERATIONS: readonly Operation[] = [
     key: 'floor',
     label: `{ __typename } with the token, ${SINGLE_CLIENTS} clients (per request)`,
     targetMicros: undefined,
-    run(_client, units, service) {
+    cpu: 'service',
+    run({ service }, units) {
       const body = JSON.stringify({ query: '{ __typename }' });
       const request = async (): Promise<void> => {
         const response = await fetch(`${service.url}/graphql`, {
@@ -127,7 +151,8 @@ const OPERATIONS: readonly Operation[] = [
     key: 'send',
     label: `single send, ${SINGLE_CLIENTS} clients (per send)`,
     targetMicros: 200,
-    run(client, units) {
+    cpu: 'service',
+    run({ client }, units) {
       return Promise.resolve({
         measured: async () => {
           await loops(SINGLE_CLIENTS, units, (i) => client.send(QUEUE, { payload: { i } }));
@@ -140,7 +165,8 @@ const OPERATIONS: readonly Operation[] = [
     key: 'ack',
     label: `single ack, ${SINGLE_CLIENTS} clients (per ack)`,
     targetMicros: 200,
-    async run(client, units) {
+    cpu: 'service',
+    async run({ client }, units) {
       const receipts = await leased(client, units);
       return {
         measured: async () => {
@@ -154,7 +180,8 @@ const OPERATIONS: readonly Operation[] = [
     key: 'receive-ack-batch',
     label: `receive ${RECEIVE_MAX} + ackBatch, ${BATCH_CLIENTS} consumers (per message)`,
     targetMicros: 100,
-    async run(client, units) {
+    cpu: 'service',
+    async run({ client }, units) {
       for (let sent = 0; sent < units; sent += SEND_BATCH) {
         await client.sendBatch(
           QUEUE,
@@ -180,7 +207,8 @@ const OPERATIONS: readonly Operation[] = [
     key: 'send-batch',
     label: `sendBatch of ${SEND_BATCH}, ${BATCH_CLIENTS} producers (per message)`,
     targetMicros: 100,
-    run(client, units) {
+    cpu: 'service',
+    run({ client }, units) {
       const batches = Math.max(1, Math.round(units / SEND_BATCH));
       return Promise.resolve({
         measured: async () => {
@@ -193,6 +221,50 @@ const OPERATIONS: readonly Operation[] = [
           return batches * SEND_BATCH;
         },
       });
+    },
+  },
+  {
+    key: IN_PROCESS_SEND_BATCH,
+    label: `in-process sendBatch of ${SEND_BATCH}, ${BATCH_CLIENTS} producers (per message; peer)`,
+    targetMicros: undefined,
+    cpu: 'none',
+    run({ bench }, units) {
+      const batches = Math.max(1, Math.round(units / SEND_BATCH));
+      return Promise.resolve({
+        measured: async () => {
+          await loops(BATCH_CLIENTS, batches, () =>
+            sendBatch(bench.admin, {
+              queue: QUEUE,
+              messages: Array.from({ length: SEND_BATCH }, (_, i) => ({ payload: { i } })),
+            }),
+          );
+          return batches * SEND_BATCH;
+        },
+      });
+    },
+  },
+  {
+    key: RABBITMQ_PUBLISH,
+    label: `RabbitMQ publish + confirm, ${SINGLE_CLIENTS} channels (per publish; peer)`,
+    targetMicros: undefined,
+    cpu: 'broker',
+    async run({ rabbitMq }, units) {
+      if (rabbitMq === undefined) throw new Error('RabbitMQ did not answer');
+      await rabbitMq.purge();
+      const producer = await rabbitMqProducer(rabbitMq, SINGLE_CLIENTS);
+      return {
+        measured: async () => {
+          try {
+            // One publish in flight per channel: as the 8 clients, each awaiting its answer.
+            await loops(SINGLE_CLIENTS, units, (i) =>
+              producer.send({ n: i, sentAtMs: 0, pad: '' }),
+            );
+          } finally {
+            await producer.close();
+          }
+          return units;
+        },
+      };
     },
   },
 ];
@@ -208,27 +280,40 @@ interface Measurement {
   quietBeforeStart: QuietCheck;
 }
 
-async function measure(
-  bench: BenchDatabase,
+/** The CPU time so far of whoever does an operation's work (see Operation.cpu), ms. */
+async function workerCpuMs(
+  operation: Operation,
   service: BenchService,
-  client: HoldlineClient,
-  endpoint: ServiceEndpoint,
+  brokerPid: number | undefined,
+): Promise<number> {
+  if (operation.cpu === 'service') return (await service.cpuMs()) ?? NaN;
+  if (operation.cpu === 'broker' && brokerPid !== undefined) {
+    return (await processCpuMs(brokerPid)) ?? NaN;
+  }
+  return NaN;
+}
+
+async function measure(
+  context: OperationContext,
+  service: BenchService,
+  brokerPid: number | undefined,
   operation: Operation,
   repetition: number,
 ): Promise<Measurement> {
+  const { bench } = context;
   await sql`TRUNCATE holdline.messages`.execute(bench.admin);
-  const { measured } = await operation.run(client, OPERATIONS_PER_RUN, endpoint);
+  const { measured } = await operation.run(context, OPERATIONS_PER_RUN);
   const quietBeforeStart = await waitForQuietMachine({
     minIdle: QUIET_MIN_IDLE,
     windowMs: QUIET_WINDOW_MS,
     timeoutMs: QUIET_TIMEOUT_MS,
   });
   const transactionsBefore = await committedTransactions(bench);
-  const cpuBefore = (await service.cpuMs()) ?? NaN;
+  const cpuBefore = await workerCpuMs(operation, service, brokerPid);
   const started = nowMs();
   const units = await measured();
   const elapsedMs = nowMs() - started;
-  const cpuMs = ((await service.cpuMs()) ?? NaN) - cpuBefore;
+  const cpuMs = (await workerCpuMs(operation, service, brokerPid)) - cpuBefore;
   const transactions = (await committedTransactions(bench)) - transactionsBefore;
   return {
     system: operation.key,
@@ -245,57 +330,123 @@ interface Summary {
   system: string;
   label: string;
   medianPerSecond: number;
-  medianServiceMicros: number;
-  minServiceMicros: number;
-  maxServiceMicros: number;
+  /** CPU µs per unit of whoever did the work (Operation.cpu); null when none is counted. */
+  medianServiceMicros: number | null;
+  minServiceMicros: number | null;
+  maxServiceMicros: number | null;
   medianTransactionsPerUnit: number;
   targetMicros: number | undefined;
   met: boolean | undefined;
+  /** The throughput target against a peer measured in the same run (issue 15, target 3). */
+  peer?: {
+    system: string;
+    medianPerSecond: number | null;
+    /** At least this share of the peer's rate. */
+    shareTarget: number;
+    ratio: number | null;
+    met: boolean | null;
+  };
 }
 
+/** Issue 15's target 3: over GraphQL against the peer, in the same run. */
+const PEER_TARGETS: Readonly<Record<string, { peer: string; shareTarget: number }>> = {
+  send: { peer: RABBITMQ_PUBLISH, shareTarget: 1 },
+  'send-batch': { peer: IN_PROCESS_SEND_BATCH, shareTarget: 0.8 },
+};
+
+const nullableMedian = (values: number[]): number | null => {
+  const finite = values.filter(Number.isFinite);
+  return finite.length === 0 ? null : median(finite);
+};
+
 function summarise(measurements: readonly Measurement[]): Summary[] {
-  return OPERATIONS.map((op) => {
+  const perSecond = (key: string): number | null =>
+    nullableMedian(measurements.filter((m) => m.system === key).map((m) => m.perSecond));
+  return OPERATIONS.filter((op) => measurements.some((m) => m.system === op.key)).map((op) => {
     const runs = measurements.filter((m) => m.system === op.key);
-    const micros = runs.map((m) => m.serviceMicrosPerUnit);
-    const medianServiceMicros = median(micros);
+    const micros = runs.map((m) => m.serviceMicrosPerUnit).filter(Number.isFinite);
+    const medianServiceMicros = nullableMedian(micros);
+    const medianPerSecond = median(runs.map((m) => m.perSecond));
+    const target = PEER_TARGETS[op.key];
+    const peerPerSecond = target === undefined ? null : perSecond(target.peer);
+    const ratio = peerPerSecond === null ? null : medianPerSecond / peerPerSecond;
     return {
       system: op.key,
       label: op.label,
-      medianPerSecond: median(runs.map((m) => m.perSecond)),
+      medianPerSecond,
       medianServiceMicros,
-      minServiceMicros: Math.min(...micros),
-      maxServiceMicros: Math.max(...micros),
+      minServiceMicros: micros.length === 0 ? null : Math.min(...micros),
+      maxServiceMicros: micros.length === 0 ? null : Math.max(...micros),
       medianTransactionsPerUnit: median(runs.map((m) => m.transactionsPerUnit)),
       targetMicros: op.targetMicros,
-      met: op.targetMicros === undefined ? undefined : medianServiceMicros <= op.targetMicros,
+      met:
+        op.targetMicros === undefined || medianServiceMicros === null
+          ? undefined
+          : medianServiceMicros <= op.targetMicros,
+      ...(target === undefined
+        ? {}
+        : {
+            peer: {
+              system: target.peer,
+              medianPerSecond: peerPerSecond,
+              shareTarget: target.shareTarget,
+              ratio,
+              met: ratio === null ? null : ratio >= target.shareTarget,
+            },
+          }),
     };
   });
 }
 
+function cpuTarget(s: Summary): string {
+  if (s.targetMicros === undefined) {
+    return s.system === 'floor' ? '– (the floor)' : '– (a peer)';
+  }
+  return `≤ ${s.targetMicros} µs: ${s.met === true ? 'met' : 'missed'}`;
+}
+
+function peerTarget(s: Summary): string {
+  if (s.peer === undefined) return '–';
+  const peer = s.peer;
+  const name = OPERATIONS.find((op) => op.key === peer.system)?.label.split(',')[0] ?? '';
+  const target = `target ≥ ${formatFixed(peer.shareTarget, 1)}×`;
+  if (peer.ratio === null) return `${name}: not measured (${target})`;
+  return `${formatFixed(peer.ratio, 2)}× ${name} (${target}): ${peer.met === true ? 'met' : 'missed'}`;
+}
+
 function table(summaries: readonly Summary[]): string {
+  const micros = (v: number | null): string => (v === null ? 'n/a' : formatFixed(v, 0));
   return markdownTable(
     [
       'operation',
       'per second (median)',
-      'service CPU µs (median)',
+      'CPU µs (median)',
       'min–max',
       'transactions per unit',
-      'target',
+      'CPU target',
+      'throughput against the peer',
     ],
     summaries.map((s) => [
       s.label,
       formatCount(s.medianPerSecond),
-      formatFixed(s.medianServiceMicros, 0),
-      `${formatFixed(s.minServiceMicros, 0)}–${formatFixed(s.maxServiceMicros, 0)}`,
+      micros(s.medianServiceMicros),
+      s.minServiceMicros === null
+        ? 'n/a'
+        : `${micros(s.minServiceMicros)}–${micros(s.maxServiceMicros)}`,
       formatFixed(s.medianTransactionsPerUnit, 2),
-      s.targetMicros === undefined
-        ? '– (the floor)'
-        : `≤ ${s.targetMicros} µs: ${s.met === true ? 'met' : 'missed'}`,
+      cpuTarget(s),
+      peerTarget(s),
     ]),
   );
 }
 
 async function main(): Promise<void> {
+  const rabbit = await openRabbitMq(rabbitMqUrl());
+  if (rabbit.peer === undefined) {
+    process.stderr.write(
+      `RabbitMQ at ${rabbitMqAddress(rabbitMqUrl())} did not answer: its row is skipped (${rabbit.reason})\n`,
+    );
+  }
   await withBenchDatabase(async (bench) => {
     const admin = await createToken(bench.admin, { name: 'bench-admin', scopes: 'admin' });
     const scoped = await createToken(bench.admin, {
@@ -315,6 +466,13 @@ async function main(): Promise<void> {
       await loops(SINGLE_CLIENTS, args.smoke ? 20 : 500, (i) =>
         client.send(QUEUE, { payload: { i } }),
       );
+      const context: OperationContext = {
+        client,
+        service: { url: service.url, token: scoped.secret },
+        bench,
+        rabbitMq: rabbit.peer,
+      };
+      const brokerPid = rabbit.peer === undefined ? undefined : await rabbitMqBrokerPid();
       await runComparison({
         name: BENCH,
         smoke: args.smoke,
@@ -327,17 +485,23 @@ async function main(): Promise<void> {
           sendBatch: SEND_BATCH,
           auth: 'on, token scoped to send/receive on bench*',
           rateLimit: 'the service default',
+          rabbitMq:
+            rabbit.peer === undefined
+              ? `skipped: ${rabbit.reason}`
+              : { version: rabbit.peer.version, address: rabbitMqAddress(rabbit.peer.url) },
         },
-        systems: OPERATIONS,
+        systems: OPERATIONS.filter(
+          (op) => op.key !== RABBITMQ_PUBLISH || rabbit.peer !== undefined,
+        ),
         repetitions: REPETITIONS,
-        measure: (b, op, repetition) =>
-          measure(b, service, client, { url: service.url, token: scoped.secret }, op, repetition),
+        measure: (_bench, op, repetition) => measure(context, service, brokerPid, op, repetition),
         progress: (m) =>
-          `${formatCount(m.perSecond)}/s, service ${formatFixed(m.serviceMicrosPerUnit, 0)} µs`,
+          `${formatCount(m.perSecond)}/s, CPU ${formatFixed(m.serviceMicrosPerUnit, 0)} µs`,
         summarise,
         caption: ({ measurements, quietRuns }) =>
           `The service's own CPU time (user + system, /proc) per operation over HTTP, ` +
-          `authentication on with a scoped token; ${formatCount(OPERATIONS_PER_RUN)} ` +
+          `authentication on with a scoped token (the RabbitMQ row: the broker's; the ` +
+          `in-process row counts none); ${formatCount(OPERATIONS_PER_RUN)} ` +
           `operations per run, ${REPETITIONS} repetition(s) interleaved, medians; ` +
           `${quietRuns} of ${measurements.length} runs started on a machine ` +
           `≥${QUIET_MIN_IDLE * 100}% idle.`,
@@ -347,6 +511,7 @@ async function main(): Promise<void> {
       await client.close();
       await setup.close();
       await service.stop();
+      await rabbit.peer?.close();
     }
   });
 }

@@ -4,6 +4,7 @@
  */
 export const SQLSTATE = {
   badInput: 'HL400',
+  outsideQueues: 'HL403',
   queueNotFound: 'HL404',
   payloadTooLarge: 'HL413',
   uniqueViolation: '23505',

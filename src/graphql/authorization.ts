@@ -100,7 +100,8 @@ export function authorizeAll(
  * the request may receive from every queue (the engine then runs its one statement, no
  * transaction). Otherwise a hook and the token's receive patterns. A single ack keeps to
  * those queues inside its one statement and asks the hook only for a delivery it left alone
- * whose lease still holds; the other operations run in a transaction where the engine asks
+ * whose lease still holds; a batch ack is one statement that acks all or nothing and names
+ * a queue outside them for the hook; the other operations run in a transaction where the engine asks
  * the hook with the queue of each delivery whose lease was live, read by the fenced
  * statement itself, and rolls the change back when it throws. Either way: FORBIDDEN when a
  * receipt belongs to a queue the token may not `receive` from. A receipt whose lease is gone

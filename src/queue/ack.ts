@@ -1,3 +1,4 @@
+import { SQLSTATE, sqlState } from '../db/pg-errors.ts';
 import { translated } from './errors.ts';
 import type { Executor } from './executor.ts';
 import { leaseLost } from './lease-lost.ts';
@@ -7,6 +8,7 @@ import {
   MessageAck,
   MessageAckMany,
   MessageAckManyInQueues,
+  MessageAckManyWithin,
   MessageGetQueueByLease,
 } from './sql/index.ts';
 import { validateBatch } from './validation.ts';
@@ -49,6 +51,36 @@ export async function ackBatch(
     MessageAckMany.run(db, [decoded.map((r) => r.messageId), decoded.map((r) => r.leaseToken)]),
   );
   return rows;
+}
+
+/**
+ * {@link ackBatch} for a caller kept to some queues (LIKE patterns, see
+ * {@link queueLikePatterns}), in one statement: all the deliveries whose lease holds are
+ * acknowledged, or, when one of them is in a queue outside the patterns, none, and the result
+ * names that queue for the caller to refuse. A malformed receipt fails with BAD_USER_INPUT.
+ */
+export async function ackBatchWithin(
+  db: Executor,
+  params: { receipts: readonly string[]; queuePatterns: string[] },
+): Promise<{ acked: AckedMessage[] } | { outside: string }> {
+  validateBatch(params.receipts, 'receipts');
+  const decoded = params.receipts.map(decodeReceipt);
+  try {
+    const { rows } = await translated(() =>
+      MessageAckManyWithin.run(db, [
+        decoded.map((r) => r.messageId),
+        decoded.map((r) => r.leaseToken),
+        params.queuePatterns,
+      ]),
+    );
+    return { acked: rows };
+  } catch (error) {
+    const detail = (error as { detail?: unknown }).detail;
+    if (sqlState(error) === SQLSTATE.outsideQueues && typeof detail === 'string') {
+      return { outside: detail };
+    }
+    throw error;
+  }
 }
 
 /**

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { linkAbortSignals } from '../abort-signals.ts';
 import type { Listener } from '../db/listener.ts';
-import { ack, ackBatch, ackEach, leasedQueue, queueLikePatterns } from './ack.ts';
+import { ack, ackBatch, ackBatchWithin, ackEach, leasedQueue, queueLikePatterns } from './ack.ts';
 import { leaseLost } from './lease-lost.ts';
 import { Coalescer } from './coalescer.ts';
 import { decodeReceipt } from './receipts.ts';
@@ -152,8 +152,9 @@ export interface ReceiptOptions {
    * The queues `authorize` allows, as patterns in which `*` matches any run of characters
    * (a token's scope patterns). With them a single ack is kept to those queues inside its
    * one statement, instead of a transaction of its own around the hook; `authorize` is then
-   * asked only for a delivery the statement left alone whose lease still holds. They must
-   * allow exactly what `authorize` allows.
+   * asked only for a delivery the statement left alone whose lease still holds. A batch ack
+   * is one statement too, which acks all or none and names a queue outside them for
+   * `authorize`. They must allow exactly what `authorize` allows.
    */
   queuePatterns?: readonly string[];
 }
@@ -576,21 +577,42 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     this.slotFreed(acked.queue);
     return acked;
   }
-  /** Acks many deliveries; returns those whose lease was still valid. */
+  /**
+   * Acks many deliveries; returns those whose lease was still valid. With `queuePatterns`, in
+   * one statement that acks all or none (see ackBatchWithin); else, with `authorize`, in a
+   * transaction around the hook.
+   */
   async ackBatch(
     receipts: readonly string[],
     options: ReceiptOptions = {},
   ): Promise<AckedMessage[]> {
-    const acked = await this.settle(
-      options,
-      (db) => ackBatch(db, { receipts }),
-      (all) => all.map((a) => a.queue),
-    );
+    const acked = await this.ackBatchAuthorized(receipts, options);
     for (const a of acked) {
       this.emit('acked', a.queue, a.ageSeconds);
       this.slotFreed(a.queue);
     }
     return acked;
+  }
+  private async ackBatchAuthorized(
+    receipts: readonly string[],
+    options: ReceiptOptions,
+  ): Promise<AckedMessage[]> {
+    const { authorize, queuePatterns } = options;
+    if (authorize !== undefined && queuePatterns !== undefined) {
+      const result = await ackBatchWithin(this.db, {
+        receipts,
+        queuePatterns: queueLikePatterns(queuePatterns),
+      });
+      if ('acked' in result) return result.acked;
+      // The hook refuses the queue the statement found outside the patterns; should it not
+      // (patterns and hook disagree), the transaction below lets the hook judge every queue.
+      authorize(new Set([result.outside]));
+    }
+    return this.settle(
+      { authorize },
+      (db) => ackBatch(db, { receipts }),
+      (all) => all.map((a) => a.queue),
+    );
   }
   /** Nacks one delivery (see nack.ts): retried with backoff, or dead-lettered. */
   async nack(

@@ -10,6 +10,7 @@ import {
   ScheduleList,
   ScheduleListDue,
   SchedulePause,
+  SchedulePayloadBytes,
   ScheduleResume,
 } from './sql/index.ts';
 import type { ScheduleRow } from './sql/index.ts';
@@ -91,9 +92,13 @@ export async function createSchedule(
   const queue = await getQueue(db, { name: queueName });
   if (queue === undefined) throw queueNotFound(queueName);
   const payloadJson = JSON.stringify(message.payload);
-  if (Buffer.byteLength(payloadJson) > queue.config.maxPayloadBytes) {
+  // Measured as every tick's send will measure it, so a payload accepted here is never
+  // refused at each tick for a few bytes.
+  const { rows: sized } = await translated(() => SchedulePayloadBytes.run(db, [payloadJson]));
+  const bytes = sized[0]!.bytes;
+  if (bytes > queue.config.maxPayloadBytes) {
     throw badInput(
-      `the payload is ${Buffer.byteLength(payloadJson)} bytes; queue "${queueName}" accepts at most ${queue.config.maxPayloadBytes} bytes`,
+      `the payload is ${bytes} bytes; queue "${queueName}" accepts at most ${queue.config.maxPayloadBytes} bytes`,
     );
   }
   const { rows } = await translated(() =>

@@ -99,6 +99,23 @@ describe('createSchedule', () => {
     expect(await deleteSchedule(t.db, { name: 'bad' })).toBe(true);
     expect(await deleteSchedule(t.db, { name: 'bad' })).toBe(false);
   });
+
+  it('measures the payload as a send does: by its jsonb text, not JSON.stringify', async () => {
+    // {"a":1,"b":2,"c":3} is 19 bytes as JSON.stringify writes it; PostgreSQL's jsonb text,
+    // which every tick's send measures, is {"a": 1, "b": 2, "c": 3}: 24 bytes.
+    await makeQueue(t.db, 'sched-size', { maxPayloadBytes: 20 });
+    const input = { name: 'size', cron: '0 * * * *', queue: 'sched-size' };
+    await expect(
+      createSchedule(t.db, { input: { ...input, message: { payload: { a: 1, b: 2, c: 3 } } } }),
+    ).rejects.toMatchObject({
+      code: 'BAD_USER_INPUT',
+      message: 'the payload is 24 bytes; queue "sched-size" accepts at most 20 bytes',
+    });
+    expect(await listSchedules(t.db)).toEqual([]);
+    await createSchedule(t.db, { input: { ...input, message: { payload: { a: 1, b: 2 } } } });
+    expect((await listSchedules(t.db)).map((s) => s.name)).toEqual(['size']);
+    await deleteSchedule(t.db, { name: 'size' });
+  });
 });
 
 describe('firing on a moved clock', () => {

@@ -192,6 +192,21 @@ describe('receipts', () => {
     await svc.api.engine.ackBatch([mine, theirs]);
   });
 
+  it('of its own queues in one ackBatch are acked, with lost leases left alone', async () => {
+    const first = await leased('rc.mine');
+    const second = await leased('rc.mine');
+    // Acked already: its lease is gone, so the batch passes over it.
+    await svc.api.engine.ack(second);
+    const result = await svc.request(
+      consumer,
+      `mutation ($r: [String!]!) { ackBatch(receipts: $r) }`,
+      { r: [first, second] },
+    );
+    expect(result).toMatchObject({ status: 200, data: { ackBatch: 1 } });
+    expect(result).not.toHaveProperty('errors');
+    expect(await svc.api.engine.queueStats('rc.mine')).toMatchObject({ leased: 0 });
+  });
+
   it('whose message was dead-lettered into a queue the token cannot see get LEASE_LOST', async () => {
     const receipt = await leased('rc.mine');
     // Its last attempt fails elsewhere (as a reaped lease would): the message moves to

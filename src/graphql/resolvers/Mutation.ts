@@ -232,10 +232,10 @@ export const MutationResolvers = {
     args: { receipts: string[] },
     ctx: GraphQLContext,
   ): Promise<number> {
-    const { authorize } = receiptAuthorization(ctx.access);
+    const authorization = receiptAuthorization(ctx.access);
     // Receipts that were not acked had lost their lease: settled all the same.
     const acked = await settling(ctx, args.receipts, () =>
-      ctx.engine.ackBatch(args.receipts, { authorize }),
+      ctx.engine.ackBatch(args.receipts, authorization),
     );
     return acked.length;
   },

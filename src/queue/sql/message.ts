@@ -85,6 +85,21 @@ export const MessageAckManyInQueues = new Statement<
 );
 
 /**
+ * Acks deliveries of one caller kept to some queues (LIKE patterns): all those whose lease
+ * holds, or none when one of them is outside the patterns, which raises HL403 naming its queue
+ * in the DETAIL (holdline.ack_batch_within, 0025).
+ */
+export const MessageAckManyWithin = new Statement<
+  { id: string; queue: string; ageSeconds: number },
+  [ids: string[], leaseTokens: string[], queuePatterns: string[]]
+>(
+  'MessageAckManyWithin',
+  `SELECT id::text AS id, queue, age_seconds AS "ageSeconds"
+     FROM holdline.ack_batch_within($1::bigint[], $2::uuid[], $3::text[])`,
+  { prepared: true },
+);
+
+/**
  * The queue of a message whose lease $2 still holds, if it does: after an ack kept to some
  * queues left a delivery alone, whether it was outside them (a row) or lost (none).
  */

@@ -49,6 +49,15 @@ export const ScheduleInsert = new Statement<
   RETURNING *`,
 );
 
+/**
+ * The size of payload $1 as a send measures it against the queue's limit: the bytes of its
+ * jsonb text, which can differ from JSON.stringify's (key order, spacing, numbers).
+ */
+export const SchedulePayloadBytes = new Statement<{ bytes: number }, [payloadJson: string]>(
+  'SchedulePayloadBytes',
+  `SELECT octet_length($1::jsonb::text) AS bytes`,
+);
+
 /** Every schedule, or those of queue $1 (NULL: all), by name. */
 export const ScheduleList = new Statement<ScheduleRow, [queue: string | null]>(
   'ScheduleList',
