@@ -7,6 +7,13 @@ import { sessionToken } from './session-token.ts';
 /** A queue's counts as the queueStats subscription pushes them (the contract's QueueStats). */
 export type LiveStats = QueueStats;
 
+/**
+ * Up to this many queues, each row is live through its own queueStats subscription (all on
+ * one WebSocket, each costing the service a count query 4 times a second); above it, the
+ * whole list is polled every 2 s (pages/overview.ts) instead, one request for every queue.
+ */
+export const LIVE_QUEUES_MAX = 20;
+
 interface GraphQLErrorJson {
   message: string;
   extensions?: { code?: unknown };

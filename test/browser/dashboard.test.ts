@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken } from '../../src/auth/index.ts';
+import { LIVE_QUEUES_MAX } from '../../src/dashboard/live-stats.ts';
 import type { App } from '../../src/server/app.ts';
 import { startTestApp } from '../helpers/app.ts';
 import { launchChromium, offlineContext } from '../helpers/browser.ts';
@@ -287,6 +288,40 @@ describe('the dashboard at / with authentication off', () => {
         '"to": "ada@example.com"',
       );
       expect(await page.locator('pre.json').nth(1).textContent()).toContain('"tenant": "acme"');
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('the overview of more queues than it watches live', () => {
+  let t: TestDatabase;
+  let app: App;
+
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    app = await startTestApp(t);
+    for (let n = 0; n <= LIVE_QUEUES_MAX; n++)
+      await createQueue(app, `bulk-${String(n).padStart(2, '0')}`);
+  });
+  afterAll(async () => {
+    await app.stop();
+    await t.drop();
+  });
+
+  it('polls the list instead, and still shows a new message without a reload', async () => {
+    const origin = app.url();
+    const { context, page } = await offlineContext(browser, origin);
+    try {
+      await page.goto(`${origin}/`);
+      await expect
+        .poll(() => page.locator('p.subtitle').textContent(), { timeout: 10_000 })
+        .toContain(`more than ${LIVE_QUEUES_MAX} queues`);
+      expect(await page.locator('tr[data-queue]').count()).toBe(LIVE_QUEUES_MAX + 1);
+      await send(app, 'bulk-07', { payload: 'polled' });
+      await expect
+        .poll(() => cell(page, 'bulk-07', 'ready').textContent(), { timeout: 5_000 })
+        .toBe('1');
     } finally {
       await context.close();
     }

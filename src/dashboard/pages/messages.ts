@@ -1,4 +1,4 @@
-import { COUNT_MAX, bulkActionsFor, countMatching } from '../bulk-actions.ts';
+import { bulkActionsFor, countMatching } from '../bulk-actions.ts';
 import type { BulkAction, BulkTarget } from '../bulk-actions.ts';
 import { confirmAction } from '../confirm-dialog.ts';
 import { tableHead } from '../data-table.ts';
@@ -16,8 +16,15 @@ import { may } from '../viewer.ts';
 /** Messages per page of the browser. */
 const PAGE_SIZE = 50;
 
-/** After a change of the queue's counts, the list is read again at most this often. */
-const RELOAD_MS = 100;
+/**
+ * The list is read again when the queue's counts change, but at most once in this many ms:
+ * on a busy queue the counts change with every subscription event (4 a second), and each
+ * read counts the matches too.
+ */
+const RELOAD_MIN_INTERVAL_MS = 500;
+
+/** Where the browser's summary stops counting ("at least 10,000 messages match"). */
+const SUMMARY_COUNT_MAX = 10_000;
 
 interface ListedMessage {
   id: string;
@@ -113,8 +120,10 @@ export const messagesPage: Page<{
   container.append(summary, actions ?? '', listBox, pager);
 
   let after: string | undefined;
+  let lastReload = 0;
   const pages: (string | undefined)[] = [];
   const reload = async (): Promise<void> => {
+    lastReload = Date.now();
     let data: { messages: ListedMessage[]; messageCount: number };
     try {
       data = await ctx.request(LIST_QUERY, {
@@ -123,7 +132,7 @@ export const messagesPage: Page<{
         filter: apiFilter.filter,
         first: PAGE_SIZE,
         after,
-        max: COUNT_MAX,
+        max: SUMMARY_COUNT_MAX,
       });
     } catch (error) {
       if (!ctx.scope.disposed) replaceChildren(listBox, errorBox(error));
@@ -133,7 +142,7 @@ export const messagesPage: Page<{
     if (ctx.scope.disposed) return;
     replaceChildren(
       summary,
-      `${count >= COUNT_MAX ? 'At least ' : ''}${formatCount(count)} ${count === 1 ? 'message matches' : 'messages match'}.`,
+      `${count >= SUMMARY_COUNT_MAX ? 'At least ' : ''}${formatCount(count)} ${count === 1 ? 'message matches' : 'messages match'}.`,
     );
     replaceChildren(listBox, messageTable(messages, isDeadLetterQueue));
     replaceChildren(
@@ -167,11 +176,15 @@ export const messagesPage: Page<{
   ctx.scope.onDispose(
     ctx.live.watch(queue, () => {
       if (first) {
-        first = false;
+        first = false; // the counts as they were when the page was drawn
         return;
       }
-      window.clearTimeout(pending);
-      pending = window.setTimeout(() => void reload(), RELOAD_MS);
+      if (pending !== undefined) return;
+      const wait = Math.max(0, lastReload + RELOAD_MIN_INTERVAL_MS - Date.now());
+      pending = window.setTimeout(() => {
+        pending = undefined;
+        void reload();
+      }, wait);
     }),
   );
   await reload();

@@ -5,6 +5,7 @@ import { tableHead } from '../data-table.ts';
 import { h, replaceChildren } from '../element.ts';
 import { errorText } from '../error-box.ts';
 import { formatCount, formatRate, formatSeconds } from '../format.ts';
+import { LIVE_QUEUES_MAX } from '../live-stats.ts';
 import type { LiveStats } from '../live-stats.ts';
 import type { Page, PageContext } from '../page-context.ts';
 import {
@@ -16,13 +17,6 @@ import {
 } from '../queue-history.ts';
 import type { HistoryPoint } from '../queue-history.ts';
 import { routeHash } from '../router.ts';
-
-/**
- * Up to this many queues, each row is live through its own queueStats subscription (all on
- * one WebSocket, each costing the service a count query 4 times a second); above it, the
- * whole list is polled every {@link POLL_MS} instead, one request for every queue.
- */
-export const LIVE_QUEUES_MAX = 50;
 
 /** How often the list is polled when it has more than {@link LIVE_QUEUES_MAX} queues. */
 const POLL_MS = 2_000;
