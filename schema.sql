@@ -1477,6 +1477,26 @@ ALTER TABLE holdline.messages ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 );
 
 --
+-- Name: queue_history; Type: TABLE; Schema: holdline; Owner: -
+--
+
+CREATE TABLE holdline.queue_history (
+    queue text NOT NULL,
+    minute timestamp with time zone NOT NULL,
+    sent bigint DEFAULT 0 NOT NULL,
+    delivered bigint DEFAULT 0 NOT NULL,
+    acked bigint DEFAULT 0 NOT NULL,
+    nacked bigint DEFAULT 0 NOT NULL,
+    dead_lettered bigint DEFAULT 0 NOT NULL,
+    lease_expired bigint DEFAULT 0 NOT NULL,
+    delivery_latency_buckets bigint[],
+    depth bigint,
+    oldest_ready_age double precision,
+    sampled_at timestamp with time zone
+)
+WITH (fillfactor='70');
+
+--
 -- Name: queue_stats; Type: VIEW; Schema: holdline; Owner: -
 --
 
@@ -1674,6 +1694,13 @@ ALTER TABLE ONLY holdline.messages
     ADD CONSTRAINT messages_pkey PRIMARY KEY (id);
 
 --
+-- Name: queue_history queue_history_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.queue_history
+    ADD CONSTRAINT queue_history_pkey PRIMARY KEY (queue, minute);
+
+--
 -- Name: queues queues_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
 --
 
@@ -1769,6 +1796,12 @@ CREATE INDEX messages_origin_idx ON holdline.messages USING btree (origin_queue,
 --
 
 CREATE INDEX messages_receive_idx ON holdline.messages USING btree (queue, priority DESC, run_at, id) WHERE (lease_token IS NULL);
+
+--
+-- Name: queue_history_minute_idx; Type: INDEX; Schema: holdline; Owner: -
+--
+
+CREATE INDEX queue_history_minute_idx ON holdline.queue_history USING btree (minute);
 
 --
 -- Name: queues_archiving_idx; Type: INDEX; Schema: holdline; Owner: -

@@ -380,6 +380,7 @@ async function withRuntime(
     databaseUrl: target.url,
     poolMax: 2,
     listenDatabaseUrl: options.listen === true ? target.url : undefined,
+    history: config.historyEnabled,
   });
   try {
     await runtime.start();

@@ -215,6 +215,26 @@ export interface MessageFilter {
   createdBefore?: Date | null;
 }
 
+/**
+ * One point of a queue's stats history: a bucket of `step` seconds starting at `at`. Counts
+ * are what the service instances' engines did in it; depth and oldest ready age the leader's
+ * last sample in it (null: none); latencies from runAt to lease, from the summed histogram.
+ */
+export interface QueueHistoryPoint {
+  at: Date;
+  sent: number;
+  delivered: number;
+  acked: number;
+  nacked: number;
+  deadLettered: number;
+  leaseExpired: number;
+  depth: number | null;
+  oldestReadyAgeSeconds: number | null;
+  deliveryLatencyP50Seconds: number | null;
+  deliveryLatencyP95Seconds: number | null;
+  deliveryLatencyP99Seconds: number | null;
+}
+
 /** A message a consumer acked in a queue whose archive was on (archiveSeconds > 0). */
 export interface ArchivedMessage<Payload = unknown> {
   /** The id it had while live; bigint as a decimal string. */

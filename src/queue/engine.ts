@@ -10,9 +10,14 @@ import type { Receipt } from './receipts.ts';
 import { listArchivedMessages } from './archive.ts';
 import type { ListArchivedMessagesParams } from './archive.ts';
 import { countMessages, listMessages } from './browse.ts';
+import { deleteMessages, moveMessages, redriveMessages, retryMessages } from './bulk.ts';
+import type { BulkOutcome, BulkSelectionParams } from './bulk.ts';
 import type { CountMessagesParams, ListMessagesParams } from './browse.ts';
 import type { AckedMessage } from './ack.ts';
 import { DequeueMeter } from './dequeue-meter.ts';
+import { HistoryMeter } from './history-meter.ts';
+import { queueHistory } from './history.ts';
+import type { QueueHistoryParams } from './history.ts';
 import { QueueError, translated } from './errors.ts';
 import type { Executor } from './executor.ts';
 import { QueueMaintenance } from './maintenance.ts';
@@ -57,6 +62,7 @@ import type {
   Message,
   Queue,
   QueueConfig,
+  QueueHistoryPoint,
   QueueStats,
   ReplayJob,
   SendInput,
@@ -95,6 +101,13 @@ export interface QueueEngineOptions {
   pollIntervalMs?: number;
   /** Default {@link COALESCE_LANES_DEFAULT}. */
   coalesceLanes?: number;
+  /** Messages per chunk of a bulk action. Default 1000 (BULK_CHUNK_SIZE_DEFAULT, bulk.ts). */
+  bulkChunkSize?: number;
+  /**
+   * Count sends, deliveries (with their latency), acks and nacks for the stats history
+   * (history-meter.ts). Default true; false: this process adds nothing to it.
+   */
+  history?: boolean;
 }
 
 /** Parameters of a receive that may wait. */
@@ -185,7 +198,10 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   private readonly db: Executor;
   private readonly wakeups: Wakeups;
   private readonly meter: DequeueMeter;
+  /** Undefined when the history is off: each count is then one optional-chain test. */
+  private readonly history: HistoryMeter | undefined;
   private readonly pollIntervalMs: number;
+  private readonly bulkChunkSize: number | undefined;
   private readonly closing = new AbortController();
   private readonly acks: Coalescer<PendingAck, AckedMessage | undefined>;
   private readonly sends: Coalescer<PendingSend, Message>;
@@ -234,14 +250,25 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     });
     this.maintenance = new QueueMaintenance(options.db);
     this.pollIntervalMs = options.pollIntervalMs ?? POLL_INTERVAL_MS_DEFAULT;
+    this.bulkChunkSize = options.bulkChunkSize;
     this.wakeups = new Wakeups(options.listener, options.logger.child({ component: 'wakeups' }));
     this.meter = new DequeueMeter(options.db, undefined, (error) =>
       options.logger.warn({ err: error, component: 'dequeue-meter' }, 'dequeue counts not written'),
     );
+    this.history =
+      options.history === false
+        ? undefined
+        : new HistoryMeter(options.db, undefined, (error) =>
+            options.logger.warn(
+              { err: error, component: 'history-meter' },
+              'history counts not written',
+            ),
+          );
   }
 
   start(): void {
     this.meter.start();
+    this.history?.start();
   }
 
   /** Stops leasing: waits end, later receives return nothing. Safe to call twice. */
@@ -251,6 +278,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     this.refillTimers.clear();
     await this.wakeups.stop();
     await this.meter.stop();
+    await this.history?.stop();
   }
 
   /**
@@ -270,7 +298,10 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
    * {@link transaction} to let the engine commit and wake them directly.
    */
   within(trx: Executor): EngineTransaction {
-    return bindTransaction(trx, (queue, messages) => this.emit('sent', queue, messages));
+    return bindTransaction(trx, (queue, messages) => {
+      this.history?.sent(queue, messages);
+      this.emit('sent', queue, messages);
+    });
   }
 
   /**
@@ -360,6 +391,42 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /** How many of a queue's messages match a state and filter, up to a bound (see browse.ts). */
   countMessages(params: CountMessagesParams): Promise<number> {
     return countMessages(this.db, params);
+  }
+  /**
+   * Deletes every unleased message of a queue matching a state and filter, in chunks that
+   * commit one by one (see bulk.ts); how many.
+   */
+  deleteMessages(params: BulkSelectionParams): Promise<number> {
+    return this.bulk(deleteMessages(this.db, this.chunked(params)));
+  }
+  /** Moves every unleased matching message into queue `to`, in chunks (see bulk.ts); how many. */
+  moveMessages(params: BulkSelectionParams & { to: string }): Promise<number> {
+    return this.bulk(moveMessages(this.db, this.chunked(params)));
+  }
+  /** Makes every matching delayed or backing-off message deliverable now (see bulk.ts). */
+  retryMessages(params: Omit<BulkSelectionParams, 'state'>): Promise<number> {
+    return this.bulk(retryMessages(this.db, this.chunked(params)));
+  }
+  /**
+   * Moves every matching dead letter of a dead-letter queue back to its origin (see bulk.ts);
+   * `authorize` hears the origin queues first, and its refusal changes nothing.
+   */
+  redriveMessages(
+    params: Omit<BulkSelectionParams, 'state'>,
+    options: { authorize?: AuthorizeQueues } = {},
+  ): Promise<number> {
+    return this.bulk(redriveMessages(this.db, this.chunked(params), options.authorize));
+  }
+  /** A queue's stats history over a time range, in points of a step (see history.ts). */
+  queueHistory(params: QueueHistoryParams): Promise<QueueHistoryPoint[]> {
+    return queueHistory(this.db, params);
+  }
+  /**
+   * Writes what this process counted for the stats history now, instead of at the next
+   * flush (every 5 s). Resolves at once when the history is off.
+   */
+  async flushHistory(): Promise<void> {
+    await this.history?.flush();
   }
   /** One page of a queue's archive in send order (see archive.ts). */
   listArchivedMessages(params: ListArchivedMessagesParams): Promise<ArchivedMessagePage> {
@@ -574,6 +641,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       }
     }
     this.emit('acked', acked.queue, acked.ageSeconds);
+    this.history?.acked(acked.queue);
     this.slotFreed(acked.queue);
     return acked;
   }
@@ -589,6 +657,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     const acked = await this.ackBatchAuthorized(receipts, options);
     for (const a of acked) {
       this.emit('acked', a.queue, a.ageSeconds);
+      this.history?.acked(a.queue);
       this.slotFreed(a.queue);
     }
     return acked;
@@ -626,6 +695,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
       (n) => [n.queue],
     );
     this.emit('nacked', nacked.queue, nacked.outcome);
+    this.history?.nacked(nacked.queue, nacked.outcome === 'dead_lettered');
     // holdline.nack NOTIFYs waiting consumers everywhere; without a listener, only this wakes.
     this.slotFreed(nacked.queue);
     return nacked;
@@ -652,6 +722,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     }
     if (deliveries.length > 0) {
       this.meter.record(params.queue, deliveries.length);
+      this.history?.delivered(params.queue, deliveries);
       this.emit('delivered', params.queue, deliveries.length);
     }
     return deliveries;
@@ -701,6 +772,18 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     return Promise.allSettled(pending.map(sendAlone));
   }
 
+  /** A bulk action's parameters with this engine's chunk size. */
+  private chunked<P extends { chunkSize?: number }>(params: P): P {
+    return this.bulkChunkSize === undefined ? params : { ...params, chunkSize: this.bulkChunkSize };
+  }
+
+  /** Waits for a bulk action, wakes this process's waiters where it made messages ready. */
+  private async bulk(action: Promise<BulkOutcome>): Promise<number> {
+    const { changed, readyIn } = await action;
+    for (const queue of readyIn) this.wakeups.wake(queue);
+    return changed;
+  }
+
   /** Remembers a queue's flow limits, for {@link slotFreed} and {@link wakeAtNextToken}. */
   private noteLimits(queue: Queue): void {
     this.limits.set(queue.name, {
@@ -744,6 +827,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /** After a committed send: wake this process's waiters on the queue, and tell listeners. */
   private sent(queue: string, messages: number): void {
     this.wakeups.wake(queue);
+    this.history?.sent(queue, messages);
     this.emit('sent', queue, messages);
   }
 }

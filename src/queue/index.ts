@@ -16,12 +16,21 @@ export type {
 export type { AckedMessage } from './ack.ts';
 export type { NackedMessage, NackOutcome } from './nack.ts';
 export type { CountMessagesParams, ListMessagesParams } from './browse.ts';
+export type { BulkSelectionParams } from './bulk.ts';
+export { BULK_CHUNK_SIZE_DEFAULT } from './bulk.ts';
 export type { ListArchivedMessagesParams } from './archive.ts';
 export { ARCHIVED_MESSAGES_FIRST_DEFAULT, ARCHIVED_MESSAGES_FIRST_MAX } from './archive.ts';
 export type { RedriveJobParams, ReplayParams } from './replay.ts';
 export type { MessageWithPosition } from './stats.ts';
 export type { ReceiveParams } from './receive.ts';
 export { QueueMaintenance } from './maintenance.ts';
+export type { HistoryMeter } from './history-meter.ts';
+export type { QueueHistoryParams } from './history.ts';
+export {
+  HISTORY_POINTS_MAX,
+  HISTORY_STEP_SECONDS_DEFAULT,
+  HISTORY_STEP_SECONDS_MAX,
+} from './history.ts';
 export type { MessageTableVacuumState, ReapedLeases } from './maintenance.ts';
 export type { FiredSchedule, ScheduleFailure } from './schedules.ts';
 export { QueueError, translateDatabaseError } from './errors.ts';

@@ -11,11 +11,14 @@ import {
   MessageReapExpiredLeases,
   MessageTableVacuum,
   MessageTableVacuumState,
+  QueueHistoryDeleteOlderThan,
+  QueueHistorySample,
   ReplayJobListDue,
   ReplayJobRunBatch,
   ScheduleTickDeleteOlderThan,
   WaitingConsumerDeleteStale,
 } from './sql/index.ts';
+import { HistoryMeter } from './history-meter.ts';
 import { fireDueSchedules } from './schedules.ts';
 import type { FiredSchedule, ScheduleFailure } from './schedules.ts';
 import type { ReplayJob } from './types.ts';
@@ -90,6 +93,41 @@ export class QueueMaintenance {
   /** Deletes fired-tick rows older than `keep` (an interval text, e.g. '7 days'). */
   async deleteScheduleTicksOlderThan(keep: string): Promise<void> {
     await translated(() => ScheduleTickDeleteOlderThan.run(this.db, [keep]));
+  }
+
+  /**
+   * Samples every queue's depth and oldest ready age into the stats history's row of the
+   * minute holding `now` (default: the database clock); how many queues. One pass of the
+   * queue_stats view over the messages table.
+   */
+  async sampleQueueHistory(now?: Date): Promise<number> {
+    const result = await translated(() => QueueHistorySample.run(this.db, [now ?? null]));
+    return Number(result.numAffectedRows ?? 0n);
+  }
+
+  /**
+   * Deletes at most `limit` of the stats history's oldest rows, those more than `keepSeconds`
+   * before `now` (default: the database clock); how many. Callers repeat it until it
+   * deletes fewer than `limit`, so that no one statement deletes days of rows at once.
+   */
+  async deleteQueueHistoryOlderThan(
+    keepSeconds: number,
+    limit: number,
+    now?: Date,
+  ): Promise<number> {
+    const result = await translated(() =>
+      QueueHistoryDeleteOlderThan.run(this.db, [now ?? null, keepSeconds, limit]),
+    );
+    return Number(result.numAffectedRows ?? 0n);
+  }
+
+  /**
+   * A meter adding to the stats history over this maintenance's database, for what the
+   * maintainer itself does (leases it takes back, messages its schedules send); the caller
+   * starts and stops it.
+   */
+  historyMeter(onError?: (error: unknown) => void): HistoryMeter {
+    return new HistoryMeter(this.db, undefined, onError);
   }
 
   /** Dead row versions of the messages table, and whether a vacuum of it runs now. */

@@ -7,7 +7,11 @@
 export { ack, ackBatch, ackEach } from './ack.ts';
 export { listArchivedMessages } from './archive.ts';
 export { countMessages, listMessages } from './browse.ts';
+export { deleteMessages, moveMessages, redriveMessages, retryMessages } from './bulk.ts';
 export { DequeueMeter } from './dequeue-meter.ts';
+export { HistoryMeter } from './history-meter.ts';
+export { queueHistory } from './history.ts';
+export { LATENCY_BUCKETS, latencyBucket, latencyQuantile } from './latency-histogram.ts';
 export { extendLease } from './extend-lease.ts';
 export { nack } from './nack.ts';
 export {

@@ -8,6 +8,7 @@ import {
   QueueGetByName,
   QueueInsert,
   QueueList,
+  QueueHistoryDeleteByQueue,
   QueueLock,
   QueueSetPaused,
   QueueUpdateConfig,
@@ -190,6 +191,7 @@ export async function deleteQueue(db: Executor, params: { name: string }): Promi
       await MessageDeleteByQueue.run(trx, [name]);
       await WaitingConsumerDeleteByQueue.run(trx, [name]);
       await DequeueCountDeleteByQueue.run(trx, [name]);
+      await QueueHistoryDeleteByQueue.run(trx, [name]);
       return true;
     }),
   );

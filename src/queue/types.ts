@@ -8,6 +8,7 @@ export type {
   MessageState,
   Queue,
   QueueConfig,
+  QueueHistoryPoint,
   QueueStats,
   CatchUp,
   RateLimit,

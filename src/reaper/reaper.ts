@@ -4,8 +4,11 @@ import { QueueMaintenance } from '../queue/index.ts';
 import type { Executor, FiredSchedule, ReapedLeases, ReplayJob } from '../queue/index.ts';
 import { ArchivePartitioner } from './archive-partitioner.ts';
 import type { ArchivePartitionChange } from './archive-partitioner.ts';
+import { HISTORY_SAMPLE_INTERVAL_MS_DEFAULT, HistoryKeeper } from './history-keeper.ts';
+import type { HistoryKeeping } from './history-keeper.ts';
 import { Housekeeper } from './housekeeper.ts';
 import { LeaderElection } from './leader-election.ts';
+import type { PeriodicService } from './periodic-service.ts';
 import { LeaseRescuer } from './lease-rescuer.ts';
 import { REPLAY_BATCH_SIZE_DEFAULT, ReplayRunner } from './replay-runner.ts';
 import { SCHEDULE_INTERVAL_MS_DEFAULT, ScheduleFirer } from './schedule-firer.ts';
@@ -14,6 +17,7 @@ import { VacuumScheduler } from './vacuum-scheduler.ts';
 
 export type { ReapedLeases } from '../queue/index.ts';
 export type { ArchivePartitionChange } from './archive-partitioner.ts';
+export type { HistoryKeeping } from './history-keeper.ts';
 
 /** How often the leader runs its passes, and standbys try to take over. */
 export const REAPER_INTERVAL_MS_DEFAULT = 1_000;
@@ -55,6 +59,12 @@ export interface ReaperOptions {
   archivePartitionSeconds?: number;
   /** How often the leader fires due cron ticks. Default {@link SCHEDULE_INTERVAL_MS_DEFAULT}. */
   scheduleIntervalMs?: number;
+  /** Keep the stats history (history-keeper.ts). Default true. */
+  history?: boolean;
+  /** How often the leader samples depths. Default {@link HISTORY_SAMPLE_INTERVAL_MS_DEFAULT}. */
+  historyIntervalMs?: number;
+  /** How long the stats history is kept, in seconds. Default 7 days (history-keeper.ts). */
+  historyRetentionSeconds?: number;
 }
 
 interface ReaperEvents {
@@ -92,6 +102,8 @@ export class Reaper extends EventEmitter<ReaperEvents> {
   private readonly archive: ArchivePartitioner;
   private readonly replays: ReplayRunner;
   private readonly schedules: ScheduleFirer;
+  /** Undefined when the stats history is off. */
+  private readonly history: HistoryKeeper | undefined;
 
   constructor(options: ReaperOptions) {
     super();
@@ -104,13 +116,26 @@ export class Reaper extends EventEmitter<ReaperEvents> {
       logger,
       intervalMs,
     });
+    this.history =
+      options.history === false
+        ? undefined
+        : new HistoryKeeper({
+            maintenance,
+            logger,
+            intervalMs: options.historyIntervalMs ?? HISTORY_SAMPLE_INTERVAL_MS_DEFAULT,
+            retentionSeconds: options.historyRetentionSeconds,
+            isLeader,
+          });
     this.rescuer = new LeaseRescuer({
       maintenance,
       logger,
       intervalMs,
       batchSize: options.batchSize ?? REAPER_BATCH_SIZE_DEFAULT,
       isLeader,
-      onReaped: (reaped) => this.emit('reaped', reaped),
+      onReaped: (reaped) => {
+        this.history?.recordReaped(reaped);
+        this.emit('reaped', reaped);
+      },
     });
     this.housekeeper = new Housekeeper({
       maintenance,
@@ -147,7 +172,10 @@ export class Reaper extends EventEmitter<ReaperEvents> {
       logger,
       intervalMs: options.scheduleIntervalMs ?? SCHEDULE_INTERVAL_MS_DEFAULT,
       isLeader,
-      onFired: (fired) => this.emit('fired', fired),
+      onFired: (fired) => {
+        this.history?.recordFired(fired);
+        this.emit('fired', fired);
+      },
     });
     this.election.events.on('leadership', (leader) => {
       this.emit('leadership', leader);
@@ -211,10 +239,19 @@ export class Reaper extends EventEmitter<ReaperEvents> {
     return this.schedules.fire(now);
   }
 
-  private services(): (
-    LeaseRescuer | Housekeeper | VacuumScheduler | ArchivePartitioner | ReplayRunner | ScheduleFirer
-  )[] {
-    return [
+  /**
+   * One pass of the stats history's keeper as of `now` (default: the database clock): depths
+   * sampled, rows past the retention deleted; also writes the maintainer's own counts.
+   * Runs whether or not this process leads; nothing when the history is off.
+   */
+  async keepHistory(now?: Date): Promise<HistoryKeeping> {
+    if (this.history === undefined) return { sampled: 0, deleted: 0 };
+    await this.history.flush();
+    return this.history.keep(now);
+  }
+
+  private services(): PeriodicService[] {
+    const services: PeriodicService[] = [
       this.rescuer,
       this.housekeeper,
       this.vacuum,
@@ -222,5 +259,7 @@ export class Reaper extends EventEmitter<ReaperEvents> {
       this.replays,
       this.schedules,
     ];
+    if (this.history !== undefined) services.push(this.history);
+    return services;
   }
 }

@@ -55,8 +55,10 @@ export function createApp(options: {
       ? {
           intervalMs: config.reaperIntervalMs,
           archivePartitionSeconds: config.archivePartitionSeconds,
+          historyRetentionSeconds: config.historyRetentionDays * 86_400,
         }
       : false,
+    history: config.historyEnabled,
     metrics: true,
   });
   const { db, engine, reaper } = runtime;

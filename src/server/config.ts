@@ -31,6 +31,10 @@ export interface Config {
   reaperIntervalMs: number;
   /** Width of one partition of the message archive, in seconds (a UTC day by default). */
   archivePartitionSeconds: number;
+  /** Count and keep the stats history behind queueHistory (HISTORY_ENABLED). */
+  historyEnabled: boolean;
+  /** How long the stats history is kept, in days (HISTORY_RETENTION_DAYS). */
+  historyRetentionDays: number;
   /** Largest HTTP request body accepted. */
   maxBodyBytes: number;
   /** Deepest GraphQL selection accepted. */
@@ -144,6 +148,8 @@ export function loadConfig(env: Env = process.env): Config {
     reaperEnabled: boolean(env, 'REAPER_ENABLED', true),
     reaperIntervalMs: integer(env, 'REAPER_INTERVAL_MS', 1_000, 10, 60_000),
     archivePartitionSeconds: integer(env, 'ARCHIVE_PARTITION_SECONDS', 86_400, 60, 604_800),
+    historyEnabled: boolean(env, 'HISTORY_ENABLED', true),
+    historyRetentionDays: integer(env, 'HISTORY_RETENTION_DAYS', 7, 1, 90),
     maxBodyBytes: integer(env, 'MAX_BODY_BYTES', 8 * 1024 * 1024, 1_024, 1024 * 1024 * 1024),
     maxQueryDepth: integer(env, 'MAX_QUERY_DEPTH', 10, 2, 100),
     maxQueryCost: integer(env, 'MAX_QUERY_COST', 20_000, 1, 10_000_000),

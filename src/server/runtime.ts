@@ -38,7 +38,14 @@ export interface RuntimeOptions {
    * Run the maintainer (src/reaper): needs listenDatabaseUrl. false: none. Default: none.
    * Only one process leads at a time, so it is safe in every process.
    */
-  reaper?: false | { intervalMs?: number; archivePartitionSeconds?: number };
+  reaper?:
+    | false
+    | { intervalMs?: number; archivePartitionSeconds?: number; historyRetentionSeconds?: number };
+  /**
+   * Count what the engine does for the stats history, and let the reaper's leader keep it
+   * (sample depths, delete past the retention). Default true.
+   */
+  history?: boolean;
   /** Build the Prometheus metrics (src/server/metrics.ts) over the engine and reaper. */
   metrics?: boolean;
 }
@@ -94,7 +101,13 @@ export function createRuntime(options: RuntimeOptions): Runtime {
           channel: WAKEUP_CHANNEL,
           logger: logger.child({ component: 'listener' }),
         });
-  const engine = new QueueEngine({ db, listener, logger, pollIntervalMs: options.pollIntervalMs });
+  const engine = new QueueEngine({
+    db,
+    listener,
+    logger,
+    pollIntervalMs: options.pollIntervalMs,
+    history: options.history,
+  });
   const reaper =
     options.reaper === undefined ||
     options.reaper === false ||
@@ -106,6 +119,8 @@ export function createRuntime(options: RuntimeOptions): Runtime {
           logger,
           intervalMs: options.reaper.intervalMs,
           archivePartitionSeconds: options.reaper.archivePartitionSeconds,
+          history: options.history,
+          historyRetentionSeconds: options.reaper.historyRetentionSeconds,
         });
   const metrics = options.metrics === true ? createMetrics(engine, reaper) : undefined;
 

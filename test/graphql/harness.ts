@@ -113,7 +113,9 @@ export interface GraphQLService {
 /** Starts an engine and GraphQL handler as the brief says; stop() before t.drop(). */
 export async function startService(
   t: TestDatabase,
-  options: { pollIntervalMs?: number } & Partial<Omit<GraphQLHandlerOptions, 'engine'>> = {},
+  options: { pollIntervalMs?: number; bulkChunkSize?: number } & Partial<
+    Omit<GraphQLHandlerOptions, 'engine'>
+  > = {},
 ): Promise<GraphQLService> {
   const captured = capturingLogger();
   const logger = options.logger ?? captured.logger;
@@ -124,6 +126,7 @@ export async function startService(
     listener,
     logger,
     pollIntervalMs: options.pollIntervalMs,
+    bulkChunkSize: options.bulkChunkSize,
   });
   engine.start();
   const handler = createGraphQLHandler({ ...options, engine, logger });

@@ -51,6 +51,7 @@ export async function startSecureService(
     rateLimit?: { perSecond: number; burst: number };
     cacheMs?: number;
     pollIntervalMs?: number;
+    bulkChunkSize?: number;
   } = {},
 ): Promise<SecureService> {
   const { rateLimit, cacheMs, ...handlerOptions } = options;

@@ -4,6 +4,8 @@ import type {
   CatchUp,
   Delivery,
   Message,
+  MessageFilter,
+  MessageState,
   Queue,
   QueueConfig,
   ReplayJob,
@@ -44,6 +46,12 @@ interface SendInputArgs {
   dedupKey?: string | null;
   groupKey?: string | null;
   headers?: unknown;
+}
+
+/** Arguments every bulk action on messages takes. */
+interface BulkArgs {
+  queue: string;
+  filter?: MessageFilter | null;
 }
 
 /** Input field → engine setting, for the settings where null has no meaning. */
@@ -278,6 +286,43 @@ export const MutationResolvers = {
   ): Promise<number> {
     authorize(ctx.access, 'admin', args.queue);
     return ctx.engine.redrive(args.queue, args.max);
+  },
+
+  /** Needs `admin` on the queue. */
+  deleteMessages(
+    _root: unknown,
+    args: BulkArgs & { state?: MessageState | null },
+    ctx: GraphQLContext,
+  ): Promise<number> {
+    authorize(ctx.access, 'admin', args.queue);
+    return ctx.engine.deleteMessages(args);
+  },
+
+  /** Needs `admin` on both queues: taking messages out of one and putting them into the other. */
+  moveMessages(
+    _root: unknown,
+    args: BulkArgs & { to: string; state?: MessageState | null },
+    ctx: GraphQLContext,
+  ): Promise<number> {
+    authorizeAll(ctx.access, 'admin', [args.queue, args.to]);
+    return ctx.engine.moveMessages(args);
+  },
+
+  /** Needs `admin` on the queue. */
+  retryMessages(_root: unknown, args: BulkArgs, ctx: GraphQLContext): Promise<number> {
+    authorize(ctx.access, 'admin', args.queue);
+    return ctx.engine.retryMessages(args);
+  },
+
+  /**
+   * Needs `admin` on the dead-letter queue, and on every origin queue its matching dead
+   * letters would go back to: the engine asks before it moves anything.
+   */
+  redriveMessages(_root: unknown, args: BulkArgs, ctx: GraphQLContext): Promise<number> {
+    authorize(ctx.access, 'admin', args.queue);
+    return ctx.engine.redriveMessages(args, {
+      authorize: (origins) => authorizeAll(ctx.access, 'admin', origins),
+    });
   },
 
   purge(_root: unknown, args: { queue: string }, ctx: GraphQLContext): Promise<number> {

@@ -6,6 +6,7 @@ import type {
   MessageState,
   MessageWithPosition,
   Queue,
+  QueueHistoryPoint,
   ReplayJob,
   Schedule,
 } from '../../queue/index.ts';
@@ -93,6 +94,20 @@ export const QueryResolvers = {
       state: args.state,
       filter: args.filter,
       max: args.max,
+    });
+  },
+
+  queueHistory(
+    _root: unknown,
+    args: { queue: string; from: Date; to: Date; step?: number | null },
+    ctx: GraphQLContext,
+  ): Promise<QueueHistoryPoint[]> {
+    authorize(ctx.access, 'read', args.queue);
+    return ctx.engine.queueHistory({
+      queue: args.queue,
+      from: args.from,
+      to: args.to,
+      stepSeconds: args.step,
     });
   },
 

@@ -318,7 +318,7 @@ export type MessageSelectionParams = [
  * messages_dedup_idx (migrations/0001). Containment has no index: a GIN index on payload
  * would tax every send for the sake of browsing.
  */
-function messageSelection(first: number): string {
+export function messageSelection(first: number): string {
   const p = (offset: number): string => `$${first + offset}`;
   return `
     CASE ${p(0)}::text

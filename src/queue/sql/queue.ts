@@ -119,6 +119,22 @@ export const QueueLock = new Statement<never, [namespace: number, name: string]>
 );
 
 /**
+ * Takes queue $2's lock shared until the transaction ends, as a send does (holdline.wake):
+ * deleteQueue, which takes it exclusively, then waits for the transaction, so messages put
+ * into the queue under it are never left behind by a delete.
+ */
+export const QueueLockShared = new Statement<never, [namespace: number, name: string]>(
+  'QueueLockShared',
+  `SELECT pg_advisory_xact_lock_shared($1::int, hashtext($2))`,
+);
+
+/** Wakes consumers idle-waiting on queue $1 anywhere, at commit (holdline.wake, 0002). */
+export const QueueWake = new Statement<never, [name: string]>(
+  'QueueWake',
+  `SELECT holdline.wake($1)`,
+);
+
+/**
  * As {@link QueueLock}, but gives up after $1 (a lock_timeout text such as '100ms') with
  * SQLSTATE 55P03; run on the LISTEN connection outside a transaction.
  */

@@ -1,0 +1,174 @@
+import type { Executor } from './executor.ts';
+import { LATENCY_BUCKETS, latencyBucket } from './latency-histogram.ts';
+import { QueueHistoryAddMany } from './sql/index.ts';
+import type { Delivery } from './types.ts';
+
+/** How often a meter adds what it counted to the stats history. */
+export const HISTORY_FLUSH_INTERVAL_MS_DEFAULT = 5_000;
+
+const MINUTE_MS = 60_000;
+
+/** What one queue did in one minute, as counted by one process. */
+interface Tally {
+  queue: string;
+  /** The minute's start, epoch milliseconds (UTC, on the database's clock). */
+  minuteMs: number;
+  sent: number;
+  delivered: number;
+  acked: number;
+  nacked: number;
+  deadLettered: number;
+  leaseExpired: number;
+  /** Deliveries per latency bucket (latency-histogram.ts); undefined until one is counted. */
+  latency: number[] | undefined;
+}
+
+/**
+ * Counts what this process's engine does, per queue and minute, in memory, and adds it to the
+ * stats history (holdline.queue_history, through sql/queue-history.ts) every few seconds in
+ * one statement: the counterpart of DequeueMeter for the charts. Counting in SQL on the hot
+ * path would make every send, receive and ack of a queue update one row (a hot row, and a
+ * write in every producer's transaction); this costs a Map lookup per operation and one
+ * upsert per flush for all queues. Several processes' counts add up in the same rows, and
+ * their latency histograms bucket by bucket, so percentiles come from the sums.
+ *
+ * Minutes and latencies are read on this process's clock corrected by its offset from the
+ * database's, measured at every flush (to within half a round trip): a message's runAt comes
+ * from the database. Counts of a crashed process since its last flush are lost.
+ * Lifecycle: start() once, stop() any number of times (it flushes).
+ */
+export class HistoryMeter {
+  private tallies = new Map<string, Tally>();
+  /** Database clock minus this process's clock, in ms, as of the last flush. */
+  private clockOffsetMs = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly db: Executor,
+    private readonly intervalMs = HISTORY_FLUSH_INTERVAL_MS_DEFAULT,
+    private readonly onError: (error: unknown) => void = () => undefined,
+  ) {}
+
+  /** Counts `messages` sent to `queue`. */
+  sent(queue: string, messages: number): void {
+    this.tally(queue).sent += messages;
+  }
+
+  /**
+   * Counts deliveries just leased from `queue`, each with its latency: from the message's
+   * runAt (when it became deliverable: its send, its delay's end, or its retry's) to now.
+   */
+  delivered(queue: string, deliveries: readonly Delivery[]): void {
+    const now = Date.now() + this.clockOffsetMs;
+    const tally = this.tally(queue, now);
+    tally.delivered += deliveries.length;
+    const latency = (tally.latency ??= new Array<number>(LATENCY_BUCKETS).fill(0));
+    for (const delivery of deliveries) {
+      latency[latencyBucket((now - delivery.message.runAt.getTime()) / 1000)]! += 1;
+    }
+  }
+
+  /** Counts `messages` acked in `queue`. */
+  acked(queue: string, messages = 1): void {
+    this.tally(queue).acked += messages;
+  }
+
+  /** Counts one nack in `queue`, and whether it moved the message to the dead-letter queue. */
+  nacked(queue: string, deadLettered: boolean): void {
+    const tally = this.tally(queue);
+    tally.nacked += 1;
+    if (deadLettered) tally.deadLettered += 1;
+  }
+
+  /** Counts leases of `queue` the reaper took back, and whether they were dead-lettered. */
+  leasesExpired(queue: string, messages: number, deadLettered: boolean): void {
+    const tally = this.tally(queue);
+    tally.leaseExpired += messages;
+    if (deadLettered) tally.deadLettered += messages;
+  }
+
+  start(): void {
+    if (this.timer !== undefined) return;
+    this.timer = setInterval(() => void this.flush(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops the timer and writes what is counted. Safe to call twice. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.flush();
+  }
+
+  /** Writes the counts so far; failures go to onError and the counts are kept for later. */
+  flush(): Promise<void> {
+    this.flushing = this.flushing.then(() => this.write());
+    return this.flushing;
+  }
+
+  private tally(queue: string, now = Date.now() + this.clockOffsetMs): Tally {
+    const minuteMs = now - (now % MINUTE_MS);
+    // One key per queue and minute; queue names hold no newline.
+    const key = `${minuteMs}\n${queue}`;
+    let tally = this.tallies.get(key);
+    if (tally === undefined) {
+      tally = {
+        queue,
+        minuteMs,
+        sent: 0,
+        delivered: 0,
+        acked: 0,
+        nacked: 0,
+        deadLettered: 0,
+        leaseExpired: 0,
+        latency: undefined,
+      };
+      this.tallies.set(key, tally);
+    }
+    return tally;
+  }
+
+  private async write(): Promise<void> {
+    if (this.tallies.size === 0) return;
+    const tallies = [...this.tallies.values()];
+    this.tallies = new Map();
+    try {
+      const askedAt = Date.now();
+      const { rows } = await QueueHistoryAddMany.run(this.db, [
+        tallies.map((t) => t.queue),
+        tallies.map((t) => t.minuteMs / 1000),
+        tallies.map((t) => t.sent),
+        tallies.map((t) => t.delivered),
+        tallies.map((t) => t.acked),
+        tallies.map((t) => t.nacked),
+        tallies.map((t) => t.deadLettered),
+        tallies.map((t) => t.leaseExpired),
+        tallies.map((t) => (t.latency === undefined ? null : `{${t.latency.join(',')}}`)),
+      ]);
+      const answeredAt = Date.now();
+      const databaseNow = rows[0]?.now_ms;
+      if (databaseNow !== undefined) {
+        this.clockOffsetMs = Math.round(databaseNow - (askedAt + answeredAt) / 2);
+      }
+    } catch (error) {
+      for (const t of tallies) this.restore(t);
+      this.onError(error);
+    }
+  }
+
+  /** Adds a tally that could not be written back into the counts, for the next flush. */
+  private restore(t: Tally): void {
+    const kept = this.tally(t.queue, t.minuteMs);
+    kept.sent += t.sent;
+    kept.delivered += t.delivered;
+    kept.acked += t.acked;
+    kept.nacked += t.nacked;
+    kept.deadLettered += t.deadLettered;
+    kept.leaseExpired += t.leaseExpired;
+    if (t.latency !== undefined) {
+      const latency = (kept.latency ??= new Array<number>(LATENCY_BUCKETS).fill(0));
+      t.latency.forEach((n, bucket) => (latency[bucket]! += n));
+    }
+  }
+}
