@@ -66,9 +66,13 @@ export function timeChart(options: {
   series: readonly ChartSeries[];
   width: number;
   height?: number;
+  /** Writes a value in the legend. */
   formatValue: (value: number) => string;
+  /** Writes a value on the axis, where room is short. Default: formatValue. */
+  formatAxis?: (value: number) => string;
 }): Chart {
   const { formatValue } = options;
+  const formatAxis = options.formatAxis ?? formatValue;
   const element = h('figure', { class: 'chart' });
   const plot = new uPlot(
     {
@@ -79,7 +83,7 @@ export function timeChart(options: {
         x: { time: true },
         y: { range: (_u, min, max) => [Math.min(0, min), Math.max(1, max * 1.1)] },
       },
-      axes: [{}, { values: (_u, splits) => splits.map((v) => formatValue(v)), size: 70 }],
+      axes: [{}, { values: (_u, splits) => splits.map((v) => formatAxis(v)), size: 70 }],
       series: [
         {},
         ...options.series.map((s) => ({

@@ -13,9 +13,13 @@ export function formatRate(perSecond: number | null | undefined): string {
   return perSecond == null ? '—' : `${RATE.format(perSecond)}/s`;
 }
 
-/** A duration in seconds in its largest two units: "45 s", "3 min 20 s", "2 h", "3 d 4 h"; "—" when null. */
+/**
+ * A duration in seconds in its largest two units: "45 s", "3 min 20 s", "2 h", "3 d 4 h";
+ * under 10 s with a decimal, under 1 s in milliseconds; "—" when null.
+ */
 export function formatSeconds(seconds: number | null | undefined): string {
   if (seconds == null) return '—';
+  if (seconds < 1) return `${RATE.format(seconds * 1000)} ms`;
   if (seconds < 10) return `${RATE.format(seconds)} s`;
   const units: [string, number][] = [
     ['d', 86_400],
@@ -32,6 +36,16 @@ export function formatSeconds(seconds: number | null | undefined): string {
   return small === 0 || next === undefined
     ? `${big} ${bigUnit}`
     : `${big} ${bigUnit} ${small} ${next[0]}`;
+}
+
+/** A duration in one unit, for a chart's axis: "250 ms", "12 s", "4.5 min", "2 h". */
+export function formatSecondsShort(seconds: number): string {
+  if (seconds === 0) return '0';
+  if (seconds < 1) return `${RATE.format(seconds * 1000)} ms`;
+  if (seconds < 60) return `${RATE.format(seconds)} s`;
+  if (seconds < 3_600) return `${RATE.format(seconds / 60)} min`;
+  if (seconds < 86_400) return `${RATE.format(seconds / 3_600)} h`;
+  return `${RATE.format(seconds / 86_400)} d`;
 }
 
 /** A time as the browser's local date and time to the second: "2026-12-08 14:03:21"; "—" when null. */

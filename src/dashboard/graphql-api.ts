@@ -15,14 +15,6 @@ export class ApiError extends Error {
   ) {
     super(message);
   }
-
-  /** Whether this is the validation error of a field the service does not have (an older service). */
-  isMissingField(field: string): boolean {
-    return (
-      this.code === 'GRAPHQL_VALIDATION_FAILED' &&
-      this.message.includes(`Cannot query field "${field}"`)
-    );
-  }
 }
 
 interface GraphQLResponseBody {

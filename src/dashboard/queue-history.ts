@@ -1,4 +1,3 @@
-import { ApiError } from './graphql-api.ts';
 import type { Request } from './graphql-api.ts';
 
 /** One step of a queue's history, as the API's queueHistory returns it. */
@@ -31,14 +30,6 @@ export const HISTORY_RANGES: readonly HistoryRange[] = [
   { label: 'Last day', seconds: 86_400, stepSeconds: 300 },
 ];
 
-/** The service has no queueHistory (it predates the stats history): charts say so instead. */
-export class HistoryUnavailable extends Error {
-  override name = 'HistoryUnavailable';
-  constructor() {
-    super('History is not available on this service: it has no queueHistory query yet.');
-  }
-}
-
 /** Queues asked for in one request: each history is a list, and the API bounds a request's cost. */
 const QUEUES_PER_REQUEST = 10;
 
@@ -47,8 +38,7 @@ const POINT_FIELDS = `at sent delivered acked nacked deadLettered leaseExpired d
 
 /**
  * The history of each of `queues` over `range`, ending now, several queues per request (as
- * aliases). Throws {@link HistoryUnavailable} on a service without queueHistory; other
- * errors as {@link ApiError}.
+ * aliases). Errors as ApiError.
  */
 export async function fetchHistories(
   request: Request,
@@ -70,20 +60,25 @@ export async function fetchHistories(
       return `h${i}: queueHistory(queue: $q${i}, from: $from, to: $to, step: $step) { ${POINT_FIELDS} }`;
     });
     const declarations = chunk.map((_, i) => `$q${i}: String!`).join(', ');
-    let data: Record<string, HistoryPoint[]>;
-    try {
-      data = await request<Record<string, HistoryPoint[]>>(
-        `query History(${declarations}, $from: DateTime!, $to: DateTime!, $step: Int!) { ${fields.join(' ')} }`,
-        variables,
-      );
-    } catch (error) {
-      if (error instanceof ApiError && error.isMissingField('queueHistory'))
-        throw new HistoryUnavailable();
-      throw error;
-    }
+    const data = await request<Record<string, HistoryPoint[]>>(
+      `query History(${declarations}, $from: DateTime!, $to: DateTime!, $step: Int!) { ${fields.join(' ')} }`,
+      variables,
+    );
     chunk.forEach((queue, i) => histories.set(queue, data[`h${i}`] ?? []));
   }
   return histories;
+}
+
+/**
+ * The points whose step has ended: the step under way has only part of its counts, and
+ * would read as a drop at the end of every chart and rate.
+ */
+export function completePoints(
+  points: readonly HistoryPoint[],
+  stepSeconds: number,
+  now = Date.now(),
+): HistoryPoint[] {
+  return points.filter((point) => Date.parse(point.at) + stepSeconds * 1000 <= now);
 }
 
 /** Seconds since the epoch of each point (the charts' time axis). */
@@ -100,10 +95,8 @@ export function recentRate(
   field: 'sent' | 'acked',
   stepSeconds: number,
   steps = 5,
-  now = Date.now(),
 ): number | null {
-  const complete = points.filter((point) => Date.parse(point.at) + stepSeconds * 1000 <= now);
-  const recent = complete.slice(-steps);
+  const recent = completePoints(points, stepSeconds).slice(-steps);
   if (recent.length === 0) return null;
   return recent.reduce((sum, point) => sum + point[field], 0) / (recent.length * stepSeconds);
 }

@@ -11,6 +11,8 @@ import { startTestApp } from '../helpers/app.ts';
 import { launchChromium, offlineContext } from '../helpers/browser.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
+import { insertHistoryMinutes } from '../helpers/factories.ts';
+import type { HistoryMinute } from '../helpers/factories.ts';
 import { graphqlRequest } from '../helpers/graphql-http.ts';
 
 /**
@@ -161,7 +163,6 @@ describe('the dashboard at / with authentication off', () => {
       );
       expect(await page.locator('tr[data-queue]').count()).toBe(4);
       expect(external).toEqual([]);
-      await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'dashboard-overview.png') });
     } finally {
       await context.close();
     }
@@ -210,7 +211,6 @@ describe('the dashboard at / with authentication off', () => {
       await page.getByLabel('Payload contains').fill('{"region": "eu"}');
       await page.getByRole('button', { name: 'Apply filter' }).click();
       await expect.poll(() => summary.textContent(), { timeout: 10_000 }).toBe('3 messages match.');
-      await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'dashboard-messages.png') });
 
       await page.getByRole('button', { name: 'Redrive…' }).click();
       const dialog = page.getByRole('dialog');
@@ -288,6 +288,134 @@ describe('the dashboard at / with authentication off', () => {
         '"to": "ada@example.com"',
       );
       expect(await page.locator('pre.json').nth(1).textContent()).toContain('"tenant": "acme"');
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+/**
+ * An hour of plausible traffic for a queue, minute by minute, ending with the minute before
+ * `now`: sends around `perMinute` in a slow wave, acks keeping up except during a slowdown
+ * 25 to 18 minutes ago (the backlog, its age and the latency grow, a few messages die), and
+ * delivery latencies spread over milliseconds. Deterministic, so screenshots compare.
+ */
+function trafficHour(now: Date, perMinute: number): HistoryMinute[] {
+  const thisMinute = Math.floor(now.getTime() / 60_000) * 60_000;
+  let seed = perMinute;
+  const jitter = (): number => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+    return seed / 2_147_483_648;
+  };
+  let depth = Math.round(perMinute / 20);
+  return Array.from({ length: 60 }, (_, i) => {
+    const ago = 60 - i;
+    const slow = ago <= 25 && ago >= 18;
+    const sent = Math.round(perMinute * (1 + 0.25 * Math.sin(i / 6)) * (0.9 + 0.2 * jitter()));
+    const acked = slow
+      ? Math.round(sent * 0.55)
+      : Math.round(sent + Math.min(depth * 0.6, sent * 0.5));
+    const nacked = Math.round(sent * (slow ? 0.04 : 0.005));
+    const deadLettered = slow ? Math.round(nacked / 3) : 0;
+    depth = Math.max(0, depth + sent - acked - deadLettered);
+    const base = slow ? 0.4 : 0.004;
+    return {
+      minute: new Date(thisMinute - ago * 60_000),
+      sent,
+      delivered: acked + nacked,
+      acked,
+      nacked,
+      deadLettered,
+      leaseExpired: slow ? 2 : 0,
+      depth,
+      oldestReadyAgeSeconds: slow ? 20 + (25 - ago) * 30 : depth > 0 ? 0.5 + jitter() : null,
+      deliveryLatenciesSeconds: Array.from(
+        { length: 40 },
+        () => base * Math.exp(2.2 * jitter() ** 3),
+      ),
+    };
+  });
+}
+
+describe('screenshots of the dashboard on real data', () => {
+  let t: TestDatabase;
+  let app: App;
+
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    app = await startTestApp(t);
+    await createQueue(app, 'orders', { maxAttempts: 3 });
+    await createQueue(app, 'payments', { maxAttempts: 1, maxInFlight: 20 });
+    await createQueue(app, 'emails', { rateLimit: { count: 50, perSeconds: 1 } });
+    const now = new Date();
+    await insertHistoryMinutes(t.db, 'orders', trafficHour(now, 900));
+    await insertHistoryMinutes(t.db, 'payments', trafficHour(now, 140));
+    await insertHistoryMinutes(t.db, 'emails', trafficHour(now, 320));
+    for (let n = 1; n <= 14; n++) {
+      await send(app, 'orders', {
+        payload: { orderId: 4_200 + n, region: ['eu', 'us', 'apac'][n % 3], total: 20 + n * 7.5 },
+        headers: { tenant: n % 2 === 0 ? 'acme' : 'globex' },
+        ...(n % 5 === 0 ? { groupKey: `customer-${n}` } : {}),
+      });
+    }
+    for (let n = 1; n <= 4; n++) {
+      await send(app, 'payments', {
+        payload: { paymentId: 900 + n, amount: n * 12.5, region: 'eu' },
+      });
+    }
+    await failAll(app, 'payments', 'card declined: insufficient funds');
+    for (let n = 1; n <= 6; n++) {
+      await send(app, 'emails', {
+        payload: { to: `user${n}@example.com`, template: 'receipt' },
+        ...(n > 4 ? { delaySeconds: 900 } : {}),
+      });
+    }
+  });
+  afterAll(async () => {
+    await app.stop();
+    await t.drop();
+  });
+
+  it('shows the overview with rates and sparklines, a queue’s charts, and the message browser', async () => {
+    const origin = app.url();
+    const { context, page, external } = await offlineContext(browser, origin, {
+      viewport: VIEWPORT,
+    });
+    try {
+      await page.goto(`${origin}/`);
+      await expect.poll(() => page.locator('td.spark canvas').count(), { timeout: 10_000 }).toBe(4);
+      expect(await cell(page, 'orders', 'rate-in').textContent()).toMatch(/^[\d,.]+\/s$/);
+      expect(await cell(page, 'payments', 'dead').textContent()).toBe('4');
+      await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'dashboard-overview.png') });
+
+      await page.goto(`${origin}/#/queues/orders`);
+      await expect
+        .poll(() => page.locator('figure.chart canvas').count(), { timeout: 10_000 })
+        .toBe(4);
+      expect(await page.locator('.u-title').allTextContents()).toEqual([
+        'Throughput (messages per minute)',
+        'Depth (ready + delayed + leased)',
+        'Oldest ready message (age)',
+        'Delivery latency (due to leased)',
+      ]);
+      await page.screenshot({
+        path: path.join(SCREENSHOT_DIR, 'dashboard-queue.png'),
+        fullPage: true,
+      });
+      await page.getByRole('button', { name: 'Last day' }).click();
+      await expect
+        .poll(() => page.getByRole('button', { name: 'Last day' }).getAttribute('aria-pressed'))
+        .toBe('true');
+      await page.locator('figure.chart canvas').first().waitFor();
+
+      await page.goto(
+        `${origin}/#/queues/orders/messages?payload=${encodeURIComponent('{"region": "eu"}')}`,
+      );
+      await expect
+        .poll(() => page.locator('p.summary').textContent(), { timeout: 10_000 })
+        .toBe('4 messages match.');
+      await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'dashboard-messages.png') });
+      expect(external).toEqual([]);
     } finally {
       await context.close();
     }

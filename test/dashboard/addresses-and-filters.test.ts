@@ -62,6 +62,7 @@ describe("the dashboard's durations", () => {
   it('reads in their two largest units, dropping a zero second unit', () => {
     expect(formatSeconds(null)).toBe('—');
     expect(formatSeconds(2.25)).toBe('2.3 s');
+    expect(formatSeconds(0.0042)).toBe('4.2 ms');
     expect(formatSeconds(45)).toBe('45 s');
     expect(formatSeconds(200)).toBe('3 min 20 s');
     expect(formatSeconds(300)).toBe('5 min');

@@ -5,6 +5,7 @@ import { tableHead } from '../data-table.ts';
 import { h, replaceChildren } from '../element.ts';
 import { actionButton } from '../action-button.ts';
 import { errorBox } from '../error-box.ts';
+import { ApiError } from '../graphql-api.ts';
 import { formatCount, formatTime, jsonPreview } from '../format.ts';
 import { FilterInputError, toApiFilter } from '../message-filter.ts';
 import type { ApiFilter } from '../message-filter.ts';
@@ -135,7 +136,20 @@ export const messagesPage: Page<{
         max: SUMMARY_COUNT_MAX,
       });
     } catch (error) {
-      if (!ctx.scope.disposed) replaceChildren(listBox, errorBox(error));
+      if (ctx.scope.disposed) return;
+      // A dead-letter queue is created with its first dead letter.
+      const none =
+        isDeadLetterQueue && error instanceof ApiError && error.code === 'QUEUE_NOT_FOUND';
+      replaceChildren(
+        listBox,
+        none
+          ? h(
+              'p',
+              { class: 'empty' },
+              `No dead letters yet: ${queue} is created when the first message dies.`,
+            )
+          : errorBox(error),
+      );
       return;
     }
     const { messages, messageCount: count } = data;

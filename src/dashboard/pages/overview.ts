@@ -10,7 +10,7 @@ import type { LiveStats } from '../live-stats.ts';
 import type { Page, PageContext } from '../page-context.ts';
 import {
   HISTORY_RANGES,
-  HistoryUnavailable,
+  completePoints,
   fetchHistories,
   pointTimes,
   recentRate,
@@ -176,19 +176,15 @@ class OverviewTable {
       histories = await fetchHistories(this.ctx.request, [...this.rows.keys()], range);
     } catch (error) {
       if (this.ctx.scope.disposed) return;
-      replaceChildren(
-        this.note,
-        error instanceof HistoryUnavailable
-          ? 'In and out rates and sparklines need the stats history (queueHistory), which this service does not have yet.'
-          : `Rates and sparklines are not available: ${errorText(error)}`,
-      );
+      replaceChildren(this.note, `Rates and sparklines are not available: ${errorText(error)}`);
       return;
     }
     if (this.ctx.scope.disposed) return;
     replaceChildren(this.note);
-    for (const [queue, points] of histories) {
+    for (const [queue, history] of histories) {
       const row = this.rows.get(queue);
       if (row === undefined) continue;
+      const points = completePoints(history, range.stepSeconds);
       replaceChildren(row.rateIn, formatRate(recentRate(points, 'sent', range.stepSeconds)));
       replaceChildren(row.rateOut, formatRate(recentRate(points, 'acked', range.stepSeconds)));
       row.chart?.destroy();

@@ -4,16 +4,11 @@ import { confirmAction } from '../confirm-dialog.ts';
 import { h, replaceChildren } from '../element.ts';
 import { actionButton, pausedBadge } from '../action-button.ts';
 import { errorBox, errorText } from '../error-box.ts';
-import { formatCount, formatSeconds, formatTime } from '../format.ts';
+import { formatCount, formatSeconds, formatSecondsShort, formatTime } from '../format.ts';
 import type { QueueConfig, WaitingCounts } from '../../contract.ts';
 import type { LiveStats } from '../live-stats.ts';
 import type { Page, PageContext } from '../page-context.ts';
-import {
-  HISTORY_RANGES,
-  HistoryUnavailable,
-  fetchHistories,
-  pointTimes,
-} from '../queue-history.ts';
+import { HISTORY_RANGES, completePoints, fetchHistories, pointTimes } from '../queue-history.ts';
 import type { HistoryPoint, HistoryRange } from '../queue-history.ts';
 import { routeHash } from '../router.ts';
 import { may } from '../viewer.ts';
@@ -273,7 +268,8 @@ async function showCharts(ctx: PageContext, panel: HTMLElement, queue: string): 
     }
     let points: HistoryPoint[];
     try {
-      points = (await fetchHistories(ctx.request, [queue], range)).get(queue) ?? [];
+      const history = (await fetchHistories(ctx.request, [queue], range)).get(queue) ?? [];
+      points = completePoints(history, range.stepSeconds);
     } catch (error) {
       if (ctx.scope.disposed) return;
       destroy();
@@ -282,9 +278,7 @@ async function showCharts(ctx: PageContext, panel: HTMLElement, queue: string): 
         h(
           'p',
           { class: 'unavailable' },
-          error instanceof HistoryUnavailable
-            ? error.message
-            : `History could not be read: ${errorText(error)}`,
+          `History could not be read: ${errorText(error)}.`,
           ' The live counts above still update.',
         ),
       );
@@ -302,6 +296,7 @@ async function showCharts(ctx: PageContext, panel: HTMLElement, queue: string): 
         width,
         formatValue:
           spec.seconds === true ? formatSeconds : (v) => formatCount(Math.round(v * 10) / 10),
+        formatAxis: spec.seconds === true ? formatSecondsShort : (v) => formatCount(v),
         series: spec.lines.map(([label, field], i): ChartSeries => ({
           label,
           color: CHART_COLORS[i % CHART_COLORS.length]!,
