@@ -15,15 +15,21 @@ import type {
   ArchivedMessage,
   ArchivedMessagePage,
   ArchivedMessagesOptions,
+  BulkSelection,
+  CountMessagesOptions,
   Delivery,
   ListMessagesOptions,
   Message,
+  MessageFilter,
   MessageWithPosition,
   NackOptions,
   Queue,
+  QueueHistoryOptions,
+  QueueHistoryPoint,
   ReceiveOptions,
   ReplayJob,
   ReplayOptions,
+  StartRedriveOptions,
 } from './types.ts';
 import type { HoldlineClient } from './holdline-client.ts';
 import { QueueWorker, WorkerGroup } from './worker.ts';
@@ -58,6 +64,9 @@ const STATS_FIELDS = `queue ready delayed leased total oldestReadyAgeSeconds`;
 const ARCHIVED_FIELDS = `id queue payload headers priority attempts groupKey sentAt ackedAt`;
 const REPLAY_JOB_FIELDS = `id kind queue into from to filter ratePerSecond max dryRun state matched
   replayed lastError createdAt updatedAt finishedAt`;
+const HISTORY_FIELDS = `at sent delivered acked nacked deadLettered leaseExpired depth
+  oldestReadyAgeSeconds deliveryLatencyP50Seconds deliveryLatencyP95Seconds
+  deliveryLatencyP99Seconds`;
 const SCHEDULE_FIELDS = `name cron timezone queue payload headers priority groupKey catchUp
   catchUpMax paused nextTickAt lastTickAt lastMessageId createdAt`;
 
@@ -433,17 +442,94 @@ class HttpClient implements HoldlineClient {
 
   async listMessages<P>(queue: string, options: ListMessagesOptions = {}): Promise<Message<P>[]> {
     const data = await this.request<{ messages: WireMessage[] }>(
-      `query Messages($queue: String!, $state: MessageState, $first: Int, $after: ID) {
-        messages(queue: $queue, state: $state, first: $first, after: $after) { ${MESSAGE_FIELDS} } }`,
+      `query Messages($queue: String!, $state: MessageState, $filter: MessageFilter, $first: Int,
+                      $after: ID) {
+        messages(queue: $queue, state: $state, filter: $filter, first: $first, after: $after) {
+          ${MESSAGE_FIELDS} } }`,
       {
         queue,
         state: options.state ?? null,
+        filter: toWireFilter(options.filter),
         first: options.first ?? 50,
         after: options.after ?? null,
       },
       'idempotent',
     );
     return data.messages.map((m) => toMessage<P>(m));
+  }
+
+  async countMessages(queue: string, options: CountMessagesOptions = {}): Promise<number> {
+    const data = await this.request<{ messageCount: number }>(
+      `query MessageCount($queue: String!, $state: MessageState, $filter: MessageFilter,
+                          $max: Int) {
+        messageCount(queue: $queue, state: $state, filter: $filter, max: $max) }`,
+      {
+        queue,
+        state: options.state ?? null,
+        filter: toWireFilter(options.filter),
+        max: options.max ?? 100_000,
+      },
+      'idempotent',
+    );
+    return data.messageCount;
+  }
+
+  // The bulk actions are safe to repeat: a second run finds what still matches (nothing, or
+  // what arrived since), never acts twice on one message.
+  async deleteMessages(queue: string, selection: BulkSelection = {}): Promise<number> {
+    const data = await this.request<{ deleteMessages: number }>(
+      `mutation DeleteMessages($queue: String!, $state: MessageState, $filter: MessageFilter) {
+        deleteMessages(queue: $queue, state: $state, filter: $filter) }`,
+      { queue, state: selection.state ?? null, filter: toWireFilter(selection.filter) },
+      'idempotent',
+    );
+    return data.deleteMessages;
+  }
+
+  async moveMessages(queue: string, to: string, selection: BulkSelection = {}): Promise<number> {
+    const data = await this.request<{ moveMessages: number }>(
+      `mutation MoveMessages($queue: String!, $to: String!, $state: MessageState,
+                             $filter: MessageFilter) {
+        moveMessages(queue: $queue, to: $to, state: $state, filter: $filter) }`,
+      { queue, to, state: selection.state ?? null, filter: toWireFilter(selection.filter) },
+      'idempotent',
+    );
+    return data.moveMessages;
+  }
+
+  async retryMessages(queue: string, filter?: MessageFilter | null): Promise<number> {
+    const data = await this.request<{ retryMessages: number }>(
+      `mutation RetryMessages($queue: String!, $filter: MessageFilter) {
+        retryMessages(queue: $queue, filter: $filter) }`,
+      { queue, filter: toWireFilter(filter) },
+      'idempotent',
+    );
+    return data.retryMessages;
+  }
+
+  async redriveMessages(queue: string, filter?: MessageFilter | null): Promise<number> {
+    const data = await this.request<{ redriveMessages: number }>(
+      `mutation RedriveMessages($queue: String!, $filter: MessageFilter) {
+        redriveMessages(queue: $queue, filter: $filter) }`,
+      { queue, filter: toWireFilter(filter) },
+      'idempotent',
+    );
+    return data.redriveMessages;
+  }
+
+  async queueHistory(queue: string, options: QueueHistoryOptions): Promise<QueueHistoryPoint[]> {
+    const data = await this.request<{ queueHistory: WireHistoryPoint[] }>(
+      `query QueueHistory($queue: String!, $from: DateTime!, $to: DateTime!, $step: Int) {
+        queueHistory(queue: $queue, from: $from, to: $to, step: $step) { ${HISTORY_FIELDS} } }`,
+      {
+        queue,
+        from: options.from.toISOString(),
+        to: options.to.toISOString(),
+        step: options.stepSeconds ?? 60,
+      },
+      'idempotent',
+    );
+    return data.queueHistory.map((point) => ({ ...point, at: new Date(point.at) }));
   }
 
   async archivedMessages<P>(
@@ -499,6 +585,34 @@ class HttpClient implements HoldlineClient {
       'not-idempotent',
     );
     return toReplayJob(data.replay);
+  }
+
+  async startRedrive(queue: string, options: StartRedriveOptions = {}): Promise<ReplayJob> {
+    const data = await this.request<{ startRedrive: WireReplayJob }>(
+      `mutation StartRedrive($queue: String!, $filter: ArchiveFilter, $max: Int,
+                             $ratePerSecond: Float, $dryRun: Boolean) {
+        startRedrive(queue: $queue, filter: $filter, max: $max, ratePerSecond: $ratePerSecond,
+                     dryRun: $dryRun) { ${REPLAY_JOB_FIELDS} } }`,
+      {
+        queue,
+        filter: options.filter ?? null,
+        max: options.max ?? null,
+        ratePerSecond: options.ratePerSecond ?? null,
+        dryRun: options.dryRun ?? false,
+      },
+      // A repeat after success would start a second job over the same dead letters.
+      'not-idempotent',
+    );
+    return toReplayJob(data.startRedrive);
+  }
+
+  async replayJobs(queue: string): Promise<ReplayJob[]> {
+    const data = await this.request<{ replayJobs: WireReplayJob[] }>(
+      `query ReplayJobs($queue: String!) { replayJobs(queue: $queue) { ${REPLAY_JOB_FIELDS} } }`,
+      { queue },
+      'idempotent',
+    );
+    return data.replayJobs.map(toReplayJob);
   }
 
   async replayJob(id: string): Promise<ReplayJob | null> {
@@ -735,6 +849,20 @@ type WireReplayJob = Omit<ReplayJob, 'from' | 'to' | 'createdAt' | 'updatedAt' |
   updatedAt: string;
   finishedAt: string | null;
 };
+
+/** A history point as GraphQL sends it: its time as a string. */
+type WireHistoryPoint = Omit<QueueHistoryPoint, 'at'> & { at: string };
+
+/** A message filter as GraphQL takes it: times as ISO strings. */
+function toWireFilter(filter: MessageFilter | null | undefined): Record<string, unknown> | null {
+  if (filter === null || filter === undefined) return null;
+  const { createdAfter, createdBefore, ...rest } = filter;
+  return {
+    ...rest,
+    ...(createdAfter == null ? {} : { createdAfter: createdAfter.toISOString() }),
+    ...(createdBefore == null ? {} : { createdBefore: createdBefore.toISOString() }),
+  };
+}
 
 function optionalDate(text: string | null): Date | null {
   return text === null ? null : new Date(text);

@@ -1,14 +1,20 @@
 import type {
   ArchivedMessagePage,
   ArchivedMessagesOptions,
+  BulkSelection,
+  CountMessagesOptions,
   ListMessagesOptions,
   Message,
+  MessageFilter,
   MessageWithPosition,
   Queue,
   QueueConfig,
+  QueueHistoryOptions,
+  QueueHistoryPoint,
   QueueStats,
   ReplayJob,
   ReplayOptions,
+  StartRedriveOptions,
   Schedule,
   ScheduleInput,
   SendInput,
@@ -65,6 +71,25 @@ export interface HoldlineClient extends WorkerTransport {
     options?: ListMessagesOptions,
   ): Promise<Message<Payload>[]>;
 
+  /** How many of a queue's messages match, counting no further than `max` (messageCount). */
+  countMessages(queue: string, options?: CountMessagesOptions): Promise<number>;
+  /**
+   * Deletes every unleased message of `queue` the selection matches, in chunks that commit
+   * one by one; how many. Needs admin rights.
+   */
+  deleteMessages(queue: string, selection?: BulkSelection): Promise<number>;
+  /** Moves every unleased matching message of `queue` into queue `to`; how many. */
+  moveMessages(queue: string, to: string, selection?: BulkSelection): Promise<number>;
+  /** Makes every matching delayed or backing-off message of `queue` deliverable now; how many. */
+  retryMessages(queue: string, filter?: MessageFilter | null): Promise<number>;
+  /**
+   * Moves every matching dead letter of `queue` (a dead-letter queue) back to the queue it died
+   * in, deliverable now with attempts reset; how many.
+   */
+  redriveMessages(queue: string, filter?: MessageFilter | null): Promise<number>;
+  /** A queue's stats history over [from, to) in points of `stepSeconds` (queueHistory). */
+  queueHistory(queue: string, options: QueueHistoryOptions): Promise<QueueHistoryPoint[]>;
+
   /** One page of a queue's archive in send order (archivedMessages). */
   archivedMessages<Payload = unknown>(
     queue: string,
@@ -72,8 +97,16 @@ export interface HoldlineClient extends WorkerTransport {
   ): Promise<ArchivedMessagePage<Payload>>;
   /** Starts a replay job of a queue's archive; the service's leader runs it. */
   replay(queue: string, options?: ReplayOptions): Promise<ReplayJob>;
+  /**
+   * Starts a redrive job: the dead letters whose origin is `queue` and that match move back to
+   * it in batches run by the service's leader (a job like a replay's: replayJob, replayJobs,
+   * cancelReplay).
+   */
+  startRedrive(queue: string, options?: StartRedriveOptions): Promise<ReplayJob>;
   /** One replay job, or null. */
   replayJob(id: string): Promise<ReplayJob | null>;
+  /** The newest 100 replay and redrive jobs of a queue, newest first. */
+  replayJobs(queue: string): Promise<ReplayJob[]>;
   /** Cancels a running replay job; null when there is none. */
   cancelReplay(id: string): Promise<ReplayJob | null>;
   /**

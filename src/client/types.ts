@@ -3,7 +3,9 @@ import type {
   ArchivedMessage,
   ArchivedMessagePage,
   ContractMessage,
+  MessageFilter,
   MessageState,
+  QueueHistoryPoint,
   QueueConfig,
   QueueStats,
   ReplayJob,
@@ -19,6 +21,8 @@ import type {
 } from '../contract.ts';
 
 export type {
+  MessageFilter,
+  QueueHistoryPoint,
   ArchivedMessage,
   ArchivedMessagePage,
   ArchiveFilter,
@@ -132,6 +136,8 @@ export interface NackOptions {
 export interface ListMessagesOptions {
   /** Only messages in this state. Default: all. */
   state?: MessageState | null;
+  /** Only messages matching every part given. Default: all. */
+  filter?: MessageFilter | null;
   /** Page size, 1 to 1000. Default 50. */
   first?: number | null;
   /** Cursor: only messages with a greater id (the last id of the previous page). */
@@ -153,4 +159,44 @@ export interface WorkerTransport {
   extendLease<Payload = unknown>(receipt: string, seconds: number): Promise<Delivery<Payload>>;
   /** One queue, or null. */
   getQueue(name: string): Promise<Queue | null>;
+}
+
+/** Options of {@link HoldlineClient.countMessages}. */
+export interface CountMessagesOptions {
+  /** Only messages in this state. Default: all. */
+  state?: MessageState | null;
+  /** Only messages matching every part given. Default: all. */
+  filter?: MessageFilter | null;
+  /** Where counting stops, 1 to 1,000,000 (a count equal to it means "at least"). Default 100,000. */
+  max?: number | null;
+}
+
+/** Which messages a bulk action ({@link HoldlineClient.deleteMessages} …) acts on. */
+export interface BulkSelection {
+  /** READY or DELAYED; default both (leased messages are never acted on). */
+  state?: Exclude<MessageState, 'LEASED'> | null;
+  /** Only messages matching every part given. Default: all. */
+  filter?: MessageFilter | null;
+}
+
+/** Options of {@link HoldlineClient.queueHistory}. */
+export interface QueueHistoryOptions {
+  /** Start of the range (inclusive). */
+  from: Date;
+  /** End of the range (exclusive). */
+  to: Date;
+  /** Seconds per point, a whole number of minutes from 60 to 86,400. Default 60. */
+  stepSeconds?: number | null;
+}
+
+/** Options of {@link HoldlineClient.startRedrive}. */
+export interface StartRedriveOptions {
+  /** Only dead letters whose payload and headers contain these JSON objects. */
+  filter?: ArchiveFilter | null;
+  /** Most dead letters to move. Default: all. */
+  max?: number | null;
+  /** Most moves per second. Default: no limit. */
+  ratePerSecond?: number | null;
+  /** Only count what would move. Default false. */
+  dryRun?: boolean;
 }

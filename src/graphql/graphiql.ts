@@ -1,4 +1,3 @@
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import type { GraphiQLOptions, Plugin } from 'graphql-yoga';
 
 /** What the headers editor holds on first open when the service requires a token. */
@@ -29,12 +28,19 @@ export function graphiqlOptions(defaultQuery: string, authRequired: boolean): Gr
  * GraphiQL's JavaScript, CSS, editor workers and icon, so it works without internet (yoga's
  * own page loads them from unpkg.com). The page is about 9 MB of text; it is built once
  * per distinct options (they are the same on every request), not per request.
+ *
+ * The package is imported on the first GraphiQL page, not at start: its module holds that
+ * text twice over (the page's scripts, and the module's own source, which V8 keeps), about
+ * 30 MB of a service's memory that a service nobody opens GraphiQL on never needs.
  */
-export function offlineGraphiQLRenderer(): (options: GraphiQLOptions) => string {
+export function offlineGraphiQLRenderer(): (options: GraphiQLOptions) => Promise<string> {
   let cached: { key: string; html: string } | undefined;
-  return (options) => {
+  return async (options) => {
     const key = JSON.stringify(options);
-    if (cached?.key !== key) cached = { key, html: renderGraphiQL(options) };
+    if (cached?.key !== key) {
+      const { renderGraphiQL } = await import('@graphql-yoga/render-graphiql');
+      cached = { key, html: renderGraphiQL(options) };
+    }
     return cached.html;
   };
 }

@@ -5,15 +5,21 @@ import type { Idempotency, RetryOptions } from '../client/retry.ts';
 import type {
   ArchivedMessagePage,
   ArchivedMessagesOptions,
+  BulkSelection,
+  CountMessagesOptions,
   Delivery,
   ListMessagesOptions,
   Message,
+  MessageFilter,
   MessageWithPosition,
   NackOptions,
   Queue,
+  QueueHistoryOptions,
+  QueueHistoryPoint,
   ReceiveOptions,
   ReplayJob,
   ReplayOptions,
+  StartRedriveOptions,
 } from '../client/types.ts';
 import { QueueWorker, WorkerGroup } from '../client/worker.ts';
 import type { ConsumeOptions, MessageHandler } from '../client/worker.ts';
@@ -246,6 +252,30 @@ export class EngineTransport implements HoldlineClient {
     );
   }
 
+  countMessages(queue: string, options: CountMessagesOptions = {}): Promise<number> {
+    return this.call('idempotent', () => this.engine.countMessages({ queue, ...options }));
+  }
+
+  deleteMessages(queue: string, selection: BulkSelection = {}): Promise<number> {
+    return this.call('idempotent', () => this.engine.deleteMessages({ queue, ...selection }));
+  }
+
+  moveMessages(queue: string, to: string, selection: BulkSelection = {}): Promise<number> {
+    return this.call('idempotent', () => this.engine.moveMessages({ queue, to, ...selection }));
+  }
+
+  retryMessages(queue: string, filter?: MessageFilter | null): Promise<number> {
+    return this.call('idempotent', () => this.engine.retryMessages({ queue, filter }));
+  }
+
+  redriveMessages(queue: string, filter?: MessageFilter | null): Promise<number> {
+    return this.call('idempotent', () => this.engine.redriveMessages({ queue, filter }));
+  }
+
+  queueHistory(queue: string, options: QueueHistoryOptions): Promise<QueueHistoryPoint[]> {
+    return this.call('idempotent', () => this.engine.queueHistory({ queue, ...options }));
+  }
+
   archivedMessages<P>(
     queue: string,
     options: ArchivedMessagesOptions = {},
@@ -261,6 +291,14 @@ export class EngineTransport implements HoldlineClient {
 
   replay(queue: string, options: ReplayOptions = {}): Promise<ReplayJob> {
     return this.call('not-idempotent', () => this.engine.replay({ queue, ...options }));
+  }
+
+  startRedrive(queue: string, options: StartRedriveOptions = {}): Promise<ReplayJob> {
+    return this.call('not-idempotent', () => this.engine.startRedrive({ queue, ...options }));
+  }
+
+  replayJobs(queue: string): Promise<ReplayJob[]> {
+    return this.call('idempotent', () => this.engine.replayJobs(queue));
   }
 
   replayJob(id: string): Promise<ReplayJob | null> {

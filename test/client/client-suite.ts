@@ -130,8 +130,69 @@ export function defineClientSuite(target: () => SuiteTarget): void {
       expect(await client.replayJob(job.id)).toMatchObject({ id: job.id, state: 'RUNNING' });
       expect(await client.cancelReplay(job.id)).toMatchObject({ state: 'CANCELLED' });
       expect(await client.replayJob('99999999')).toBeNull();
+      expect((await client.replayJobs(queue)).map((j) => j.id)).toEqual([job.id, dry.id]);
       await expectCode(client.replay(queue, { ratePerSecond: 0 }), 'BAD_USER_INPUT');
+
+      // A redrive job: the dead letters of an origin queue back into it, run by the leader.
+      const origin = 'client-archive-origin';
+      await client.createQueue(origin, { maxAttempts: 1 });
+      await client.send(origin, { payload: { kind: 'dies' } });
+      const [dying] = await client.receive(origin);
+      await client.nack(dying!.receipt, { error: 'fatal' });
+      const redrive = await client.startRedrive(origin, { dryRun: true });
+      expect(redrive).toMatchObject({ kind: 'REDRIVE', state: 'DONE', matched: 1, queue: origin });
+      expect((await client.replayJobs(origin)).map((j) => j.id)).toEqual([redrive.id]);
+      await expectCode(client.startRedrive(origin, { max: 0 }), 'BAD_USER_INPUT');
       await expectCode(client.archivedMessages('client-missing'), 'QUEUE_NOT_FOUND');
+    });
+
+    it('filters and counts messages, acts on everything a filter matches, reads the history', async () => {
+      const { client } = target();
+      const queue = 'client-bulk';
+      await client.createQueue(queue, { maxAttempts: 1 });
+      await client.sendBatch(queue, [
+        { payload: { region: 'eu', n: 1 } },
+        { payload: { region: 'us', n: 2 } },
+        { payload: { region: 'eu', n: 3 }, groupKey: 'g', delaySeconds: 3600 },
+        { payload: { region: 'eu', n: 4 }, headers: { tenant: 'a' } },
+      ]);
+      const eu = { payload: { region: 'eu' } };
+      const listed = await client.listMessages<{ n: number }>(queue, { filter: eu });
+      expect(listed.map((m) => m.payload.n)).toEqual([1, 3, 4]);
+      expect(await client.countMessages(queue, { filter: eu })).toBe(3);
+      expect(await client.countMessages(queue, { state: 'DELAYED', filter: eu })).toBe(1);
+      expect(await client.countMessages(queue, { filter: { headers: { tenant: 'a' } } })).toBe(1);
+      expect(await client.countMessages(queue, { filter: { createdBefore: new Date(0) } })).toBe(0);
+
+      expect(await client.retryMessages(queue, { groupKey: 'g' })).toBe(1);
+      expect(await client.queueStats(queue)).toMatchObject({ ready: 4, delayed: 0 });
+      const other = 'client-bulk-other';
+      await client.createQueue(other);
+      expect(await client.moveMessages(queue, other, { filter: { payload: { n: 4 } } })).toBe(1);
+      expect(await client.queueStats(other)).toMatchObject({ ready: 1 });
+      expect(await client.deleteMessages(queue, { filter: { payload: { region: 'us' } } })).toBe(1);
+      expect(await client.queueStats(queue)).toMatchObject({ ready: 2 });
+
+      // Both left die (maxAttempts 1); only the filtered one goes back.
+      for (const d of await client.receive(queue, { max: 10 })) {
+        await client.nack(d.receipt, { error: 'fatal' });
+      }
+      expect(await client.redriveMessages(`${queue}.dlq`, { payload: { n: 1 } })).toBe(1);
+      expect(await client.queueStats(queue)).toMatchObject({ ready: 1 });
+      expect(await client.queueStats(`${queue}.dlq`)).toMatchObject({ ready: 1 });
+      await expectCode(client.moveMessages(queue, queue), 'BAD_USER_INPUT');
+      await expectCode(client.deleteMessages('client-bulk-missing'), 'QUEUE_NOT_FOUND');
+
+      const to = new Date(Math.floor(Date.now() / 60_000) * 60_000);
+      const points = await client.queueHistory(queue, {
+        from: new Date(to.getTime() - 3 * 60_000),
+        to,
+      });
+      expect(points.map((p) => p.at.getTime() - to.getTime())).toEqual([
+        -180_000, -120_000, -60_000,
+      ]);
+      expect(points.every((p) => typeof p.sent === 'number')).toBe(true);
+      await expectCode(client.queueHistory(queue, { from: to, to }), 'BAD_USER_INPUT');
     });
 
     it('rejects with a HoldlineError carrying the contract code', async () => {
