@@ -232,6 +232,33 @@ describe('the dashboard at / with authentication off', () => {
     }
   });
 
+  it('moves exactly the messages a filter matches into the queue chosen in the confirmation', async () => {
+    await createQueue(app, 'orders-us');
+    const origin = app.url();
+    const { context, page } = await offlineContext(browser, origin);
+    try {
+      const filter = encodeURIComponent('{"region": "us"}');
+      await page.goto(`${origin}/#/queues/orders/messages?payload=${filter}`);
+      await expect
+        .poll(() => page.locator('p.summary').textContent(), { timeout: 10_000 })
+        .toBe('2 messages match.');
+      await page.getByRole('button', { name: 'Move…' }).click();
+      const dialog = page.getByRole('dialog');
+      expect(await dialog.locator('.confirm-text').textContent()).toContain('Move 2 messages');
+      await dialog.getByLabel('Move to').selectOption('orders-us');
+      await dialog.getByRole('button', { name: 'Move 2' }).click();
+      await expect
+        .poll(() => page.getByRole('status').textContent(), { timeout: 10_000 })
+        .toBe('Moved 2 messages from orders to orders-us');
+      const moved = (await payloads(app, 'orders-us')) as { orderId: number }[];
+      expect(moved.map((p) => p.orderId).sort()).toEqual([1, 3]);
+      const kept = (await payloads(app, 'orders')) as { orderId: number }[];
+      expect(kept.map((p) => p.orderId).sort()).toEqual([2, 4, 5]);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('pauses, resumes and purges a queue from its page, the purge confirmed with its count', async () => {
     await createQueue(app, 'chores');
     for (let n = 1; n <= 3; n++) await send(app, 'chores', { payload: { chore: n } });
