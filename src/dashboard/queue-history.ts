@@ -1,21 +1,8 @@
+import type { QueueHistoryPoint } from '../contract.ts';
 import type { Request } from './graphql-api.ts';
 
-/** One step of a queue's history, as the API's queueHistory returns it. */
-export interface HistoryPoint {
-  at: string;
-  sent: number;
-  delivered: number;
-  acked: number;
-  nacked: number;
-  deadLettered: number;
-  leaseExpired: number;
-  /** Null where the leader took no sample in the step. */
-  depth: number | null;
-  oldestReadyAgeSeconds: number | null;
-  deliveryLatencyP50Seconds: number | null;
-  deliveryLatencyP95Seconds: number | null;
-  deliveryLatencyP99Seconds: number | null;
-}
+/** One step of a queue's history, as the API's queueHistory returns it (times as text). */
+export type HistoryPoint = Omit<QueueHistoryPoint, 'at'> & { at: string };
 
 /** A span of history the charts show: its length and the width of one step, in seconds. */
 export interface HistoryRange {

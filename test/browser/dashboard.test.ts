@@ -8,7 +8,7 @@ import { createToken } from '../../src/auth/index.ts';
 import { LIVE_QUEUES_MAX } from '../../src/dashboard/live-stats.ts';
 import type { App } from '../../src/server/app.ts';
 import { startTestApp } from '../helpers/app.ts';
-import { launchChromium, offlineContext } from '../helpers/browser.ts';
+import { launchChromium, withOfflinePage } from '../helpers/browser.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 import { insertHistoryMinutes } from '../helpers/factories.ts';
@@ -145,34 +145,33 @@ describe('the dashboard at / with authentication off', () => {
 
   it('shows every queue with its counts and dead letters, loading nothing from another host', async () => {
     const origin = app.url();
-    const { context, page, external } = await offlineContext(browser, origin, {
-      viewport: VIEWPORT,
-    });
-    try {
-      const response = await page.goto(`${origin}/`);
-      expect(response?.status()).toBe(200);
-      expect(await page.title()).toBe('Holdline');
-      await expect
-        .poll(() => cell(page, 'orders', 'ready').textContent(), { timeout: 10_000 })
-        .toBe('4');
-      expect(await cell(page, 'orders', 'delayed').textContent()).toBe('1');
-      expect(await cell(page, 'payments', 'dead').textContent()).toBe('5');
-      expect(await cell(page, 'payments.dlq', 'ready').textContent()).toBe('5');
-      expect(await page.locator('tr[data-queue="payments.dlq"] th').textContent()).toContain(
-        'dead letters of payments',
-      );
-      expect(await page.locator('tr[data-queue]').count()).toBe(4);
-      expect(external).toEqual([]);
-    } finally {
-      await context.close();
-    }
+    await withOfflinePage(
+      browser,
+      origin,
+      async (page, external) => {
+        const response = await page.goto(`${origin}/`);
+        expect(response?.status()).toBe(200);
+        expect(await page.title()).toBe('Holdline');
+        await expect
+          .poll(() => cell(page, 'orders', 'ready').textContent(), { timeout: 10_000 })
+          .toBe('4');
+        expect(await cell(page, 'orders', 'delayed').textContent()).toBe('1');
+        expect(await cell(page, 'payments', 'dead').textContent()).toBe('5');
+        expect(await cell(page, 'payments.dlq', 'ready').textContent()).toBe('5');
+        expect(await page.locator('tr[data-queue="payments.dlq"] th').textContent()).toContain(
+          'dead letters of payments',
+        );
+        expect(await page.locator('tr[data-queue]').count()).toBe(4);
+        expect(external).toEqual([]);
+      },
+      { viewport: VIEWPORT },
+    );
   });
 
   it('shows a message sent through the API within a second, without a reload', async () => {
     await createQueue(app, 'live');
     const origin = app.url();
-    const { context, page } = await offlineContext(browser, origin);
-    try {
+    await withOfflinePage(browser, origin, async (page) => {
       await page.goto(`${origin}/`);
       await expect
         .poll(() => cell(page, 'live', 'ready').textContent(), { timeout: 10_000 })
@@ -195,48 +194,53 @@ describe('the dashboard at / with authentication off', () => {
       await page.waitForSelector(`tr[data-id="${id}"]`, { timeout: 1_000 });
       expect(Date.now() - inList).toBeLessThan(1_000);
       expect(await page.evaluate(() => (window as unknown as { mark?: number }).mark)).toBe(1);
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('redrives exactly the dead letters a filter matches, after a confirmation stating their count', async () => {
     const origin = app.url();
-    const { context, page } = await offlineContext(browser, origin, { viewport: VIEWPORT });
-    try {
-      await page.goto(`${origin}/#/queues/payments.dlq/messages`);
-      const summary = page.locator('p.summary');
-      await expect.poll(() => summary.textContent(), { timeout: 10_000 }).toBe('5 messages match.');
-      expect(await page.locator('td.error-text').first().textContent()).toBe('card declined');
-      await page.getByLabel('Payload contains').fill('{"region": "eu"}');
-      await page.getByRole('button', { name: 'Apply filter' }).click();
-      await expect.poll(() => summary.textContent(), { timeout: 10_000 }).toBe('3 messages match.');
+    await withOfflinePage(
+      browser,
+      origin,
+      async (page) => {
+        await page.goto(`${origin}/#/queues/payments.dlq/messages`);
+        const summary = page.locator('p.summary');
+        await expect
+          .poll(() => summary.textContent(), { timeout: 10_000 })
+          .toBe('5 messages match.');
+        expect(await page.locator('td.error-text').first().textContent()).toBe('card declined');
+        await page.getByLabel('Payload contains').fill('{"region": "eu"}');
+        await page.getByRole('button', { name: 'Apply filter' }).click();
+        await expect
+          .poll(() => summary.textContent(), { timeout: 10_000 })
+          .toBe('3 messages match.');
 
-      await page.getByRole('button', { name: 'Redrive…' }).click();
-      const dialog = page.getByRole('dialog');
-      expect(await dialog.locator('.confirm-text').textContent()).toContain(
-        'Redrive 3 dead letters',
-      );
-      await dialog.getByRole('button', { name: 'Redrive 3' }).click();
-      await expect
-        .poll(() => page.getByRole('status').textContent(), { timeout: 10_000 })
-        .toBe('Redrove 3 dead letters from payments.dlq');
+        await page.getByRole('button', { name: 'Redrive…' }).click();
+        const dialog = page.getByRole('dialog');
+        expect(await dialog.locator('.confirm-text').textContent()).toContain(
+          'Redrive 3 dead letters',
+        );
+        await dialog.getByRole('button', { name: 'Redrive 3' }).click();
+        await expect
+          .poll(() => page.getByRole('status').textContent(), { timeout: 10_000 })
+          .toBe('Redrove 3 dead letters from payments.dlq');
 
-      const back = (await payloads(app, 'payments')) as { paymentId: number; region: string }[];
-      expect(back.map((p) => p.paymentId).sort()).toEqual([1, 2, 3]);
-      const left = (await payloads(app, 'payments.dlq')) as { paymentId: number }[];
-      expect(left.map((p) => p.paymentId).sort()).toEqual([4, 5]);
-      await expect.poll(() => summary.textContent(), { timeout: 10_000 }).toBe('0 messages match.');
-    } finally {
-      await context.close();
-    }
+        const back = (await payloads(app, 'payments')) as { paymentId: number; region: string }[];
+        expect(back.map((p) => p.paymentId).sort()).toEqual([1, 2, 3]);
+        const left = (await payloads(app, 'payments.dlq')) as { paymentId: number }[];
+        expect(left.map((p) => p.paymentId).sort()).toEqual([4, 5]);
+        await expect
+          .poll(() => summary.textContent(), { timeout: 10_000 })
+          .toBe('0 messages match.');
+      },
+      { viewport: VIEWPORT },
+    );
   });
 
   it('moves exactly the messages a filter matches into the queue chosen in the confirmation', async () => {
     await createQueue(app, 'orders-us');
     const origin = app.url();
-    const { context, page } = await offlineContext(browser, origin);
-    try {
+    await withOfflinePage(browser, origin, async (page) => {
       const filter = encodeURIComponent('{"region": "us"}');
       await page.goto(`${origin}/#/queues/orders/messages?payload=${filter}`);
       await expect
@@ -254,20 +258,17 @@ describe('the dashboard at / with authentication off', () => {
       expect(moved.map((p) => p.orderId).sort()).toEqual([1, 3]);
       const kept = (await payloads(app, 'orders')) as { orderId: number }[];
       expect(kept.map((p) => p.orderId).sort()).toEqual([2, 4, 5]);
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('pauses, resumes and purges a queue from its page, the purge confirmed with its count', async () => {
     await createQueue(app, 'chores');
     for (let n = 1; n <= 3; n++) await send(app, 'chores', { payload: { chore: n } });
     const origin = app.url();
-    const { context, page } = await offlineContext(browser, origin);
     const paused = async (): Promise<boolean> =>
       (await api<{ queue: { paused: boolean } }>(app, '{ queue(name: "chores") { paused } }')).queue
         .paused;
-    try {
+    await withOfflinePage(browser, origin, async (page) => {
       await page.goto(`${origin}/#/queues/chores`);
       await page.getByRole('button', { name: 'Pause' }).click();
       await page.getByRole('button', { name: 'Resume' }).waitFor({ timeout: 10_000 });
@@ -289,9 +290,7 @@ describe('the dashboard at / with authentication off', () => {
         .poll(() => page.getByRole('status').last().textContent(), { timeout: 10_000 })
         .toBe('Purged 3 messages from chores');
       expect(await payloads(app, 'chores')).toEqual([]);
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('tells a message’s story on its page: payload, headers, attempts, position and why it waits', async () => {
@@ -301,8 +300,7 @@ describe('the dashboard at / with authentication off', () => {
       groupKey: 'ada',
     });
     const origin = app.url();
-    const { context, page } = await offlineContext(browser, origin);
-    try {
+    await withOfflinePage(browser, origin, async (page) => {
       await page.goto(`${origin}/#/messages/${id}`);
       await expect
         .poll(() => page.locator('h1').textContent(), { timeout: 10_000 })
@@ -315,9 +313,7 @@ describe('the dashboard at / with authentication off', () => {
         '"to": "ada@example.com"',
       );
       expect(await page.locator('pre.json').nth(1).textContent()).toContain('"tenant": "acme"');
-    } finally {
-      await context.close();
-    }
+    });
   });
 });
 
@@ -405,47 +401,49 @@ describe('screenshots of the dashboard on real data', () => {
 
   it('shows the overview with rates and sparklines, a queue’s charts, and the message browser', async () => {
     const origin = app.url();
-    const { context, page, external } = await offlineContext(browser, origin, {
-      viewport: VIEWPORT,
-    });
-    try {
-      await page.goto(`${origin}/`);
-      await expect.poll(() => page.locator('td.spark canvas').count(), { timeout: 10_000 }).toBe(4);
-      expect(await cell(page, 'orders', 'rate-in').textContent()).toMatch(/^[\d,.]+\/s$/);
-      expect(await cell(page, 'payments', 'dead').textContent()).toBe('4');
-      await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'dashboard-overview.png') });
+    await withOfflinePage(
+      browser,
+      origin,
+      async (page, external) => {
+        await page.goto(`${origin}/`);
+        await expect
+          .poll(() => page.locator('td.spark canvas').count(), { timeout: 10_000 })
+          .toBe(4);
+        expect(await cell(page, 'orders', 'rate-in').textContent()).toMatch(/^[\d,.]+\/s$/);
+        expect(await cell(page, 'payments', 'dead').textContent()).toBe('4');
+        await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'dashboard-overview.png') });
 
-      await page.goto(`${origin}/#/queues/orders`);
-      await expect
-        .poll(() => page.locator('figure.chart canvas').count(), { timeout: 10_000 })
-        .toBe(4);
-      expect(await page.locator('.u-title').allTextContents()).toEqual([
-        'Throughput (messages per minute)',
-        'Depth (ready + delayed + leased)',
-        'Oldest ready message (age)',
-        'Delivery latency (due to leased)',
-      ]);
-      await page.screenshot({
-        path: path.join(SCREENSHOT_DIR, 'dashboard-queue.png'),
-        fullPage: true,
-      });
-      await page.getByRole('button', { name: 'Last day' }).click();
-      await expect
-        .poll(() => page.getByRole('button', { name: 'Last day' }).getAttribute('aria-pressed'))
-        .toBe('true');
-      await page.locator('figure.chart canvas').first().waitFor();
+        await page.goto(`${origin}/#/queues/orders`);
+        await expect
+          .poll(() => page.locator('figure.chart canvas').count(), { timeout: 10_000 })
+          .toBe(4);
+        expect(await page.locator('.u-title').allTextContents()).toEqual([
+          'Throughput (messages per minute)',
+          'Depth (ready + delayed + leased)',
+          'Oldest ready message (age)',
+          'Delivery latency (due to leased)',
+        ]);
+        await page.screenshot({
+          path: path.join(SCREENSHOT_DIR, 'dashboard-queue.png'),
+          fullPage: true,
+        });
+        await page.getByRole('button', { name: 'Last day' }).click();
+        await expect
+          .poll(() => page.getByRole('button', { name: 'Last day' }).getAttribute('aria-pressed'))
+          .toBe('true');
+        await page.locator('figure.chart canvas').first().waitFor();
 
-      await page.goto(
-        `${origin}/#/queues/orders/messages?payload=${encodeURIComponent('{"region": "eu"}')}`,
-      );
-      await expect
-        .poll(() => page.locator('p.summary').textContent(), { timeout: 10_000 })
-        .toBe('4 messages match.');
-      await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'dashboard-messages.png') });
-      expect(external).toEqual([]);
-    } finally {
-      await context.close();
-    }
+        await page.goto(
+          `${origin}/#/queues/orders/messages?payload=${encodeURIComponent('{"region": "eu"}')}`,
+        );
+        await expect
+          .poll(() => page.locator('p.summary').textContent(), { timeout: 10_000 })
+          .toBe('4 messages match.');
+        await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'dashboard-messages.png') });
+        expect(external).toEqual([]);
+      },
+      { viewport: VIEWPORT },
+    );
   });
 });
 
@@ -466,8 +464,7 @@ describe('the overview of more queues than it watches live', () => {
 
   it('polls the list instead, and still shows a new message without a reload', async () => {
     const origin = app.url();
-    const { context, page } = await offlineContext(browser, origin);
-    try {
+    await withOfflinePage(browser, origin, async (page) => {
       await page.goto(`${origin}/`);
       await expect
         .poll(() => page.locator('p.subtitle').textContent(), { timeout: 10_000 })
@@ -477,9 +474,7 @@ describe('the overview of more queues than it watches live', () => {
       await expect
         .poll(() => cell(page, 'bulk-07', 'ready').textContent(), { timeout: 5_000 })
         .toBe('1');
-    } finally {
-      await context.close();
-    }
+    });
   });
 });
 
@@ -512,8 +507,7 @@ describe('the dashboard with authentication on', () => {
 
   it('asks for a token, refuses a wrong one with UNAUTHENTICATED, and opens with a right one', async () => {
     const origin = app.url();
-    const { context, page, external } = await offlineContext(browser, origin);
-    try {
+    await withOfflinePage(browser, origin, async (page, external) => {
       await page.goto(`${origin}/`);
       await page.getByLabel('API token').waitFor({ timeout: 10_000 });
       expect(await page.locator('table').count()).toBe(0);
@@ -533,16 +527,13 @@ describe('the dashboard with authentication on', () => {
         .poll(() => cell(page, 'orders', 'ready').textContent(), { timeout: 10_000 })
         .toBe('1');
       expect(external).toEqual([]);
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('shows a read-only token no action buttons, and the API refuses its actions anyway', async () => {
     const origin = app.url();
-    const buttonsOn = async (token: string): Promise<Record<string, number>> => {
-      const { context, page } = await offlineContext(browser, origin);
-      try {
+    const buttonsOn = (token: string): Promise<Record<string, number>> =>
+      withOfflinePage(browser, origin, async (page) => {
         await page.goto(`${origin}/`);
         await signIn(page, token);
         await cell(page, 'orders', 'ready').waitFor({ timeout: 10_000 });
@@ -557,10 +548,7 @@ describe('the dashboard with authentication on', () => {
         await page.locator('tr[data-queue="orders"]').waitFor({ timeout: 10_000 });
         counts.limits = await page.locator('table button').count();
         return counts;
-      } finally {
-        await context.close();
-      }
-    };
+      });
     expect(await buttonsOn(admin)).toEqual({ queue: 2, messages: 1, limits: 2 });
     expect(await buttonsOn(reader)).toEqual({ queue: 0, messages: 0, limits: 0 });
 

@@ -39,3 +39,22 @@ export async function offlineContext(
   });
   return { context, page: await context.newPage(), external };
 }
+
+/**
+ * Runs `use` with a page of a fresh {@link offlineContext} (only `origin` reachable; the
+ * list of blocked requests to other hosts is passed along), closes the context after,
+ * whatever happens, and returns what `use` returned.
+ */
+export async function withOfflinePage<T>(
+  browser: Browser,
+  origin: string,
+  use: (page: Page, external: readonly string[]) => Promise<T>,
+  options: { viewport?: { width: number; height: number } } = {},
+): Promise<T> {
+  const { context, page, external } = await offlineContext(browser, origin, options);
+  try {
+    return await use(page, external);
+  } finally {
+    await context.close();
+  }
+}

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import pino from 'pino';
 import type { Logger } from 'pino';
+import type { QueueHistoryPoint } from '../../src/contract.ts';
 import { LATENCY_BUCKETS, latencyBucket } from '../../src/queue/latency-histogram.ts';
 import type { MessageRow } from '../../src/queue/sql/tables.ts';
 import { createQueue, sendBatch } from '../../src/queue/operations.ts';
@@ -114,22 +115,19 @@ export function idleReaper(t: TestDatabase): Reaper {
   return new Reaper({ db: t.db, connectionString: t.url, logger: silentLogger() });
 }
 
-/** One minute of a queue's stats history, as {@link insertHistoryMinutes} writes it. */
-export interface HistoryMinute {
+/**
+ * One minute of a queue's stats history, as {@link insertHistoryMinutes} writes it: the
+ * counts and samples of a history point, and the delivery latencies its percentiles come from.
+ */
+export type HistoryMinute = Omit<
+  QueueHistoryPoint,
+  'at' | 'deliveryLatencyP50Seconds' | 'deliveryLatencyP95Seconds' | 'deliveryLatencyP99Seconds'
+> & {
   /** The minute's start (whole minutes, UTC). */
   minute: Date;
-  sent: number;
-  delivered: number;
-  acked: number;
-  nacked: number;
-  deadLettered: number;
-  leaseExpired: number;
-  /** The leader's sample of ready + delayed + leased; null: no sample that minute. */
-  depth: number | null;
-  oldestReadyAgeSeconds: number | null;
   /** Delivery latencies of the minute, in seconds, counted into the history's histogram. */
   deliveryLatenciesSeconds: readonly number[];
-}
+};
 
 /**
  * Writes minutes of a queue's stats history directly, as the service's meters and the
