@@ -1,14 +1,15 @@
 /**
  * W2, batch sends: 4 producers each sending batches of 500 messages, 100,000 in total,
- * holdline's sendBatch against pg-boss's insert, graphile-worker's addJobs and a raw
- * one-statement INSERT (the physical limit). Target (issue 5): holdline ≥ 0.8× raw.
+ * holdline's sendBatch against pgmq's send_batch, pg-boss's insert, graphile-worker's addJobs
+ * and a raw one-statement INSERT (the physical limit). Targets: holdline ≥ 0.8× raw (issue 5)
+ * and ≥ 1.0× pgmq (issue 16).
  *
  *   npx tsx bench/batch-sends.ts [--smoke]
  *
  * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
  */
 import { sql } from 'kysely';
-import { summariseRates } from './harness/interleave.ts';
+import { selectedSystems, summariseRates } from './harness/interleave.ts';
 import type { RateSummary } from './harness/interleave.ts';
 import PgBoss from 'pg-boss';
 import { createDatabase, createPool } from '../src/db/pool.ts';
@@ -28,11 +29,19 @@ import {
   peerVersions,
   pgBossOptions,
 } from './harness/peers.ts';
+import {
+  PGMQ_KEY,
+  PGMQ_SEND_BATCH,
+  PGMQ_SOURCE,
+  installPgmq,
+  pgmqCount,
+  pgmqReset,
+} from './harness/pgmq.ts';
 import { runProducers } from './harness/producers.ts';
 import type { Producer, ProducerRunResult } from './harness/producers.ts';
 import { waitForQuietMachine } from './harness/quiet.ts';
 import type { QuietCheck } from './harness/quiet.ts';
-import { formatCount, formatFixed, markdownTable } from './harness/report.ts';
+import { formatCount, formatFixed, formatRatio, markdownTable } from './harness/report.ts';
 import { median } from './harness/stats.ts';
 
 const BENCH = 'batch-sends';
@@ -80,8 +89,15 @@ interface System {
   count: string;
 }
 
-/** PRODUCERS producers on a pg pool of their own, each holding one connection for the run. */
-function rawProducers(bench: BenchDatabase): Producers {
+/**
+ * PRODUCERS producers on a pg pool of their own, each holding one connection for the run and
+ * sending each batch as `text` with the parameters `params(payloads as JSON)`.
+ */
+function sqlProducers(
+  bench: BenchDatabase,
+  text: string,
+  params: (payloadsJson: string[]) => unknown[],
+): Producers {
   const pool = createPool({
     connectionString: bench.url,
     max: PRODUCERS,
@@ -92,9 +108,7 @@ function rawProducers(bench: BenchDatabase): Producers {
       const client = await pool.connect();
       try {
         await work(async (batch) => {
-          await client.query(RAW_INSERT_BATCH, [
-            batchPayloads(batch).map((p) => JSON.stringify(p)),
-          ]);
+          await client.query(text, params(batchPayloads(batch).map((p) => JSON.stringify(p))));
         });
       } finally {
         client.release();
@@ -155,14 +169,24 @@ async function graphileProducers(bench: BenchDatabase): Promise<Producers> {
   };
 }
 
-const SYSTEMS: readonly System[] = [
+const ALL_SYSTEMS: readonly System[] = [
   {
     key: 'raw',
     label: 'raw INSERT … unnest($1::jsonb[])',
     settings: { statement: 'INSERT INTO bench_raw_queue (payload) SELECT unnest($1::jsonb[])' },
-    open: (bench) => Promise.resolve(rawProducers(bench)),
+    open: (bench) =>
+      Promise.resolve(sqlProducers(bench, RAW_INSERT_BATCH, (payloads) => [payloads])),
     reset: `TRUNCATE ${RAW_QUEUE_TABLE}`,
     count: `SELECT count(*)::integer AS n FROM ${RAW_QUEUE_TABLE}`,
+  },
+  {
+    key: PGMQ_KEY,
+    label: `${PGMQ_SOURCE} send_batch(queue, msgs[])`,
+    settings: { statement: PGMQ_SEND_BATCH, poolMax: PRODUCERS },
+    open: (bench) =>
+      Promise.resolve(sqlProducers(bench, PGMQ_SEND_BATCH, (payloads) => [QUEUE, payloads])),
+    reset: pgmqReset(QUEUE),
+    count: pgmqCount(QUEUE),
   },
   {
     key: 'holdline',
@@ -189,6 +213,8 @@ const SYSTEMS: readonly System[] = [
     count: 'SELECT count(*)::integer AS n FROM graphile_worker._private_jobs',
   },
 ];
+/** BENCH_SYSTEMS=pgmq,holdline runs those two (and raw SQL) alone. */
+const SYSTEMS = selectedSystems(ALL_SYSTEMS);
 
 interface Measurement extends ProducerRunResult {
   system: string;
@@ -276,12 +302,13 @@ function summarise(measurements: readonly Measurement[]): Summary[] {
 
 function table(summaries: readonly Summary[]): string {
   return markdownTable(
-    ['system', 'msgs/s (median)', 'min–max', '× raw', 'batch p50 ms', 'batch p99 ms'],
+    ['system', 'msgs/s (median)', 'min–max', '× raw', '× pgmq', 'batch p50 ms', 'batch p99 ms'],
     summaries.map((s) => [
       s.label,
       formatCount(s.medianPerSecond),
       `${formatCount(s.minPerSecond)}–${formatCount(s.maxPerSecond)}`,
       `${formatFixed(s.ratioToRaw, 2)}×`,
+      formatRatio(s.ratioToPgmq),
       formatFixed(s.medianBatchP50Ms, 1),
       formatFixed(s.medianBatchP99Ms, 1),
     ]),
@@ -291,6 +318,8 @@ function table(summaries: readonly Summary[]): string {
 async function main(): Promise<void> {
   await withBenchDatabase(async (bench) => {
     await installAllSystems(bench, QUEUE);
+    const pgmq = await installPgmq(bench, QUEUE);
+    if (!pgmq.installed) process.stderr.write(`pgmq left out: ${pgmq.reason}\n`);
 
     const measurements = await runComparison({
       name: BENCH,
@@ -300,12 +329,13 @@ async function main(): Promise<void> {
         producers: PRODUCERS,
         batchSize: BATCH_SIZE,
         messages: MESSAGES,
-        peers: peerVersions(),
+        peers: { ...peerVersions(), pgmq: PGMQ_SOURCE },
         settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
       },
       systems: SYSTEMS,
       repetitions: REPETITIONS,
       measure,
+      skip: (system) => (system.key === PGMQ_KEY && !pgmq.installed ? pgmq.reason : undefined),
       measurementFields: { producers: PRODUCERS },
       progress: (m) => `${formatCount(m.messagesPerSecond)} msgs/s`,
       summarise,

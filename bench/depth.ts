@@ -22,6 +22,7 @@ import {
   HOLDLINE_WORKER_SETTINGS,
   LEASE_MAX,
   createWorkerClient,
+  onPoolClient,
   rawLeaseAndAck,
   receiveLoops,
   startWorker,
@@ -128,7 +129,10 @@ const SYSTEMS: readonly System[] = [
         applicationName: 'holdline-bench-consumer',
       });
       return Promise.resolve({
-        start: () => receiveLoops(DRAIN_COUNT, (max) => rawLeaseAndAck(pool, max)),
+        start: () =>
+          receiveLoops(DRAIN_COUNT, (max) =>
+            onPoolClient(pool, (client) => rawLeaseAndAck(client, max)),
+          ),
         close: () => pool.end(),
       });
     },

@@ -1,15 +1,16 @@
 /**
  * W3, drain: 50,000 pre-filled messages consumed with a no-op handler, each system with its
- * best documented settings: the raw-SQL limit (SKIP LOCKED lease of 100 + batched DELETE),
- * holdline's engine loop and its in-process TypeScript worker, pg-boss's work() and
- * graphile-worker's run(). Targets (issue 5): holdline in-process ≥ 0.9× raw and ≥ 2× the
- * faster peer.
+ * best documented settings: the raw-SQL limit (SKIP LOCKED lease of 1,000 + batched DELETE),
+ * pgmq (read of 1,000 + delete of their ids), holdline's engine loop and its in-process
+ * TypeScript worker, pg-boss's work() and graphile-worker's run(). Targets: holdline
+ * in-process ≥ 0.9× raw and ≥ 2× the faster job queue (issue 5); the engine loop ≥ 1.0× pgmq
+ * (issue 16).
  *
  *   npx tsx bench/drain.ts [--smoke]
  *
  * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
  */
-import { summariseRates } from './harness/interleave.ts';
+import { selectedSystems, summariseRates } from './harness/interleave.ts';
 import type { RateSummary } from './harness/interleave.ts';
 import type pg from 'pg';
 import { sql } from 'kysely';
@@ -29,6 +30,7 @@ import {
   LEASE_MAX,
   counter,
   createWorkerClient,
+  onPoolClient,
   rawLeaseAndAck,
   receiveLoops,
   startWorker,
@@ -50,10 +52,21 @@ import {
   peerVersions,
   pgBossOptions,
 } from './harness/peers.ts';
+import {
+  PGMQ_KEY,
+  PGMQ_READ,
+  PGMQ_SEND_BATCH,
+  PGMQ_SOURCE,
+  installPgmq,
+  pgmqCount,
+  pgmqReadAndDelete,
+  pgmqReset,
+  pgmqTable,
+} from './harness/pgmq.ts';
 import { waitForQuietMachine } from './harness/quiet.ts';
 import { startService } from './harness/service.ts';
 import type { QuietCheck } from './harness/quiet.ts';
-import { formatCount, formatFixed, markdownTable } from './harness/report.ts';
+import { formatCount, formatFixed, formatRatio, markdownTable } from './harness/report.ts';
 
 const BENCH = 'drain';
 const args = parseBenchArgs(process.argv.slice(2));
@@ -185,31 +198,28 @@ async function onBenchConnection(
 }
 
 const ALL_SYSTEMS: readonly System[] = [
-  {
+  sqlLoopSystem({
     key: 'raw',
     label: `raw SQL: SKIP LOCKED lease of ${LEASE_MAX} + DELETE ack`,
     settings: { loops: CONSUMER_LOOPS, leaseMax: LEASE_MAX },
     reset: `TRUNCATE ${RAW_QUEUE_TABLE}`,
-    tables: [RAW_QUEUE_TABLE],
+    table: RAW_QUEUE_TABLE,
     pending: `SELECT count(*)::integer AS n FROM ${RAW_QUEUE_TABLE}`,
-    prefill: (bench) =>
-      onBenchConnection(bench, (client) =>
-        prefill(async (batch) => {
-          await client.query(RAW_INSERT_BATCH, [batch.map((p) => JSON.stringify(p))]);
-        }),
-      ),
-    prepare: (bench) => {
-      const pool = createPool({
-        connectionString: bench.url,
-        max: CONSUMER_LOOPS,
-        applicationName: CONSUMER_APPLICATION_NAME,
-      });
-      return Promise.resolve({
-        start: () => Promise.resolve(receiveLoops(MESSAGES, (max) => rawLeaseAndAck(pool, max))),
-        close: () => pool.end(),
-      });
-    },
-  },
+    insertBatch: RAW_INSERT_BATCH,
+    insertParams: (payloads) => [payloads],
+    step: (client, max) => rawLeaseAndAck(client, max),
+  }),
+  sqlLoopSystem({
+    key: PGMQ_KEY,
+    label: `${PGMQ_SOURCE}: read of ${LEASE_MAX} + delete(ids[])`,
+    settings: { loops: CONSUMER_LOOPS, leaseMax: LEASE_MAX, read: PGMQ_READ },
+    reset: pgmqReset(QUEUE),
+    table: pgmqTable(QUEUE),
+    pending: pgmqCount(QUEUE),
+    insertBatch: PGMQ_SEND_BATCH,
+    insertParams: (payloads) => [QUEUE, payloads],
+    step: (client, max) => pgmqReadAndDelete(client, QUEUE, max),
+  }),
   holdlineEngineSystem(false),
   // Issue 17's target: the archive on costs at most 15% of the drain (on ≥ 0.85× off).
   holdlineEngineSystem(true),
@@ -348,6 +358,58 @@ const ALL_SYSTEMS: readonly System[] = [
 ];
 
 /**
+ * A system drained with bare SQL: prefilled with `insertBatch` (its parameters made by
+ * `insertParams` from a batch's payloads as JSON), drained by CONSUMER_LOOPS loops that each
+ * run `step` (lease up to max, delete them; resolve with how many) on a connection of a pool
+ * of their own.
+ */
+function sqlLoopSystem(options: {
+  key: string;
+  label: string;
+  settings: Record<string, unknown>;
+  reset: string;
+  table: string;
+  pending: string;
+  insertBatch: string;
+  insertParams: (payloads: string[]) => unknown[];
+  step: (client: pg.PoolClient, max: number) => Promise<number>;
+}): System {
+  return {
+    key: options.key,
+    label: options.label,
+    settings: options.settings,
+    reset: options.reset,
+    tables: [options.table],
+    pending: options.pending,
+    prefill: (bench) =>
+      onBenchConnection(bench, (client) =>
+        prefill(async (batch) => {
+          await client.query(
+            options.insertBatch,
+            options.insertParams(batch.map((p) => JSON.stringify(p))),
+          );
+        }),
+      ),
+    prepare: (bench) => {
+      const pool = createPool({
+        connectionString: bench.url,
+        max: CONSUMER_LOOPS,
+        applicationName: CONSUMER_APPLICATION_NAME,
+      });
+      return Promise.resolve({
+        start: () =>
+          Promise.resolve(
+            receiveLoops(MESSAGES, (max) =>
+              onPoolClient(pool, (client) => options.step(client, max)),
+            ),
+          ),
+        close: () => pool.end(),
+      });
+    },
+  };
+}
+
+/**
  * W3's engine loop (receive of LEASE_MAX + ackBatch); with `archive`, the queue's archive is
  * on, so every ack also writes the message into holdline.message_archive (its day
  * partitions made beforehand, as the leader makes them).
@@ -402,15 +464,8 @@ function holdlineEngineSystem(archive: boolean): System {
   };
 }
 
-/**
- * BENCH_SYSTEMS=holdline-engine,holdline-engine-archive runs only those systems (raw SQL
- * always runs: the table's ratios are to it), e.g. to compare the archive on and off alone.
- */
-const ONLY = process.env.BENCH_SYSTEMS?.split(',').map((key) => key.trim());
-const SYSTEMS: readonly System[] =
-  ONLY === undefined
-    ? ALL_SYSTEMS
-    : ALL_SYSTEMS.filter((system) => system.key === 'raw' || ONLY.includes(system.key));
+/** BENCH_SYSTEMS=holdline-engine,holdline-engine-archive compares the archive on and off alone. */
+const SYSTEMS = selectedSystems(ALL_SYSTEMS);
 
 function reportPgBossError(error: unknown): void {
   process.stderr.write(`pg-boss: ${String(error)}\n`);
@@ -478,12 +533,13 @@ function summarise(measurements: readonly Measurement[]): RateSummary[] {
 
 function table(summaries: readonly RateSummary[]): string {
   return markdownTable(
-    ['system', 'msgs/s (median)', 'min–max', '× raw'],
+    ['system', 'msgs/s (median)', 'min–max', '× raw', '× pgmq'],
     summaries.map((s) => [
       s.label,
       formatCount(s.medianPerSecond),
       `${formatCount(s.minPerSecond)}–${formatCount(s.maxPerSecond)}`,
       `${formatFixed(s.ratioToRaw, 2)}×`,
+      formatRatio(s.ratioToPgmq),
     ]),
   );
 }
@@ -491,6 +547,8 @@ function table(summaries: readonly RateSummary[]): string {
 async function main(): Promise<void> {
   await withBenchDatabase(async (bench) => {
     await installAllSystems(bench, QUEUE);
+    const pgmq = await installPgmq(bench, QUEUE);
+    if (!pgmq.installed) process.stderr.write(`pgmq left out: ${pgmq.reason}\n`);
 
     await runComparison({
       name: BENCH,
@@ -498,12 +556,13 @@ async function main(): Promise<void> {
       database: bench,
       parameters: {
         messages: MESSAGES,
-        peers: peerVersions(),
+        peers: { ...peerVersions(), pgmq: PGMQ_SOURCE },
         settings: Object.fromEntries(SYSTEMS.map((s) => [s.key, s.settings])),
       },
       systems: SYSTEMS,
       repetitions: REPETITIONS,
       measure,
+      skip: (system) => (system.key === PGMQ_KEY && !pgmq.installed ? pgmq.reason : undefined),
       progress: (m) => `${formatCount(m.messagesPerSecond)} msgs/s`,
       summarise,
       caption: ({ measurements, quietRuns }) =>

@@ -76,7 +76,7 @@ async function main(): Promise<void> {
   const rates = overview.renderRates();
   if (rates !== undefined) {
     process.stdout.write(
-      `\nAll workloads: median per second (× that workload's raw limit)\n\n${rates}\n`,
+      `\nAll workloads: median per second (× that workload's raw limit; × pgmq where it ran)\n\n${rates}\n`,
     );
   }
   const latencies = overview.renderLatencies();

@@ -1,6 +1,6 @@
 /**
  * Single sends: how many one-message transactions per second 8 producers commit, holdline
- * against a plain INSERT, with and without wake-ups. The issue behind it: the wake-up must
+ * against a plain INSERT and pgmq's send (issue 16: ≥ 1.0× pgmq), with and without wake-ups. The issue behind it: the wake-up must
  * not tax producers (DESIGN.md, "Wake-up"), so holdline's single sends keep at least 80% of
  * the plain INSERT's throughput when no consumer of the queue is idle-waiting, and (f), the
  * same send with the wake-up cut out of it, shows what the wake-up itself costs.
@@ -10,7 +10,7 @@
  * Prints one JSON line per measurement, then a markdown table. See bench/README.md.
  */
 import { sql } from 'kysely';
-import { summariseRates } from './harness/interleave.ts';
+import { selectedSystems, summariseRates } from './harness/interleave.ts';
 import type { RateSummary } from './harness/interleave.ts';
 import type { Kysely } from 'kysely';
 import type pg from 'pg';
@@ -29,7 +29,8 @@ import { runProducers } from './harness/producers.ts';
 import { machineCpu, otherCpuShare, waitForQuietMachine } from './harness/quiet.ts';
 import type { MachineCpu, QuietCheck } from './harness/quiet.ts';
 import type { Producer, ProducerRunResult } from './harness/producers.ts';
-import { formatCount, formatFixed, markdownTable } from './harness/report.ts';
+import { PGMQ_KEY, PGMQ_SEND, installPgmq, pgmqCount, pgmqTable } from './harness/pgmq.ts';
+import { formatCount, formatFixed, formatRatio, markdownTable } from './harness/report.ts';
 import { median } from './harness/stats.ts';
 
 const BENCH = 'single-sends';
@@ -81,7 +82,7 @@ interface System {
   key: string;
   label: string;
   /** Where the messages land, to check every send committed. */
-  table: 'bench_raw' | 'holdline.messages';
+  table: 'bench_raw' | 'holdline.messages' | 'pgmq';
   /** Whether a consumer deletes messages during the run. */
   drains: boolean;
   producer(pool: pg.Pool, db: Kysely<Database>): Producer;
@@ -95,6 +96,20 @@ function rawProducer(pool: pg.Pool, text: string): Producer {
     try {
       await work(async (n) => {
         await client.query(text, [JSON.stringify(payload(n))]);
+      });
+    } finally {
+      client.release();
+    }
+  };
+}
+
+/** Each producer pins one pool connection and calls pgmq.send on it (autocommit). */
+function pgmqProducer(pool: pg.Pool): Producer {
+  return async (work) => {
+    const client = await pool.connect();
+    try {
+      await work(async (n) => {
+        await client.query(PGMQ_SEND, [QUEUE, JSON.stringify(payload(n))]);
       });
     } finally {
       client.release();
@@ -168,7 +183,7 @@ async function expectNoneWaiting(bench: BenchDatabase, queue: string): Promise<v
   if (waiting !== 0) throw new Error(`${waiting} consumers are registered as waiting on ${queue}`);
 }
 
-const SYSTEMS: readonly System[] = [
+const ALL_SYSTEMS: readonly System[] = [
   {
     key: 'raw',
     label: '(a) raw INSERT',
@@ -183,6 +198,14 @@ const SYSTEMS: readonly System[] = [
     table: 'bench_raw',
     drains: false,
     producer: (pool) => rawProducer(pool, INSERT_RAW_NOTIFY),
+    companion: noCompanion,
+  },
+  {
+    key: PGMQ_KEY,
+    label: '(p) pgmq.send(queue, msg)',
+    table: 'pgmq',
+    drains: false,
+    producer: pgmqProducer,
     companion: noCompanion,
   },
   {
@@ -251,6 +274,8 @@ const SYSTEMS: readonly System[] = [
     companion: withoutWakeUp,
   },
 ];
+/** BENCH_SYSTEMS=pgmq,holdline runs those two (and raw SQL) alone. */
+const SYSTEMS = selectedSystems(ALL_SYSTEMS);
 
 /** One measured run of one system. */
 interface Measurement extends ProducerRunResult {
@@ -273,10 +298,13 @@ interface Measurement extends ProducerRunResult {
 }
 
 let checkpointWarned = false;
+/** Why pgmq does not run here (it could not be installed); undefined: it runs. */
+let pgmqSkipped: string | undefined;
 
 /** Empties every table the runs write and checkpoints, so each run starts equal. */
 async function reset(bench: BenchDatabase): Promise<void> {
   await sql`TRUNCATE bench_raw, holdline.messages, holdline.dequeue_counts`.execute(bench.admin);
+  if (pgmqSkipped === undefined) await sql.raw(`TRUNCATE ${pgmqTable(QUEUE)}`).execute(bench.admin);
   try {
     // After a checkpoint every run pays the same full-page writes, none hits a timed one.
     await sql`CHECKPOINT`.execute(bench.admin);
@@ -290,9 +318,11 @@ async function countRows(bench: BenchDatabase, system: System): Promise<number> 
   const { rows } =
     system.table === 'bench_raw'
       ? await sql<{ n: number }>`SELECT count(*)::integer AS n FROM bench_raw`.execute(bench.admin)
-      : await sql<{ n: number }>`
-          SELECT count(*)::integer AS n FROM holdline.messages WHERE queue = ${QUEUE}
-        `.execute(bench.admin);
+      : system.table === 'pgmq'
+        ? await sql.raw<{ n: number }>(pgmqCount(QUEUE)).execute(bench.admin)
+        : await sql<{ n: number }>`
+            SELECT count(*)::integer AS n FROM holdline.messages WHERE queue = ${QUEUE}
+          `.execute(bench.admin);
   return rows[0]!.n;
 }
 
@@ -407,6 +437,7 @@ function table(summaries: readonly Summary[]): string {
       'sends/s (median)',
       'min–max',
       '× raw',
+      '× pgmq',
       '× (f)',
       'p50 ms',
       'p99 ms',
@@ -419,7 +450,8 @@ function table(summaries: readonly Summary[]): string {
       formatCount(s.medianPerSecond),
       `${formatCount(s.minPerSecond)}–${formatCount(s.maxPerSecond)}`,
       `${formatFixed(s.ratioToRaw, 2)}×`,
-      s.ratioToWithoutWakeUp === null ? '–' : `${formatFixed(s.ratioToWithoutWakeUp, 2)}×`,
+      formatRatio(s.ratioToPgmq),
+      formatRatio(s.ratioToWithoutWakeUp),
       formatFixed(s.medianP50Ms, 2),
       formatFixed(s.medianP99Ms, 2),
       formatCount(s.medianClientCpuUsPerSend),
@@ -434,6 +466,11 @@ async function main(): Promise<void> {
     await sql.raw(CREATE_RAW_TABLE).execute(bench.admin);
     await createQueue(bench.admin, { name: QUEUE });
     await createQueue(bench.admin, { name: OTHER_QUEUE });
+    const pgmq = await installPgmq(bench, QUEUE);
+    if (!pgmq.installed) {
+      pgmqSkipped = pgmq.reason;
+      process.stderr.write(`pgmq left out: ${pgmq.reason}\n`);
+    }
 
     const measurements = await runComparison({
       name: BENCH,
@@ -446,6 +483,7 @@ async function main(): Promise<void> {
       systems: SYSTEMS,
       repetitions: REPETITIONS,
       measure,
+      skip: (system) => (system.key === PGMQ_KEY ? pgmqSkipped : undefined),
       measurementFields: { producers: PRODUCERS },
       progress: (m) => `${formatCount(m.sendsPerSecond)} sends/s`,
       summarise,

@@ -114,13 +114,21 @@ export function receiveLoops(limit: number, leaseAndAck: (max: number) => Promis
   };
 }
 
-/** The raw-SQL consumer's step: a SKIP LOCKED lease of up to `max` rows, then one DELETE. */
-export async function rawLeaseAndAck(pool: pg.Pool, max: number): Promise<number> {
+/** The raw-SQL consumer's step on `client`: a SKIP LOCKED lease of up to `max` rows, then one DELETE. */
+export async function rawLeaseAndAck(client: pg.ClientBase, max: number): Promise<number> {
+  const { rows } = await client.query<{ id: string }>(RAW_LEASE, [max]);
+  if (rows.length > 0) await client.query(RAW_ACK_BATCH, [rows.map((r) => r.id)]);
+  return rows.length;
+}
+
+/** Runs `work` on a connection of `pool`, released when it settles. */
+export async function onPoolClient<T>(
+  pool: pg.Pool,
+  work: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
   const client = await pool.connect();
   try {
-    const { rows } = await client.query<{ id: string }>(RAW_LEASE, [max]);
-    if (rows.length > 0) await client.query(RAW_ACK_BATCH, [rows.map((r) => r.id)]);
-    return rows.length;
+    return await work(client);
   } finally {
     client.release();
   }

@@ -6,6 +6,18 @@ export interface BenchSystem {
   label: string;
 }
 
+/**
+ * The systems a bench runs: all of them, or, with BENCH_SYSTEMS=key,key…, only those named
+ * plus raw SQL, which always runs since every table's ratios are to it (e.g.
+ * `BENCH_SYSTEMS=pgmq,holdline-engine` to set the engine against pgmq alone).
+ */
+export function selectedSystems<S extends BenchSystem>(all: readonly S[]): readonly S[] {
+  const only = process.env.BENCH_SYSTEMS?.split(',').map((key) => key.trim());
+  return only === undefined
+    ? all
+    : all.filter((system) => system.key === 'raw' || only.includes(system.key));
+}
+
 /** What every measurement carries: whose it is and which repetition. */
 export interface RepeatedMeasurement {
   system: string;
@@ -60,11 +72,16 @@ export interface RateSummary {
   ratioToRaw: number;
   /** Median over repetitions of (this run / the same repetition's raw run). */
   medianPairedRatioToRaw: number;
+  /**
+   * Median per second over pgmq's median (the lean queue the engine is measured against,
+   * issue 16); null when pgmq did not run in this comparison.
+   */
+  ratioToPgmq: number | null;
 }
 
 /**
- * Summarises each system's rate (`rateOf`) over its repetitions and against the system keyed
- * 'raw'. Returns each summary with the system's own measurements, for bench-specific columns.
+ * Summarises each system's rate (`rateOf`) over its repetitions and against the systems keyed
+ * 'raw' and 'pgmq' (when it ran). Returns each summary with the system's own measurements, for bench-specific columns.
  */
 export function summariseRates<S extends BenchSystem, M extends RepeatedMeasurement>(
   systems: readonly S[],
@@ -73,6 +90,8 @@ export function summariseRates<S extends BenchSystem, M extends RepeatedMeasurem
 ): { rate: RateSummary; runs: M[] }[] {
   const raw = measurements.filter((m) => m.system === 'raw');
   const rawMedian = median(raw.map(rateOf));
+  const pgmq = measurements.filter((m) => m.system === 'pgmq');
+  const pgmqMedian = pgmq.length === 0 ? null : median(pgmq.map(rateOf));
   return systems.map((system) => {
     const runs = measurements.filter((m) => m.system === system.key);
     const rates = runs.map(rateOf);
@@ -91,6 +110,7 @@ export function summariseRates<S extends BenchSystem, M extends RepeatedMeasurem
         maxPerSecond: Math.max(...rates),
         ratioToRaw: median(rates) / rawMedian,
         medianPairedRatioToRaw: median(paired),
+        ratioToPgmq: pgmqMedian === null ? null : median(rates) / pgmqMedian,
       },
     };
   });

@@ -4,6 +4,8 @@ import { formatCount, formatFixed, markdownTable } from './report.ts';
 interface RateCell {
   perSecond: number;
   ratioToRaw: number;
+  /** Against pgmq in the same workload, when it ran there. */
+  ratioToPgmq: number | null;
 }
 
 /** One system's delivery latency in one workload, from a summary line of bench/latency.ts. */
@@ -63,12 +65,16 @@ export class Overview {
       return;
     }
     if (record.kind !== 'summary') return;
-    const { system, ratioToRaw } = record;
+    const { system, ratioToRaw, ratioToPgmq } = record;
     const workload = record.workload ?? record.bench;
     if (typeof workload !== 'string' || typeof system !== 'string') return;
     const perSecond = record.medianPerSecond;
     if (typeof perSecond === 'number' && typeof ratioToRaw === 'number') {
-      this.rates.set(system, workload, { perSecond, ratioToRaw });
+      this.rates.set(system, workload, {
+        perSecond,
+        ratioToRaw,
+        ratioToPgmq: typeof ratioToPgmq === 'number' ? ratioToPgmq : null,
+      });
     }
     const p50Ms = record.medianCommitToHandlerP50Ms;
     const p99Ms = record.medianCommitToHandlerP99Ms;
@@ -77,11 +83,16 @@ export class Overview {
     }
   }
 
-  /** Median per second (× raw) per system and workload, or undefined when none was seen. */
+  /**
+   * Median per second (× raw, and × pgmq where pgmq ran) per system and workload, or
+   * undefined when none was seen.
+   */
   renderRates(): string | undefined {
     return this.rates.render(
-      (workload) => `${workload}: /s (× raw)`,
-      (cell) => `${formatCount(cell.perSecond)} (${formatFixed(cell.ratioToRaw, 2)}×)`,
+      (workload) => `${workload}: /s (× raw; × pgmq)`,
+      (cell) =>
+        `${formatCount(cell.perSecond)} (${formatFixed(cell.ratioToRaw, 2)}×` +
+        `${cell.ratioToPgmq === null ? '' : `; ${formatFixed(cell.ratioToPgmq, 2)}×`})`,
     );
   }
 

@@ -21,3 +21,8 @@ export function formatCount(value: number): string {
 export function formatFixed(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
 }
+
+/** A ratio as a table cell ("0.82×"), or "–" when there is none (the peer did not run). */
+export function formatRatio(ratio: number | null): string {
+  return ratio === null ? '–' : `${formatFixed(ratio, 2)}×`;
+}
