@@ -6,7 +6,11 @@
 //   imports a home;
 // - other modules reach the engine through its facade, src/queue/index.ts; graphql, reaper
 //   and auth never import src/db (data only through the engine, or auth's SQL home);
-// - src/client (HTTP client + worker) imports no engine, no database layer, no pg, no kysely.
+// - src/client (HTTP client + worker) imports no engine, no database layer, no pg, no kysely;
+// - src/dashboard (the browser app) talks to the service over its public API only: it imports
+//   nothing of the service but the contract's types and the scope rule (src/auth/scopes.ts,
+//   plain code), and nothing
+//   of the service imports it (scripts/build-dashboard.ts bundles it).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import importX from 'eslint-plugin-import-x';
@@ -20,6 +24,7 @@ const MODULES = [
   './src/graphql',
   './src/server',
   './src/client',
+  './src/dashboard',
   './src/cli.ts',
 ];
 
@@ -46,6 +51,9 @@ const boundaries = [
   { target: './src/server', from: ['./src/cli.ts'] },
   // The HTTP client and the worker: the contract's types and nothing of the service.
   { target: './src/client', from: allBut('./src/client') },
+  { target: './src/dashboard', from: allBut('./src/dashboard', './src/auth', './src/contract.ts') },
+  { target: './src/dashboard', from: './src/auth', except: ['./scopes.ts'] },
+  { target: allBut('./src/dashboard'), from: './src/dashboard' },
 ];
 
 /** Imports of inner files that only their own module may make. */
@@ -120,6 +128,14 @@ export default tseslint.config(
       '@typescript-eslint/no-non-null-assertion': 'off',
       '@typescript-eslint/no-unsafe-member-access': 'off',
       '@typescript-eslint/no-unsafe-assignment': 'off',
+    },
+  },
+  {
+    files: ['src/dashboard/**'],
+    rules: {
+      'no-restricted-imports': restrict([
+        { group: ['node:*'], message: 'src/dashboard runs in the browser.' },
+      ]),
     },
   },
   { files: ['*.js', 'bin/*.js'], ...tseslint.configs.disableTypeChecked },

@@ -6,6 +6,7 @@ import { attachWebSocketServer, createGraphQLHandler } from '../graphql/schema.t
 import type { QueueEngine } from '../queue/index.ts';
 import type { Reaper } from '../reaper/reaper.ts';
 import type { Config } from './config.ts';
+import { loadDashboard } from './dashboard.ts';
 import { createHttpServer } from './http.ts';
 import { metricsAccess } from './metrics-access.ts';
 import type { Metrics } from './metrics.ts';
@@ -95,6 +96,7 @@ export function createApp(options: {
       registry: metrics.registry,
       metricsAccess: metricsAccess(config.metricsTokenRequired ? control : undefined),
       ready: () => runtime.ready(),
+      dashboard: loadDashboard(),
     },
   });
   let disposeWebSockets: (() => Promise<void>) | undefined;

@@ -5,6 +5,8 @@ import { context, propagation, trace } from '@opentelemetry/api';
 import type { Context } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { DASHBOARD_ASSET_PATH } from './dashboard.ts';
+import type { Dashboard } from './dashboard.ts';
 import type { MetricsAccess } from './metrics-access.ts';
 import { serveStartPage } from './start-page.ts';
 
@@ -17,6 +19,8 @@ export interface HttpRoutes {
   registry: Registry;
   /** Who may read /metrics (metrics-access.ts); undefined: anyone. */
   metricsAccess?: MetricsAccess;
+  /** The dashboard at / and its files under /dashboard/; undefined: the start page only. */
+  dashboard?: Dashboard;
 }
 
 /** Options for {@link createHttpServer}. */
@@ -54,7 +58,8 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 }
 
 /**
- * The service's HTTP server: / (a start page linking the rest), /graphql (queries,
+ * The service's HTTP server: / (the dashboard, whose files are under /dashboard/; JSON
+ * clients get links to the rest), /graphql (queries,
  * mutations, SSE; WebSocket upgrades are attached separately), /healthz (the process is
  * up), /readyz (the database answers and the schema is current), /metrics (Prometheus
  * text, for whom `routes.metricsAccess` admits). Every response carries x-request-id.
@@ -64,11 +69,11 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
   return http.createServer((req, res) => {
     const requestId = requestIdOf(req);
     res.setHeader('x-request-id', requestId);
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
     const handle = async (): Promise<void> => {
       switch (path) {
         case '/':
-          return serveStartPage(req, res);
+          return serveStartPage(req, res, routes.dashboard);
         case '/healthz':
           return json(res, 200, { status: 'ok' });
         case '/readyz': {
@@ -99,6 +104,9 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
           return;
         }
         default:
+          if (path.startsWith(DASHBOARD_ASSET_PATH) && routes.dashboard !== undefined) {
+            return routes.dashboard.serveAsset(req, res, path);
+          }
           return json(res, 404, { error: 'not found' });
       }
     };

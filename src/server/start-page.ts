@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dashboard } from './dashboard.ts';
 
 /** What the start page links to, and what a JSON client gets from `/`. */
 export const START_LINKS = {
@@ -15,9 +16,10 @@ export const START_LINKS = {
 export const DOCS_FILES = ['README.md', 'docs/operations.md', 'docs/security.md'] as const;
 
 /**
- * The page at `/` until the dashboard takes its place: the service's name and links to
- * GraphiQL, the health and readiness checks and the metrics, and where the docs are.
- * Self-contained: no scripts, styles inline, nothing loaded or linked from elsewhere.
+ * The page at `/` when the dashboard is not built (a checkout where `npm run build` never
+ * ran): the service's name, how to build the dashboard, links to GraphiQL, the health and
+ * readiness checks and the metrics, and where the docs are. Self-contained: no scripts,
+ * styles inline, nothing loaded or linked from elsewhere.
  */
 export const START_PAGE = `<!doctype html>
 <html lang="en">
@@ -32,6 +34,7 @@ export const START_PAGE = `<!doctype html>
   <body>
     <h1>Holdline</h1>
     <p>A transactional message queue in PostgreSQL, with a GraphQL API.</p>
+    <p>The dashboard is not built: run <code>npm run build</code> in the Holdline folder and restart.</p>
     <dl>
       <dt><a href="${START_LINKS.graphql}">GraphiQL</a></dt>
       <dd>The GraphQL API at <code>/graphql</code>; in a browser, GraphiQL with an example of each operation.</dd>
@@ -50,12 +53,18 @@ export const START_PAGE = `<!doctype html>
 `;
 
 /**
- * Answers `/`: {@link START_PAGE} as HTML, or the links as JSON when the client asks for
- * JSON (Accept: application/json without text/html, as API clients and curl scripts do).
+ * Answers `/`: the links as JSON when the client asks for JSON (Accept: application/json
+ * without text/html, as API clients and curl scripts do); else the dashboard's page, or
+ * {@link START_PAGE} when the dashboard is not built.
  */
-export function serveStartPage(req: IncomingMessage, res: ServerResponse): void {
+export function serveStartPage(
+  req: IncomingMessage,
+  res: ServerResponse,
+  dashboard: Dashboard | undefined,
+): void {
   const accept = req.headers.accept ?? '';
   const wantsJson = accept.includes('application/json') && !accept.includes('text/html');
+  if (!wantsJson && dashboard?.built === true) return dashboard.servePage(req, res);
   const body = wantsJson
     ? JSON.stringify({ service: 'holdline', links: START_LINKS, docs: DOCS_FILES })
     : START_PAGE;

@@ -1,48 +1,23 @@
-import { existsSync } from 'node:fs';
-import { chromium } from 'playwright-core';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/server/app.ts';
 import { startTestApp } from '../helpers/app.ts';
+import { launchChromium, offlineContext as offlineBrowserContext } from '../helpers/browser.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
-
-/** Debian's chromium (TOOLCHAIN.md), never a downloaded browser; `.ci/run` installs it. */
-const CHROMIUM = '/usr/bin/chromium';
 
 let browser: Browser;
 
 beforeAll(async () => {
-  // Fails, never skips: without the browser nothing here would be proven.
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
-  }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();
 });
 
-/**
- * A fresh browser context (its own ephemeral profile) in which every request to another
- * origin than `origin` is aborted and recorded: the service must work as if the machine had
- * no internet, and must not even try to reach out.
- */
-async function offlineContext(
-  origin: string,
-): Promise<{ context: BrowserContext; page: Page; external: string[] }> {
-  const context = await browser.newContext();
-  const external: string[] = [];
-  await context.route('**/*', async (route) => {
-    const url = route.request().url();
-    if (new URL(url).origin === origin) return route.continue();
-    external.push(url);
-    return route.abort('internetdisconnected');
-  });
-  return { context, page: await context.newPage(), external };
+/** A fresh context of the shared browser in which only `origin` is reachable. */
+function offlineContext(origin: string): ReturnType<typeof offlineBrowserContext> {
+  return offlineBrowserContext(browser, origin);
 }
 
 /**
@@ -104,7 +79,7 @@ describe('GraphiQL at /graphql with the internet blocked', () => {
   });
 });
 
-describe('the start page at /', () => {
+describe('the dashboard at /', () => {
   let t: TestDatabase;
   let app: App;
 

@@ -170,6 +170,31 @@ describe('Query.message', () => {
     });
   });
 
+  it('tells its group and dedup keys, its lease while leased, and when it died once dead', async () => {
+    await createQueue('q-msg-keys', { maxAttempts: 1 });
+    const id = await send('q-msg-keys', { payload: 1, groupKey: 'g-1', dedupKey: 'd-1' });
+    const FIELDS = `{ message(id: "${id}") { groupKey dedupKey leaseExpiresAt deadLetteredAt } }`;
+    expect((await api.ok<{ message: unknown }>(FIELDS)).message).toEqual({
+      groupKey: 'g-1',
+      dedupKey: 'd-1',
+      leaseExpiresAt: null,
+      deadLetteredAt: null,
+    });
+    const got = await api.ok<{ receive: DeliveryJson[] }>(
+      `mutation { receive(queue: "q-msg-keys") { receipt leaseExpiresAt } }`,
+    );
+    const leased = await api.ok<{ message: { leaseExpiresAt: string } }>(FIELDS);
+    expect(leased.message.leaseExpiresAt).toBe(got.receive[0]!.leaseExpiresAt);
+    await api.ok(`mutation ($r: String!) { nack(receipt: $r, error: "boom") }`, {
+      r: got.receive[0]!.receipt,
+    });
+    const dead = await api.ok<{ message: { leaseExpiresAt: null; deadLetteredAt: string } }>(
+      FIELDS,
+    );
+    expect(dead.message.leaseExpiresAt).toBeNull();
+    expect(Date.parse(dead.message.deadLetteredAt)).toBeGreaterThan(Date.now() - 60_000);
+  });
+
   it('returns null for an id that does not exist', async () => {
     const data = await api.ok<{ message: unknown }>(`{ message(id: "999999999") { id } }`);
     expect(data.message).toBeNull();

@@ -1,6 +1,8 @@
 import { sql } from 'kysely';
 import pino from 'pino';
 import type { Logger } from 'pino';
+import type { QueueHistoryPoint } from '../../src/contract.ts';
+import { LATENCY_BUCKETS, latencyBucket } from '../../src/queue/latency-histogram.ts';
 import type { MessageRow } from '../../src/queue/sql/tables.ts';
 import { createQueue, sendBatch } from '../../src/queue/operations.ts';
 import type {
@@ -111,4 +113,43 @@ export async function markLeasedAndExpired(
 /** A reaper over the test database that is never started: tests call its passes directly. */
 export function idleReaper(t: TestDatabase): Reaper {
   return new Reaper({ db: t.db, connectionString: t.url, logger: silentLogger() });
+}
+
+/**
+ * One minute of a queue's stats history, as {@link insertHistoryMinutes} writes it: the
+ * counts and samples of a history point, and the delivery latencies its percentiles come from.
+ */
+export type HistoryMinute = Omit<
+  QueueHistoryPoint,
+  'at' | 'deliveryLatencyP50Seconds' | 'deliveryLatencyP95Seconds' | 'deliveryLatencyP99Seconds'
+> & {
+  /** The minute's start (whole minutes, UTC). */
+  minute: Date;
+  /** Delivery latencies of the minute, in seconds, counted into the history's histogram. */
+  deliveryLatenciesSeconds: readonly number[];
+};
+
+/**
+ * Writes minutes of a queue's stats history directly, as the service's meters and the
+ * leader's samples would have over that time: an hour of history without running an hour.
+ */
+export async function insertHistoryMinutes(
+  db: Executor,
+  queue: string,
+  minutes: readonly HistoryMinute[],
+): Promise<void> {
+  for (const m of minutes) {
+    const buckets = new Array<number>(LATENCY_BUCKETS).fill(0);
+    for (const seconds of m.deliveryLatenciesSeconds) buckets[latencyBucket(seconds)]! += 1;
+    await sql`
+      INSERT INTO holdline.queue_history
+        (queue, minute, sent, delivered, acked, nacked, dead_lettered, lease_expired,
+         delivery_latency_buckets, depth, oldest_ready_age, sampled_at)
+      VALUES (${queue}, ${m.minute}, ${m.sent}, ${m.delivered}, ${m.acked}, ${m.nacked},
+              ${m.deadLettered}, ${m.leaseExpired},
+              ${m.deliveryLatenciesSeconds.length === 0 ? null : buckets}::bigint[],
+              ${m.depth}, ${m.oldestReadyAgeSeconds},
+              ${m.depth === null ? null : new Date(m.minute.getTime() + 30_000)})
+    `.execute(db);
+  }
 }

@@ -88,7 +88,7 @@ describe('the HTTP server', () => {
     expect(text).not.toMatch(/^holdline_(process|nodejs)_/m);
   });
 
-  it('answers / with a self-contained start page linking GraphiQL, health, readiness and metrics', async () => {
+  it('answers / with the dashboard, whose header links GraphiQL, health, readiness and metrics', async () => {
     const res = await fetch(`${url}/`, { headers: { accept: 'text/html' } });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('text/html; charset=utf-8');
@@ -99,7 +99,11 @@ describe('the HTTP server', () => {
     }
     expect(html).toContain('docs/operations.md');
     expect(html).not.toMatch(/https?:\/\//);
-    expect(html).not.toMatch(/<script/i);
+    // Its script and styles come from this service, and nothing is inline.
+    expect([...html.matchAll(/<script[^>]*>/gi)].map((m) => m[0])).toEqual([
+      '<script type="module" src="/dashboard/dashboard.js">',
+    ]);
+    expect(html).not.toMatch(/<style/i);
   });
 
   it('answers / with the links as JSON to a client that asks for JSON', async () => {

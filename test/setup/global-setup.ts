@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
+import { buildDashboard } from '../../scripts/build-dashboard.ts';
 import { createDatabase, createPool } from '../../src/db/pool.ts';
 import { migrateToLatest } from '../../src/db/migrator.ts';
 import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.ts';
@@ -24,9 +25,12 @@ const DOCKER_PROBE_TIMEOUT_MS = 3_000;
 /**
  * One PostgreSQL for the whole run: TEST_DATABASE_URL or DATABASE_URL when set; else a
  * testcontainers PostgreSQL when a Docker engine answers; else an embedded PostgreSQL. A
- * migrated template database is made once; each test file clones it (test/helpers).
+ * migrated template database is made once; each test file clones it (test/helpers). The
+ * dashboard is built from its current sources first, so the service the tests start serves
+ * it as it is now (test/browser/).
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  await buildDashboard();
   const server = await startServer();
   const templateDatabase = `holdline_template_${process.pid}_${Date.now()}`;
   await withClient(server.url, (c) =>
