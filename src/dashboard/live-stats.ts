@@ -9,7 +9,8 @@ export type LiveStats = QueueStats;
 
 /**
  * Up to this many queues, each row is live through its own queueStats subscription (all on
- * one WebSocket, each costing the service a count query 4 times a second); above it, the
+ * one WebSocket, each queue costing the service a count query 4 times a second, shared by
+ * every dashboard watching it); above it, the
  * whole list is polled every 2 s (pages/overview.ts) instead, one request for every queue.
  */
 export const LIVE_QUEUES_MAX = 20;

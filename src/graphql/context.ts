@@ -5,6 +5,7 @@ import type { QueueEngine } from '../queue/index.ts';
 import type { StreamRegistry } from './abortable-iterator.ts';
 import type { RequestAccess } from './authorization.ts';
 import type { DeliveryTracker } from './delivery-tracker.ts';
+import type { SharedQueueStats } from './stats-stream.ts';
 
 /** Request header carrying a caller's request id. */
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -23,6 +24,8 @@ export interface GraphQLContext {
   deliveryTracker: DeliveryTracker;
   /** Open subscription streams, ended together at shutdown. */
   streams: StreamRegistry;
+  /** Looks at queue stats shared by the queueStats subscriptions of this process. */
+  queueStats: SharedQueueStats;
   /** Aborts when the HTTP client goes away; absent over WebSocket. Ends long polls early. */
   signal?: AbortSignal;
   /**
@@ -38,6 +41,7 @@ export interface ContextDependencies {
   logger: Logger;
   deliveryTracker: DeliveryTracker;
   streams: StreamRegistry;
+  queueStats: SharedQueueStats;
 }
 
 /**
@@ -85,6 +89,7 @@ export function createContext(
     requestId,
     deliveryTracker: deps.deliveryTracker,
     streams: deps.streams,
+    queueStats: deps.queueStats,
     signal,
   };
 }

@@ -26,6 +26,7 @@ import { createContext, requestIdOf } from './context.ts';
 import type { GraphQLContext } from './context.ts';
 import { MAX_COST_DEFAULT, costLimitPlugin } from './cost-limit.ts';
 import { DeliveryTracker } from './delivery-tracker.ts';
+import { SharedQueueStats } from './stats-stream.ts';
 import { MAX_DEPTH_DEFAULT, depthLimitRule } from './depth-limit.ts';
 import { createErrorMapper, createMaskError, errorLoggingPlugin } from './errors.ts';
 import type { ErrorMapper } from './errors.ts';
@@ -220,7 +221,13 @@ export interface GraphQLHandlerOptions {
 export function createGraphQLHandler(options: GraphQLHandlerOptions): GraphQLHandler {
   const logger = options.logger;
   const streams = new StreamRegistry();
-  const deps = { engine: options.engine, logger, deliveryTracker: new DeliveryTracker(), streams };
+  const deps = {
+    engine: options.engine,
+    logger,
+    deliveryTracker: new DeliveryTracker(),
+    streams,
+    queueStats: new SharedQueueStats(options.engine),
+  };
   const mapError = createErrorMapper(logger);
   const depthLimit = depthLimitRule(options.maxDepth ?? MAX_DEPTH_DEFAULT);
   const introspection = options.introspection ?? true;

@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { streamQueueStats } from '../../src/graphql/stats-stream.ts';
+import { SharedQueueStats, streamQueueStats } from '../../src/graphql/stats-stream.ts';
 import type { QueueStats } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
@@ -25,6 +25,7 @@ describe('streamQueueStats', () => {
     const controller = new AbortController();
     const options = {
       engine: api.engine,
+      stats: new SharedQueueStats(api.engine, 10),
       logger: pino({ level: 'silent' }),
       queue: 'st-age',
       intervalMs: 20,
@@ -50,6 +51,45 @@ describe('streamQueueStats', () => {
       controller.abort();
       await watching.return();
       await collecting;
+    }
+  });
+
+  it('lets twenty subscribers of a queue share one look a tick', async () => {
+    await api.engine.createQueue('st-shared');
+    await api.engine.send('st-shared', { payload: 1 });
+    let looks = 0;
+    const counting = {
+      queueStats: (queue: string) => {
+        looks += 1;
+        return api.engine.queueStats(queue);
+      },
+    };
+    const controller = new AbortController();
+    const options = {
+      engine: api.engine,
+      stats: new SharedQueueStats(counting, 100),
+      logger: pino({ level: 'silent' }),
+      queue: 'st-shared',
+      intervalMs: 20,
+      watchAge: false,
+    };
+    const streams = Array.from({ length: 20 }, () => streamQueueStats(options, controller.signal));
+    try {
+      const firsts = await Promise.all(streams.map(async (s) => (await s.next()).value));
+      expect(firsts.every((stats) => stats?.ready === 1)).toBe(true);
+      const startedLooks = looks;
+      const started = Date.now();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const elapsed = Date.now() - started;
+      // Twenty streams looking every 20 ms would be ~500 looks; shared, one per 100 ms.
+      expect(looks - startedLooks).toBeLessThanOrEqual(Math.ceil(elapsed / 100) + 1);
+      // And a change still reaches every subscriber.
+      await api.engine.send('st-shared', { payload: 2 });
+      const nexts = await Promise.all(streams.map(async (s) => (await s.next()).value));
+      expect(nexts.every((stats) => stats?.ready === 2)).toBe(true);
+    } finally {
+      controller.abort();
+      await Promise.all(streams.map((s) => s.return()));
     }
   });
 });

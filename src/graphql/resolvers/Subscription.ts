@@ -100,7 +100,10 @@ export const SubscriptionResolvers = {
         (signal) =>
           whileTokenLive(
             ctx.access,
-            streamQueueStats({ engine: ctx.engine, logger, queue: args.queue, watchAge }, signal),
+            streamQueueStats(
+              { engine: ctx.engine, stats: ctx.queueStats, logger, queue: args.queue, watchAge },
+              signal,
+            ),
           ),
         { mapError: createErrorMapper(logger), registry: ctx.streams, endOn: ctx.signal },
       );
