@@ -165,9 +165,7 @@ describe('a striped rateLimit on an injected clock', () => {
       COUNT / 2,
     );
     // An hour idle fills the stripes to the bucket's size, no further.
-    expect(await drainConcurrently({ queue, max: 1_000, now: secondsAfter(t0, 3600) })).toBe(
-      COUNT,
-    );
+    expect(await drainConcurrently({ queue, max: 1_000, now: secondsAfter(t0, 3600) })).toBe(COUNT);
   });
 
   it('reports RATE_LIMITED only when no stripe holds a whole token', async () => {
