@@ -182,11 +182,22 @@ describe('a striped rateLimit on an injected clock', () => {
       `.execute(t.db);
       return { tokens: rows[0]!.tokens, next: rows[0]!.next_token_at };
     };
+    const { rows: waiting } = await sql<{ id: string }>`
+      SELECT id FROM holdline.messages WHERE queue = ${queue} AND lease_token IS NULL ORDER BY id DESC LIMIT 1
+    `.execute(t.db);
+    const reason = async (now: Date): Promise<{ reason: string; next: Date }> => {
+      const { rows } = await sql<{ reason: string; next_eligible_at: Date }>`
+        SELECT reason, next_eligible_at FROM holdline.waiting_reason(${waiting[0]!.id}, ${now})
+      `.execute(t.db);
+      return { reason: rows[0]!.reason, next: rows[0]!.next_eligible_at };
+    };
     expect((await tokens(t0)).tokens).toBe(1_000);
+    expect((await reason(t0)).reason).toBe('READY');
     expect(await receiveUntilEmpty(t.db, { queue, max: 1_000, now: t0 })).toBe(1_000);
     // Both spent: the next whole token of a stripe is due in 1 / (100 per second) = 10 ms.
     const spent = await tokens(t0);
     expect(spent.tokens).toBe(0);
     expect(spent.next.getTime() - t0.getTime()).toBe(10);
+    expect(await reason(t0)).toEqual({ reason: 'RATE_LIMITED', next: spent.next });
   });
 });
