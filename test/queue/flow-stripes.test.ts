@@ -12,6 +12,7 @@ import { ackBatch, configureQueue, receive } from '../../src/queue/operations.ts
 import type { Delivery, Executor } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
+import { leasedCount, sampleLeases } from '../helpers/leases.ts';
 import { databaseNow, makeQueueWithMessages, secondsAfter } from '../helpers/factories.ts';
 
 /** Concurrent receivers, each on a connection of its own. */
@@ -27,15 +28,6 @@ afterAll(async () => {
   await pool.destroy();
   await t.drop();
 });
-
-/** Committed leases of a queue, as any other session sees them. */
-async function leasedCount(db: Executor, queue: string): Promise<number> {
-  const { rows } = await sql<{ n: number }>`
-    SELECT count(*)::integer AS n FROM holdline.messages
-    WHERE queue = ${queue} AND lease_token IS NOT NULL
-  `.execute(db);
-  return rows[0]!.n;
-}
 
 /** Receives of `max` on one connection until one comes back empty; how many it leased. */
 async function receiveUntilEmpty(
@@ -90,20 +82,8 @@ describe('a striped maxInFlight', () => {
     const queue = 'stripes-cap';
     const CAP = 2_500;
     await makeQueueWithMessages(t.db, queue, 20_000, { maxInFlight: CAP });
-    const sampler = await t.connect();
-    const samples: number[] = [];
-    let done = false;
-    const sampling = (async () => {
-      while (!done) {
-        const { rows } = await sampler.query<{ n: number }>(
-          `SELECT count(*)::integer AS n FROM holdline.messages
-           WHERE queue = $1 AND lease_token IS NOT NULL`,
-          [queue],
-        );
-        samples.push(rows[0]!.n);
-        await new Promise((resolve) => setTimeout(resolve, 2));
-      }
-    })();
+    const sampler = await sampleLeases(t, queue);
+    const { samples } = sampler;
     let delivered = 0;
     try {
       await Promise.all(
@@ -120,9 +100,7 @@ describe('a striped maxInFlight', () => {
         }),
       );
     } finally {
-      done = true;
-      await sampling;
-      await sampler.end();
+      await sampler.stop();
     }
     expect(delivered).toBeGreaterThan(CAP);
     expect(samples.length).toBeGreaterThan(20);
