@@ -58,11 +58,6 @@ function migratorFor(db: Kysely<Database>): Migrator {
     migrationTableSchema: 'holdline',
     migrationTableName: 'migrations',
     migrationLockTableName: 'migrations_lock',
-    // Numbers are handed to parallel branches in ranges, so one can land below a number that
-    // landed first (0026 after 0030): a database migrated past the higher one must still take
-    // the lower one, not refuse to start. Pending migrations still run in name order, as on
-    // a fresh database; each depends only on lower-numbered ones.
-    allowUnorderedMigrations: true,
   });
 }
 
