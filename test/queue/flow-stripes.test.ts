@@ -1,5 +1,5 @@
 /**
- * Striped flow limits (0026): a cap or rate limit of 2,000 or more is split into stripes that
+ * Striped flow limits (0031): a cap or rate limit of 2,000 or more is split into stripes that
  * concurrent receivers take without waiting for one another, and the stripes together stay
  * exactly at the limit under concurrent receivers on separate connections.
  */

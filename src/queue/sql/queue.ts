@@ -167,7 +167,7 @@ export const QueueWaitingGet = new Statement<QueueWaitingView, [queue: string]>(
 /**
  * When queue $1's rate limit, as its last charges left it, has its next whole token: the
  * milliseconds from now (0: due already) and the charge it follows (the stripe and its
- * refilled_at, as text, which name that bucket state). The soonest of the stripes (0026)
+ * refilled_at, as text, which name that bucket state). The soonest of the stripes (0031)
  * whose last charge left less than a whole token. No row when none did (no stripe held back
  * the receives that charged it), when the bucket was never charged, or without a rate limit.
  * Judged from the charge, not from now, so that a token arriving between a receive and this

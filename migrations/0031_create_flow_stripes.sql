@@ -1,4 +1,4 @@
--- 0026: flow limits that do not bind stop serialising receives. A capped or rate-limited
+-- 0031: flow limits that do not bind stop serialising receives. A capped or rate-limited
 -- queue's concurrency cap and token bucket are split into stripes, each guarded by a lock of
 -- its own (the cap lock of 0020, one per stripe), so concurrent receivers take different
 -- stripes instead of queueing for the queue's one lock. Adds holdline.flow_stripes,
