@@ -445,6 +445,17 @@ END
 $$;
 
 --
+-- Name: flow_stripes(integer, integer); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.flow_stripes(p_max_in_flight integer, p_rate_limit_count integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  SELECT greatest(1, least(8, coalesce(p_max_in_flight / 1000, 8),
+                           coalesce(p_rate_limit_count / 1000, 8)))
+$$;
+
+--
 -- Name: nack(bigint, uuid, double precision, text, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
 --
 
@@ -493,25 +504,41 @@ END
 $_$;
 
 --
+-- Name: rate_limit_stripe_tokens(text, integer, integer, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.rate_limit_stripe_tokens(p_queue text, p_stripe integer, p_stripes integer, p_now timestamp with time zone) RETURNS double precision
+    LANGUAGE sql STABLE
+    AS $$
+  -- With one stripe, the arithmetic of 0023 term for term, so a bucket holds what it held.
+  SELECT least(q.rate_limit_count::double precision / p_stripes,
+               coalesce(b.tokens + greatest(0, extract(epoch FROM p_now - b.refilled_at))
+                                   * q.rate_limit_count / q.rate_limit_per_seconds / p_stripes,
+                        q.rate_limit_count::double precision / p_stripes))
+  FROM holdline.queues q
+  LEFT JOIN holdline.rate_limit_buckets b ON b.queue = q.name AND b.stripe = p_stripe
+  WHERE q.name = p_queue AND q.rate_limit_count IS NOT NULL
+$$;
+
+--
 -- Name: rate_limit_tokens(text, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
 --
 
 CREATE FUNCTION holdline.rate_limit_tokens(p_queue text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(tokens double precision, next_token_at timestamp with time zone)
     LANGUAGE sql
     AS $$
-  SELECT f.tokens,
-         CASE WHEN f.tokens >= 1 THEN f.now
-              ELSE f.now + make_interval(secs => (1 - f.tokens) / f.rate) END
+  SELECT max(f.tokens),
+         CASE WHEN max(f.tokens) >= 1 THEN min(f.now)
+              ELSE min(f.now) + make_interval(secs => (1 - max(f.tokens)) / min(f.rate)) END
   FROM (
-    SELECT c.now, q.rate_limit_count / q.rate_limit_per_seconds AS rate,
-           least(q.rate_limit_count::double precision,
-                 coalesce(b.tokens + greatest(0, extract(epoch FROM c.now - b.refilled_at))
-                                     * q.rate_limit_count / q.rate_limit_per_seconds,
-                          q.rate_limit_count)) AS tokens
+    SELECT c.now, q.rate_limit_count / q.rate_limit_per_seconds / s.n AS rate,
+           holdline.rate_limit_stripe_tokens(q.name, k, s.n, c.now) AS tokens
     FROM (SELECT coalesce(p_now, clock_timestamp()) AS now) c
     JOIN holdline.queues q ON q.name = p_queue AND q.rate_limit_count IS NOT NULL
-    LEFT JOIN holdline.rate_limit_buckets b ON b.queue = q.name
+    CROSS JOIN LATERAL holdline.flow_stripes(q.max_in_flight, q.rate_limit_count) s(n)
+    CROSS JOIN LATERAL generate_series(0, s.n - 1) k
   ) f
+  HAVING count(*) > 0
 $$;
 
 --
@@ -566,6 +593,12 @@ DECLARE
   v_queue holdline.queues;
   v_lease_token uuid;
   v_max integer := p_max;
+  v_stripes integer;
+  v_first integer;
+  v_try integer := 0;
+  v_stripe integer;
+  v_held boolean := false;
+  v_slots integer;
   v_in_flight integer;
   v_clock timestamptz;
   v_tokens double precision;
@@ -587,33 +620,69 @@ BEGIN
   END IF;
   IF (v_queue.max_in_flight IS NOT NULL OR v_queue.rate_limit_count IS NOT NULL)
      AND NOT v_queue.paused THEN
-    PERFORM pg_advisory_xact_lock(1212957520, hashtext(p_queue));
-    -- Read again under the lock: the settings may have changed while we waited.
-    SELECT * INTO v_queue FROM holdline.queues WHERE name = p_queue;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'queue "%" does not exist', p_queue USING ERRCODE = 'HL404';
-    END IF;
-    IF v_queue.max_in_flight IS NOT NULL THEN
-      -- A range of messages_leased_idx; counting stops at the cap.
-      SELECT count(*) INTO v_in_flight
-      FROM (SELECT FROM holdline.messages m
-            WHERE m.queue = p_queue AND m.lease_token IS NOT NULL
-            LIMIT v_queue.max_in_flight) held;
-      v_max := least(v_max, v_queue.max_in_flight - v_in_flight);
-    END IF;
-    IF v_queue.rate_limit_count IS NOT NULL THEN
-      -- The wall clock, read under the lock: the previous holder charged the bucket as of its
-      -- own clock reading, which is earlier than this one.
-      v_clock := coalesce(p_now, clock_timestamp());
-      SELECT r.tokens INTO v_tokens FROM holdline.rate_limit_tokens(p_queue, v_clock) r;
-      v_max := least(v_max, floor(v_tokens)::integer);
-    END IF;
+    v_stripes := holdline.flow_stripes(v_queue.max_in_flight, v_queue.rate_limit_count);
+    v_first := pg_backend_pid() % v_stripes;
+    LOOP
+      IF v_try < v_stripes THEN
+        v_stripe := (v_first + v_try) % v_stripes;
+        v_try := v_try + 1;
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(1212957520, hashtext(p_queue) # v_stripe);
+      ELSIF v_held THEN
+        -- Every stripe was full, empty of tokens or taken by another receiver.
+        RETURN;
+      ELSE
+        -- Every stripe was taken: wait for the first one.
+        v_stripe := v_first;
+        PERFORM pg_advisory_xact_lock(1212957520, hashtext(p_queue) # v_stripe);
+        -- Read again under the lock: the settings may have changed while we waited.
+        SELECT * INTO v_queue FROM holdline.queues WHERE name = p_queue;
+        IF NOT FOUND THEN
+          RAISE EXCEPTION 'queue "%" does not exist', p_queue USING ERRCODE = 'HL404';
+        END IF;
+        IF v_queue.paused THEN
+          RETURN;
+        END IF;
+        v_stripes := holdline.flow_stripes(v_queue.max_in_flight, v_queue.rate_limit_count);
+        IF v_stripe >= v_stripes THEN
+          -- The stripes were merged while we waited; the stripe we hold is gone.
+          RETURN;
+        END IF;
+      END IF;
+      v_held := true;
+      v_max := p_max;
+      v_tokens := NULL;
+      IF v_queue.max_in_flight IS NOT NULL THEN
+        v_slots := v_queue.max_in_flight / v_stripes
+                   + (v_stripe < v_queue.max_in_flight % v_stripes)::integer;
+        -- A range of messages_leased_idx; counting stops at the stripe's slots. With one
+        -- stripe every lease of the queue counts, as before.
+        SELECT count(*) INTO v_in_flight
+        FROM (SELECT FROM holdline.messages m
+              WHERE m.queue = p_queue AND m.lease_token IS NOT NULL
+                AND (v_stripes = 1
+                     OR get_byte(uuid_send(m.lease_token), 15) % v_stripes = v_stripe)
+              LIMIT v_slots) held;
+        v_max := least(v_max, v_slots - v_in_flight);
+      END IF;
+      IF v_queue.rate_limit_count IS NOT NULL AND v_max > 0 THEN
+        -- The wall clock, read under the lock: the previous holder charged the stripe as of its
+        -- own clock reading, which is earlier than this one.
+        v_clock := coalesce(p_now, clock_timestamp());
+        v_tokens := holdline.rate_limit_stripe_tokens(p_queue, v_stripe, v_stripes, v_clock);
+        v_max := least(v_max, floor(v_tokens)::integer);
+      END IF;
+      EXIT WHEN v_max > 0 OR v_try >= v_stripes;
+    END LOOP;
   END IF;
   IF v_queue.paused OR v_max <= 0 THEN
     RETURN;
   END IF;
   v_group_max := v_queue.group_max_in_flight;
   v_lease_token := gen_random_uuid();
+  IF v_stripe IS NOT NULL THEN
+    -- The lease's stripe, for the cap's count (see above).
+    v_lease_token := encode(set_byte(uuid_send(v_lease_token), 15, v_stripe), 'hex')::uuid;
+  END IF;
   RETURN QUERY
   WITH deliverable AS (
     SELECT m.id
@@ -651,9 +720,10 @@ BEGIN
   IF v_tokens IS NOT NULL THEN
     GET DIAGNOSTICS v_leased = ROW_COUNT;
     IF v_leased > 0 THEN
-      INSERT INTO holdline.rate_limit_buckets AS b (queue, tokens, refilled_at)
-      VALUES (p_queue, v_tokens - v_leased, v_clock)
-      ON CONFLICT (queue) DO UPDATE SET tokens = excluded.tokens, refilled_at = excluded.refilled_at;
+      INSERT INTO holdline.rate_limit_buckets AS b (queue, stripe, tokens, refilled_at)
+      VALUES (p_queue, v_stripe, v_tokens - v_leased, v_clock)
+      ON CONFLICT (queue, stripe)
+        DO UPDATE SET tokens = excluded.tokens, refilled_at = excluded.refilled_at;
     END IF;
   END IF;
 END
@@ -1566,7 +1636,9 @@ CREATE VIEW holdline.queue_waiting AS
 CREATE TABLE holdline.rate_limit_buckets (
     queue text NOT NULL,
     tokens double precision NOT NULL,
-    refilled_at timestamp with time zone NOT NULL
+    refilled_at timestamp with time zone NOT NULL,
+    stripe smallint DEFAULT 0 NOT NULL,
+    CONSTRAINT rate_limit_buckets_stripe_check CHECK (((stripe >= 0) AND (stripe <= 7)))
 );
 
 --
@@ -1712,7 +1784,7 @@ ALTER TABLE ONLY holdline.queues
 --
 
 ALTER TABLE ONLY holdline.rate_limit_buckets
-    ADD CONSTRAINT rate_limit_buckets_pkey PRIMARY KEY (queue);
+    ADD CONSTRAINT rate_limit_buckets_pkey PRIMARY KEY (queue, stripe);
 
 --
 -- Name: replay_jobs replay_jobs_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -

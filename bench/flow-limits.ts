@@ -6,7 +6,10 @@
  * limited run ≥ 0.9× the run without limits, since limits must cost nearly nothing when they
  * do not bind.
  *
- *   npx tsx bench/flow-limits.ts [--smoke]
+ *   npx tsx bench/flow-limits.ts [--smoke] [--repetitions N]
+ *
+ * `--repetitions` (default 3) runs more interleaved rounds, for a median that holds still on
+ * a shared machine.
  *
  * Prints one JSON line per measurement and a summary line per variant, then a table.
  */
@@ -22,9 +25,9 @@ import { CONSUMER_LOOPS, LEASE_MAX, receiveLoops } from './harness/drain-consume
 import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
 
 const BENCH = 'flow-limits';
-const args = parseBenchArgs(process.argv.slice(2));
+const args = parseBenchArgs(process.argv.slice(2), ['repetitions']);
 const MESSAGES = args.smoke ? 1_000 : 50_000;
-const REPETITIONS = args.smoke ? 1 : 3;
+const REPETITIONS = args.smoke ? 1 : Math.round(args.numbers.repetitions ?? 3);
 const PREFILL_BATCH_SIZE = 500;
 const QUEUE = 'bench-flow';
 

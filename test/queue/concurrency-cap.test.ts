@@ -18,9 +18,10 @@ import {
   configureQueue,
   receive,
 } from '../../src/queue/operations.ts';
-import type { Delivery, Executor } from '../../src/queue/operations.ts';
+import type { Delivery } from '../../src/queue/operations.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
+import { leasedCount, sampleLeases } from '../helpers/leases.ts';
 import { makeQueue, makeQueueWithMessages, sendMessages } from '../helpers/factories.ts';
 import { pollUntil } from '../helpers/notifications.ts';
 
@@ -33,15 +34,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await t.drop();
 });
-
-/** Committed leases of a queue, as any other session sees them. */
-async function leasedCount(db: Executor, queue: string): Promise<number> {
-  const { rows } = await sql<{ n: number }>`
-    SELECT count(*)::integer AS n FROM holdline.messages
-    WHERE queue = ${queue} AND lease_token IS NOT NULL
-  `.execute(db);
-  return rows[0]!.n;
-}
 
 describe('maxInFlight across engines', () => {
   const MESSAGES = 300;
@@ -63,20 +55,8 @@ describe('maxInFlight across engines', () => {
     for (const engine of engines) engine.start();
 
     // The sampler: its own session, reading committed leases every few milliseconds.
-    const sampler = await t.connect();
-    const samples: number[] = [];
-    let done = false;
-    const sampling = (async () => {
-      while (!done) {
-        const { rows } = await sampler.query<{ n: number }>(
-          `SELECT count(*)::integer AS n FROM holdline.messages
-           WHERE queue = $1 AND lease_token IS NOT NULL`,
-          [queue],
-        );
-        samples.push(rows[0]!.n);
-        await new Promise((resolve) => setTimeout(resolve, 2));
-      }
-    })();
+    const sampler = await sampleLeases(t, queue);
+    const { samples } = sampler;
 
     const acked = new Set<string>();
     const started = performance.now();
@@ -102,9 +82,7 @@ describe('maxInFlight across engines', () => {
         }),
       );
     } finally {
-      done = true;
-      await sampling;
-      await sampler.end();
+      await sampler.stop();
       for (const engine of engines) await engine.stop();
       for (const db of pools) await db.destroy();
     }

@@ -165,12 +165,13 @@ export const QueueWaitingGet = new Statement<QueueWaitingView, [queue: string]>(
 );
 
 /**
- * When queue $1's rate limit, as its last charge left it, has its next whole token: the
- * milliseconds from now (0: due already) and the charge it follows (its refilled_at, as text,
- * which names that bucket state). No row when that charge left a whole token or more (the
- * bucket did not hold back the receive that made it), when the bucket was never charged, or
- * without a rate limit. Judged from the charge, not from now, so that a token arriving
- * between a receive and this read still gets its wake-up.
+ * When queue $1's rate limit, as its last charges left it, has its next whole token: the
+ * milliseconds from now (0: due already) and the charge it follows (the stripe and its
+ * refilled_at, as text, which name that bucket state). The soonest of the stripes (0031)
+ * whose last charge left less than a whole token. No row when none did (no stripe held back
+ * the receives that charged it), when the bucket was never charged, or without a rate limit.
+ * Judged from the charge, not from now, so that a token arriving between a receive and this
+ * read still gets its wake-up.
  */
 export const QueueRateLimitNextToken = new Statement<
   { delay_ms: number; charged_at: string },
@@ -180,12 +181,15 @@ export const QueueRateLimitNextToken = new Statement<
   `
   SELECT greatest(0, extract(epoch FROM
            b.refilled_at + make_interval(
-             secs => (1 - b.tokens) * q.rate_limit_per_seconds / q.rate_limit_count)
+             secs => (1 - b.tokens) * q.rate_limit_per_seconds * s.n / q.rate_limit_count)
            - clock_timestamp()) * 1000)::float8 AS delay_ms,
-         b.refilled_at::text AS charged_at
+         b.stripe || '@' || b.refilled_at::text AS charged_at
   FROM holdline.queues q
-  JOIN holdline.rate_limit_buckets b ON b.queue = q.name
-  WHERE q.name = $1 AND q.rate_limit_count IS NOT NULL AND b.tokens < 1`,
+  CROSS JOIN LATERAL holdline.flow_stripes(q.max_in_flight, q.rate_limit_count) s(n)
+  JOIN holdline.rate_limit_buckets b ON b.queue = q.name AND b.stripe < s.n
+  WHERE q.name = $1 AND q.rate_limit_count IS NOT NULL AND b.tokens < 1
+  ORDER BY delay_ms
+  LIMIT 1`,
 );
 
 /** Counts of every queue by state, by name. */
