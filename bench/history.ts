@@ -13,7 +13,8 @@
  * - W3: the engine loop of bench/drain.ts (4 loops, receive max 1,000 + ackBatch) draining
  *   50,000 prefilled messages.
  *
- *   npx tsx bench/history.ts [--smoke]
+ *   npx tsx bench/history.ts [--smoke] [--repetitions N]
+ *   BENCH_WORKLOADS=W1 npx tsx bench/history.ts    # one workload only
  *
  * Prints one JSON line per measurement and a summary line per workload and variant, then a
  * table.
@@ -32,8 +33,8 @@ import { runProducers } from './harness/producers.ts';
 import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
 
 const BENCH = 'history';
-const args = parseBenchArgs(process.argv.slice(2));
-const REPETITIONS = args.smoke ? 1 : 5;
+const args = parseBenchArgs(process.argv.slice(2), ['repetitions']);
+const REPETITIONS = args.smoke ? 1 : (args.numbers.repetitions ?? 5);
 const SENDS = args.smoke ? 400 : 20_000;
 const PRODUCERS = 8;
 const WARMUP_SENDS_PER_PRODUCER = args.smoke ? 5 : 50;
@@ -49,6 +50,12 @@ const RESET =
 
 type Workload = 'W1' | 'W3';
 type Variant = 'off' | 'on';
+
+/** BENCH_WORKLOADS=W1 (or W3) runs only that workload. */
+const WORKLOADS: readonly Workload[] = (['W1', 'W3'] as const).filter(
+  (w) =>
+    process.env.BENCH_WORKLOADS === undefined || process.env.BENCH_WORKLOADS.split(',').includes(w),
+);
 
 /** An engine and a leader over the bench database, with the history on or off. */
 async function startInstance(
@@ -154,7 +161,7 @@ await withBenchDatabase(async (bench) => {
     ['W3', []],
   ]);
   for (let repetition = 1; repetition <= REPETITIONS; repetition++) {
-    for (const workload of ['W1', 'W3'] as const) {
+    for (const workload of WORKLOADS) {
       // Alternating which goes first cancels a drift of the machine within a pair.
       const order: Variant[] = repetition % 2 === 1 ? ['off', 'on'] : ['on', 'off'];
       const pair = new Map<Variant, number>();
@@ -179,7 +186,7 @@ await withBenchDatabase(async (bench) => {
       ratios.get(workload)!.push(pair.get('on')! / pair.get('off')!);
     }
   }
-  const rows = (['W1', 'W3'] as const).map((workload) => {
+  const rows = WORKLOADS.map((workload) => {
     const off = median(rates.get(`${workload}-off`)!);
     const on = median(rates.get(`${workload}-on`)!);
     const pairRatios = ratios.get(workload)!;

@@ -1,7 +1,8 @@
 import type { Executor } from './executor.ts';
 import { LATENCY_BUCKETS, latencyBucket } from './latency-histogram.ts';
+import { PeriodicFlush } from './periodic-flush.ts';
 import { QueueHistoryAddMany } from './sql/index.ts';
-import type { Delivery } from './types.ts';
+import type { Delivery, QueueHistoryCounts } from './types.ts';
 
 /** How often a meter adds what it counted to the stats history. */
 export const HISTORY_FLUSH_INTERVAL_MS_DEFAULT = 5_000;
@@ -9,16 +10,10 @@ export const HISTORY_FLUSH_INTERVAL_MS_DEFAULT = 5_000;
 const MINUTE_MS = 60_000;
 
 /** What one queue did in one minute, as counted by one process. */
-interface Tally {
+interface Tally extends QueueHistoryCounts {
   queue: string;
   /** The minute's start, epoch milliseconds (UTC, on the database's clock). */
   minuteMs: number;
-  sent: number;
-  delivered: number;
-  acked: number;
-  nacked: number;
-  deadLettered: number;
-  leaseExpired: number;
   /** Deliveries per latency bucket (latency-histogram.ts); undefined until one is counted. */
   latency: number[] | undefined;
 }
@@ -37,18 +32,18 @@ interface Tally {
  * from the database. Counts of a crashed process since its last flush are lost.
  * Lifecycle: start() once, stop() any number of times (it flushes).
  */
-export class HistoryMeter {
+export class HistoryMeter extends PeriodicFlush {
   private tallies = new Map<string, Tally>();
   /** Database clock minus this process's clock, in ms, as of the last flush. */
   private clockOffsetMs = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly db: Executor,
-    private readonly intervalMs = HISTORY_FLUSH_INTERVAL_MS_DEFAULT,
+    intervalMs = HISTORY_FLUSH_INTERVAL_MS_DEFAULT,
     private readonly onError: (error: unknown) => void = () => undefined,
-  ) {}
+  ) {
+    super(intervalMs);
+  }
 
   /** Counts `messages` sent to `queue`. */
   sent(queue: string, messages: number): void {
@@ -88,25 +83,6 @@ export class HistoryMeter {
     if (deadLettered) tally.deadLettered += messages;
   }
 
-  start(): void {
-    if (this.timer !== undefined) return;
-    this.timer = setInterval(() => void this.flush(), this.intervalMs);
-    this.timer.unref();
-  }
-
-  /** Stops the timer and writes what is counted. Safe to call twice. */
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.flush();
-  }
-
-  /** Writes the counts so far; failures go to onError and the counts are kept for later. */
-  flush(): Promise<void> {
-    this.flushing = this.flushing.then(() => this.write());
-    return this.flushing;
-  }
-
   private tally(queue: string, now = Date.now() + this.clockOffsetMs): Tally {
     const minuteMs = now - (now % MINUTE_MS);
     // One key per queue and minute; queue names hold no newline.
@@ -129,7 +105,8 @@ export class HistoryMeter {
     return tally;
   }
 
-  private async write(): Promise<void> {
+  /** Failures go to onError and the counts are kept for the next write. */
+  protected override async write(): Promise<void> {
     if (this.tallies.size === 0) return;
     const tallies = [...this.tallies.values()];
     this.tallies = new Map();

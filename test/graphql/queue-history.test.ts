@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QueueEngine } from '../../src/queue/operations.ts';
+import type { QueueHistoryCounts, QueueHistoryPoint } from '../../src/queue/operations.ts';
 import type { Reaper } from '../../src/reaper/reaper.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
@@ -23,20 +24,8 @@ afterAll(async () => {
   await t.drop();
 });
 
-interface Point {
-  at: string;
-  sent: number;
-  delivered: number;
-  acked: number;
-  nacked: number;
-  deadLettered: number;
-  leaseExpired: number;
-  depth: number | null;
-  oldestReadyAgeSeconds: number | null;
-  deliveryLatencyP50Seconds: number | null;
-  deliveryLatencyP95Seconds: number | null;
-  deliveryLatencyP99Seconds: number | null;
-}
+/** A point as JSON: the contract's, with `at` as text. */
+type Point = Omit<QueueHistoryPoint, 'at'> & { at: string };
 
 const HISTORY = `query ($queue: String!, $from: DateTime!, $to: DateTime!, $step: Int) {
   queueHistory(queue: $queue, from: $from, to: $to, step: $step) {
@@ -56,7 +45,7 @@ async function recentHistory(queue: string): Promise<Point[]> {
   return data.queueHistory;
 }
 
-type Counter = 'sent' | 'delivered' | 'acked' | 'nacked' | 'deadLettered' | 'leaseExpired';
+type Counter = keyof QueueHistoryCounts;
 
 function total(points: Point[], counter: Counter): number {
   return points.reduce((sum, p) => sum + p[counter], 0);
