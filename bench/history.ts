@@ -3,9 +3,9 @@
  * and off, interleaved per repetition (the order alternating), and the ratio on ÷ off;
  * target ≥ 0.95×. "On" is everything the history adds: the engine's meter (a count per
  * send, delivery, ack and nack, a latency bucket per delivery, an upsert every 5 s) and a
- * leader whose history keeper samples every second instead of every 30 s (a compressed
- * clock, so that the sampling's scans of the messages table fall inside the runs). "Off" runs
- * the same engine and leader with the history off.
+ * leader whose history keeper samples depths every 30 s (`--sample-seconds 1` compresses
+ * that, so that many samples, each a scan of the messages table, fall inside a run). "Off"
+ * runs the same engine and leader with the history off.
  *
  * - W1: 8 producers, single sends through QueueEngine.send (one in flight each; the engine
  *   coalesces concurrent sends), 20,000 in the measured part. (bench/single-sends.ts calls
@@ -13,7 +13,7 @@
  * - W3: the engine loop of bench/drain.ts (4 loops, receive max 1,000 + ackBatch) draining
  *   50,000 prefilled messages.
  *
- *   npx tsx bench/history.ts [--smoke] [--repetitions N]
+ *   npx tsx bench/history.ts [--smoke] [--repetitions N] [--sample-seconds N]
  *   BENCH_WORKLOADS=W1 npx tsx bench/history.ts    # one workload only
  *
  * Prints one JSON line per measurement and a summary line per workload and variant, then a
@@ -35,7 +35,7 @@ import { runProducers } from './harness/producers.ts';
 import { formatCount, formatFixed, markdownTable, printJsonLine } from './harness/report.ts';
 
 const BENCH = 'history';
-const args = parseBenchArgs(process.argv.slice(2), ['repetitions']);
+const args = parseBenchArgs(process.argv.slice(2), ['repetitions', 'sample-seconds']);
 const REPETITIONS = args.smoke ? 1 : (args.numbers.repetitions ?? 5);
 const SENDS = args.smoke ? 400 : 20_000;
 const PRODUCERS = 8;
@@ -43,8 +43,12 @@ const WARMUP_SENDS_PER_PRODUCER = args.smoke ? 5 : 50;
 const DRAIN_MESSAGES = args.smoke ? 1_000 : 50_000;
 const PREFILL_BATCH_SIZE = 500;
 const RUN_TIME_LIMIT_MS = 120_000;
-/** The keeper's sampling interval in the "on" runs: every second (30 s in production). */
-const SAMPLE_INTERVAL_MS = 1_000;
+/**
+ * The keeper's sampling interval in the "on" runs: 30 s as in production, or
+ * `--sample-seconds N` to compress it (1: a sample, a scan of the messages table, every
+ * second of the run).
+ */
+const SAMPLE_INTERVAL_MS = (args.numbers['sample-seconds'] ?? 30) * 1000;
 const QUEUE = 'bench-history';
 /** The application_name of the instance's pool: whose backends' CPU a run adds up. */
 const APPLICATION_NAME = 'holdline-bench-history';
@@ -273,7 +277,8 @@ await withBenchDatabase(async (bench) => {
     ];
   });
   process.stdout.write(
-    `\nHistory on vs off, ${REPETITIONS} interleaved pairs; ratios are medians of the pairs' on ÷ off ` +
+    `\nHistory on (depths sampled every ${SAMPLE_INTERVAL_MS / 1000} s) vs off, ${REPETITIONS} interleaved pairs; ` +
+      `ratios are medians of the pairs' on ÷ off ` +
       `(CPU per message: lower is cheaper, so on ÷ off above 1 is the cost).\n\n` +
       `${markdownTable(
         [
