@@ -656,9 +656,9 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     );
     for (const a of acked) {
       this.emit('acked', a.queue, a.ageSeconds);
-      this.history?.acked(a.queue);
       this.slotFreed(a.queue);
     }
+    this.history?.ackedEach(acked);
     return acked;
   }
   /** Nacks one delivery (see nack.ts): retried with backoff, or dead-lettered. */

@@ -126,6 +126,26 @@ describe('the stats history', () => {
     ).toBe(true);
   });
 
+  it('keeps counts it could not write, and adds them at the next flush', async () => {
+    await createQueue('hist-retry-write');
+    const meter = new QueueEngine({ db: t.db, logger: pino({ level: 'silent' }) });
+    try {
+      await meter.sendBatch('hist-retry-write', [{ payload: 1 }, { payload: 2 }]);
+      await sql`ALTER TABLE holdline.queue_history RENAME TO queue_history_away`.execute(t.db);
+      try {
+        await meter.flushHistory(); // fails: the table is not there
+      } finally {
+        await sql`ALTER TABLE holdline.queue_history_away RENAME TO queue_history`.execute(t.db);
+      }
+      expect(total(await recentHistory('hist-retry-write'), 'sent')).toBe(0);
+      await meter.send('hist-retry-write', { payload: 3 });
+      await meter.flushHistory();
+      expect(total(await recentHistory('hist-retry-write'), 'sent')).toBe(3);
+    } finally {
+      await meter.stop();
+    }
+  });
+
   it('measures delivery latency from runAt: a message due 20 s ago is 20 s late', async () => {
     await createQueue('hist-latency');
     await api.engine.send('hist-latency', {
