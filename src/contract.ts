@@ -215,19 +215,25 @@ export interface MessageFilter {
   createdBefore?: Date | null;
 }
 
+/** What the stats history counts of a queue over a span (see QueueHistoryPoint). */
+export interface QueueHistoryCounts {
+  sent: number;
+  delivered: number;
+  acked: number;
+  nacked: number;
+  /** Moved to the dead-letter queue, by a nack or an expired lease. */
+  deadLettered: number;
+  /** Leases the reaper took back after they expired. */
+  leaseExpired: number;
+}
+
 /**
  * One point of a queue's stats history: a bucket of `step` seconds starting at `at`. Counts
  * are what the service instances' engines did in it; depth and oldest ready age the leader's
  * last sample in it (null: none); latencies from runAt to lease, from the summed histogram.
  */
-export interface QueueHistoryPoint {
+export interface QueueHistoryPoint extends QueueHistoryCounts {
   at: Date;
-  sent: number;
-  delivered: number;
-  acked: number;
-  nacked: number;
-  deadLettered: number;
-  leaseExpired: number;
   depth: number | null;
   oldestReadyAgeSeconds: number | null;
   deliveryLatencyP50Seconds: number | null;

@@ -1,6 +1,6 @@
 import { badInput, translated } from './errors.ts';
 import type { Executor } from './executor.ts';
-import { QUEUE_LOCK_NAMESPACE } from './executor.ts';
+import { QUEUE_LOCK_NAMESPACE, inTransaction } from './executor.ts';
 import { validateMessageSelection } from './message-filter.ts';
 import type { MessageSelection } from './message-filter.ts';
 import { queueNotFound, requireQueue } from './queues.ts';
@@ -17,7 +17,7 @@ import {
 } from './sql/index.ts';
 import type { MessageChunkResult } from './sql/index.ts';
 import type { MessageFilter, MessageState } from './types.ts';
-import { validateQueueName } from './validation.ts';
+import { validateInteger, validateQueueName } from './validation.ts';
 
 /**
  * Most messages one chunk of a bulk action changes, in one transaction of its own: small
@@ -25,6 +25,8 @@ import { validateQueueName } from './validation.ts';
  * million matches take a thousand statements, not a million.
  */
 export const BULK_CHUNK_SIZE_DEFAULT = 1_000;
+/** The largest chunk an engine may be configured with. */
+const BULK_CHUNK_SIZE_MAX = 10_000;
 
 /**
  * Ids a chunk looks through at first. The window doubles after a chunk that found fewer than
@@ -160,7 +162,13 @@ async function checkedSelection(
   }
   const selection = validateMessageSelection(params.state, params.filter);
   await translated(() => requireQueue(db, queue));
-  return { queue, selection, chunkSize: params.chunkSize ?? BULK_CHUNK_SIZE_DEFAULT };
+  const chunkSize = validateInteger(
+    params.chunkSize ?? BULK_CHUNK_SIZE_DEFAULT,
+    'chunkSize',
+    1,
+    BULK_CHUNK_SIZE_MAX,
+  );
+  return { queue, selection, chunkSize };
 }
 
 /**
@@ -175,7 +183,7 @@ function intoQueue(
   options: { required: boolean },
   chunk: (trx: Executor) => Promise<{ rows: MessageChunkResult[] }>,
 ): Promise<{ rows: MessageChunkResult[] }> {
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     await QueueLockShared.run(trx, [QUEUE_LOCK_NAMESPACE, target]);
     const { rows: queues } = await QueueGetByName.run(trx, [target]);
     if (queues.length === 0) {
@@ -191,7 +199,8 @@ function intoQueue(
 /**
  * Runs a bulk action chunk by chunk over the message ids that exist when it starts, each
  * chunk its own transaction (on the pool: so no transaction grows with the number of
- * matches, and producers, who only insert, are never blocked), and returns the total
+ * matches, and producers, who only insert, are never blocked; given a caller's transaction
+ * instead, every chunk joins it and nothing commits before it does), and returns the total
  * changed. A chunk acts on at most `chunkSize` matching messages of an id window, the next
  * starting after the last one it changed, or after the window when it was not full. Every id
  * is visited once, so a message changed by one chunk is never met again, and the walk ends

@@ -1,4 +1,5 @@
 import type { Executor } from './executor.ts';
+import { PeriodicFlush } from './periodic-flush.ts';
 import { DequeueCountAddMany } from './sql/index.ts';
 
 /** How often counted deliveries are written to the dequeue counts (sql/dequeue-count.ts). */
@@ -10,42 +11,24 @@ export const DEQUEUE_FLUSH_INTERVAL_MS_DEFAULT = 5_000;
  * receiver of a queue update one row; this costs one upsert per flush instead. Counts of a
  * crashed process since its last flush are lost: they only feed an estimate.
  */
-export class DequeueMeter {
+export class DequeueMeter extends PeriodicFlush {
   private counts = new Map<string, number>();
-  private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly db: Executor,
-    private readonly intervalMs = DEQUEUE_FLUSH_INTERVAL_MS_DEFAULT,
+    intervalMs = DEQUEUE_FLUSH_INTERVAL_MS_DEFAULT,
     private readonly onError: (error: unknown) => void = () => undefined,
-  ) {}
+  ) {
+    super(intervalMs);
+  }
 
   /** Counts `deliveries` just leased from `queue`. */
   record(queue: string, deliveries: number): void {
     if (deliveries > 0) this.counts.set(queue, (this.counts.get(queue) ?? 0) + deliveries);
   }
 
-  start(): void {
-    if (this.timer !== undefined) return;
-    this.timer = setInterval(() => void this.flush(), this.intervalMs);
-    this.timer.unref();
-  }
-
-  /** Stops the timer and writes what is counted. Safe to call twice. */
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.flush();
-  }
-
-  /** Writes the counts so far; failures go to onError and the counts are kept for later. */
-  flush(): Promise<void> {
-    this.flushing = this.flushing.then(() => this.write());
-    return this.flushing;
-  }
-
-  private async write(): Promise<void> {
+  /** Failures go to onError and the counts are kept for the next write. */
+  protected override async write(): Promise<void> {
     if (this.counts.size === 0) return;
     const counts = this.counts;
     this.counts = new Map();

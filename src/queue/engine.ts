@@ -718,9 +718,9 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     const acked = await this.ackBatchAuthorized(receipts, options);
     for (const a of acked) {
       this.emit('acked', a.queue, a.ageSeconds);
-      this.history?.acked(a.queue);
       this.slotFreed(a.queue);
     }
+    this.history?.ackedEach(acked);
     return acked;
   }
   private async ackBatchAuthorized(

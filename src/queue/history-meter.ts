@@ -1,7 +1,8 @@
 import type { Executor } from './executor.ts';
 import { LATENCY_BUCKETS, latencyBucket } from './latency-histogram.ts';
+import { PeriodicFlush } from './periodic-flush.ts';
 import { QueueHistoryAddMany } from './sql/index.ts';
-import type { Delivery } from './types.ts';
+import type { Delivery, QueueHistoryCounts } from './types.ts';
 
 /** How often a meter adds what it counted to the stats history. */
 export const HISTORY_FLUSH_INTERVAL_MS_DEFAULT = 5_000;
@@ -9,16 +10,10 @@ export const HISTORY_FLUSH_INTERVAL_MS_DEFAULT = 5_000;
 const MINUTE_MS = 60_000;
 
 /** What one queue did in one minute, as counted by one process. */
-interface Tally {
+interface Tally extends QueueHistoryCounts {
   queue: string;
   /** The minute's start, epoch milliseconds (UTC, on the database's clock). */
   minuteMs: number;
-  sent: number;
-  delivered: number;
-  acked: number;
-  nacked: number;
-  deadLettered: number;
-  leaseExpired: number;
   /** Deliveries per latency bucket (latency-histogram.ts); undefined until one is counted. */
   latency: number[] | undefined;
 }
@@ -37,18 +32,22 @@ interface Tally {
  * from the database. Counts of a crashed process since its last flush are lost.
  * Lifecycle: start() once, stop() any number of times (it flushes).
  */
-export class HistoryMeter {
-  private tallies = new Map<string, Tally>();
+export class HistoryMeter extends PeriodicFlush {
+  /** The minute counted into now (epoch ms), and its tallies by queue: the one-lookup path. */
+  private minuteMs = -1;
+  private current = new Map<string, Tally>();
+  /** Tallies of earlier minutes not yet written, by minute and queue. */
+  private earlier = new Map<string, Tally>();
   /** Database clock minus this process's clock, in ms, as of the last flush. */
   private clockOffsetMs = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly db: Executor,
-    private readonly intervalMs = HISTORY_FLUSH_INTERVAL_MS_DEFAULT,
+    intervalMs = HISTORY_FLUSH_INTERVAL_MS_DEFAULT,
     private readonly onError: (error: unknown) => void = () => undefined,
-  ) {}
+  ) {
+    super(intervalMs);
+  }
 
   /** Counts `messages` sent to `queue`. */
   sent(queue: string, messages: number): void {
@@ -74,6 +73,15 @@ export class HistoryMeter {
     this.tally(queue).acked += messages;
   }
 
+  /** Counts a batch of acks, one per item, by its queue: one lookup per run of one queue. */
+  ackedEach(acked: readonly { queue: string }[]): void {
+    let tally: Tally | undefined;
+    for (const { queue } of acked) {
+      if (tally?.queue !== queue) tally = this.tally(queue);
+      tally.acked += 1;
+    }
+  }
+
   /** Counts one nack in `queue`, and whether it moved the message to the dead-letter queue. */
   nacked(queue: string, deadLettered: boolean): void {
     const tally = this.tally(queue);
@@ -88,51 +96,31 @@ export class HistoryMeter {
     if (deadLettered) tally.deadLettered += messages;
   }
 
-  start(): void {
-    if (this.timer !== undefined) return;
-    this.timer = setInterval(() => void this.flush(), this.intervalMs);
-    this.timer.unref();
-  }
-
-  /** Stops the timer and writes what is counted. Safe to call twice. */
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.flush();
-  }
-
-  /** Writes the counts so far; failures go to onError and the counts are kept for later. */
-  flush(): Promise<void> {
-    this.flushing = this.flushing.then(() => this.write());
-    return this.flushing;
-  }
-
+  /**
+   * The tally of `queue` for the minute holding `now`. On the hot path (every send, delivery
+   * batch and ack): one clock read and one lookup by queue name while the minute lasts.
+   */
   private tally(queue: string, now = Date.now() + this.clockOffsetMs): Tally {
     const minuteMs = now - (now % MINUTE_MS);
-    // One key per queue and minute; queue names hold no newline.
-    const key = `${minuteMs}\n${queue}`;
-    let tally = this.tallies.get(key);
+    if (minuteMs !== this.minuteMs) {
+      for (const tally of this.current.values()) this.keep(tally);
+      this.current = new Map();
+      this.minuteMs = minuteMs;
+    }
+    let tally = this.current.get(queue);
     if (tally === undefined) {
-      tally = {
-        queue,
-        minuteMs,
-        sent: 0,
-        delivered: 0,
-        acked: 0,
-        nacked: 0,
-        deadLettered: 0,
-        leaseExpired: 0,
-        latency: undefined,
-      };
-      this.tallies.set(key, tally);
+      tally = emptyTally(queue, minuteMs);
+      this.current.set(queue, tally);
     }
     return tally;
   }
 
-  private async write(): Promise<void> {
-    if (this.tallies.size === 0) return;
-    const tallies = [...this.tallies.values()];
-    this.tallies = new Map();
+  /** Failures go to onError and the counts are kept for the next write. */
+  protected override async write(): Promise<void> {
+    if (this.current.size === 0 && this.earlier.size === 0) return;
+    const tallies = [...this.earlier.values(), ...this.current.values()];
+    this.earlier = new Map();
+    this.current = new Map();
     try {
       const askedAt = Date.now();
       const { rows } = await QueueHistoryAddMany.run(this.db, [
@@ -152,23 +140,48 @@ export class HistoryMeter {
         this.clockOffsetMs = Math.round(databaseNow - (askedAt + answeredAt) / 2);
       }
     } catch (error) {
-      for (const t of tallies) this.restore(t);
+      // Kept for the next write, added to whatever was counted meanwhile.
+      for (const t of tallies) {
+        if (t.minuteMs === this.minuteMs) addTally(this.tally(t.queue, t.minuteMs), t);
+        else this.keep(t);
+      }
       this.onError(error);
     }
   }
 
-  /** Adds a tally that could not be written back into the counts, for the next flush. */
-  private restore(t: Tally): void {
-    const kept = this.tally(t.queue, t.minuteMs);
-    kept.sent += t.sent;
-    kept.delivered += t.delivered;
-    kept.acked += t.acked;
-    kept.nacked += t.nacked;
-    kept.deadLettered += t.deadLettered;
-    kept.leaseExpired += t.leaseExpired;
-    if (t.latency !== undefined) {
-      const latency = (kept.latency ??= new Array<number>(LATENCY_BUCKETS).fill(0));
-      t.latency.forEach((n, bucket) => (latency[bucket]! += n));
-    }
+  /** Adds a tally of an earlier minute to those waiting for the next write. */
+  private keep(t: Tally): void {
+    const key = `${t.minuteMs}\n${t.queue}`;
+    const kept = this.earlier.get(key);
+    if (kept === undefined) this.earlier.set(key, t);
+    else addTally(kept, t);
+  }
+}
+
+function emptyTally(queue: string, minuteMs: number): Tally {
+  return {
+    queue,
+    minuteMs,
+    sent: 0,
+    delivered: 0,
+    acked: 0,
+    nacked: 0,
+    deadLettered: 0,
+    leaseExpired: 0,
+    latency: undefined,
+  };
+}
+
+/** Adds `t`'s counts and latency histogram to `into`. */
+function addTally(into: Tally, t: Tally): void {
+  into.sent += t.sent;
+  into.delivered += t.delivered;
+  into.acked += t.acked;
+  into.nacked += t.nacked;
+  into.deadLettered += t.deadLettered;
+  into.leaseExpired += t.leaseExpired;
+  if (t.latency !== undefined) {
+    const latency = (into.latency ??= new Array<number>(LATENCY_BUCKETS).fill(0));
+    t.latency.forEach((n, bucket) => (latency[bucket]! += n));
   }
 }

@@ -1,23 +1,16 @@
 import { badInput } from './errors.ts';
+import type { MessageSelectionParams } from './sql/index.ts';
 import type { MessageFilter, MessageState } from './types.ts';
 import { KEY_MAX_LENGTH, containmentFilterJson, validateOptionalDate } from './validation.ts';
 
 const MESSAGE_STATES: readonly MessageState[] = ['READY', 'DELAYED', 'LEASED'];
 
 /**
- * A checked state and filter, as the selecting statements take them (src/queue/sql/message.ts,
- * MESSAGE_SELECTION_PARAMETERS): the state, both containment filters as JSON text, the keys
- * and the creation-time bounds, null where not given.
+ * A checked state and filter, as the selecting statements take them (MessageSelectionParams
+ * in sql/message.ts): the state, both containment filters as JSON text, the keys and the
+ * creation-time bounds, null where not given.
  */
-export type MessageSelection = [
-  state: MessageState | null,
-  payloadJson: string | null,
-  headersJson: string | null,
-  groupKey: string | null,
-  dedupKey: string | null,
-  createdAfter: Date | null,
-  createdBefore: Date | null,
-];
+export type MessageSelection = MessageSelectionParams;
 
 /**
  * Checks a state and a filter of live messages: the state one of READY, DELAYED, LEASED;

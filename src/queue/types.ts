@@ -8,6 +8,7 @@ export type {
   MessageState,
   Queue,
   QueueConfig,
+  QueueHistoryCounts,
   QueueHistoryPoint,
   QueueStats,
   CatchUp,

@@ -88,7 +88,9 @@ interface ReaperEvents {
  * vacuum scheduler (every ten seconds: vacuums the messages table if autovacuum has fallen
  * behind), the archive partitioner (every minute: day partitions of the archive created
  * ahead, expired ones dropped whole), the replay runner (every 200 ms: batches of replay
- * jobs) and the schedule firer (every 250 ms: sends the messages of due cron ticks). With
+ * jobs), the schedule firer (every 250 ms: sends the messages of due cron ticks) and, unless
+ * the history is off, the history keeper (every 30 s: depths sampled into the stats history,
+ * minutes past its retention deleted, expired leases and schedule sends counted). With
  * several processes exactly one leads at a time; a standby takes over
  * within intervalMs of the leader's connection or process dying. Errors are logged per pass
  * and the loops carry on.

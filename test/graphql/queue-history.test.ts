@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QueueEngine } from '../../src/queue/operations.ts';
+import type { QueueHistoryCounts, QueueHistoryPoint } from '../../src/queue/operations.ts';
 import type { Reaper } from '../../src/reaper/reaper.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import type { TestDatabase } from '../helpers/database.ts';
@@ -23,20 +24,8 @@ afterAll(async () => {
   await t.drop();
 });
 
-interface Point {
-  at: string;
-  sent: number;
-  delivered: number;
-  acked: number;
-  nacked: number;
-  deadLettered: number;
-  leaseExpired: number;
-  depth: number | null;
-  oldestReadyAgeSeconds: number | null;
-  deliveryLatencyP50Seconds: number | null;
-  deliveryLatencyP95Seconds: number | null;
-  deliveryLatencyP99Seconds: number | null;
-}
+/** A point as JSON: the contract's, with `at` as text. */
+type Point = Omit<QueueHistoryPoint, 'at'> & { at: string };
 
 const HISTORY = `query ($queue: String!, $from: DateTime!, $to: DateTime!, $step: Int) {
   queueHistory(queue: $queue, from: $from, to: $to, step: $step) {
@@ -56,7 +45,7 @@ async function recentHistory(queue: string): Promise<Point[]> {
   return data.queueHistory;
 }
 
-type Counter = 'sent' | 'delivered' | 'acked' | 'nacked' | 'deadLettered' | 'leaseExpired';
+type Counter = keyof QueueHistoryCounts;
 
 function total(points: Point[], counter: Counter): number {
   return points.reduce((sum, p) => sum + p[counter], 0);
@@ -135,6 +124,26 @@ describe('the stats history', () => {
     expect(
       points.filter((p) => p.delivered === 0).every((p) => p.deliveryLatencyP50Seconds === null),
     ).toBe(true);
+  });
+
+  it('keeps counts it could not write, and adds them at the next flush', async () => {
+    await createQueue('hist-retry-write');
+    const meter = new QueueEngine({ db: t.db, logger: pino({ level: 'silent' }) });
+    try {
+      await meter.sendBatch('hist-retry-write', [{ payload: 1 }, { payload: 2 }]);
+      await sql`ALTER TABLE holdline.queue_history RENAME TO queue_history_away`.execute(t.db);
+      try {
+        await meter.flushHistory(); // fails: the table is not there
+      } finally {
+        await sql`ALTER TABLE holdline.queue_history_away RENAME TO queue_history`.execute(t.db);
+      }
+      expect(total(await recentHistory('hist-retry-write'), 'sent')).toBe(0);
+      await meter.send('hist-retry-write', { payload: 3 });
+      await meter.flushHistory();
+      expect(total(await recentHistory('hist-retry-write'), 'sent')).toBe(3);
+    } finally {
+      await meter.stop();
+    }
   });
 
   it('measures delivery latency from runAt: a message due 20 s ago is 20 s late', async () => {
