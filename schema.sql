@@ -23,29 +23,35 @@ CREATE SCHEMA holdline;
 CREATE FUNCTION holdline.ack(p_id bigint, p_lease_token uuid) RETURNS TABLE(queue text, age_seconds double precision)
     LANGUAGE plpgsql
     AS $$
+DECLARE
+  v_capped text[];
 BEGIN
+  IF EXISTS (SELECT FROM holdline.queues c WHERE c.max_in_flight IS NOT NULL) THEN
+    v_capped := holdline.capped_queues_of_leases(ARRAY[p_id], ARRAY[p_lease_token]);
+  END IF;
   IF NOT EXISTS (SELECT FROM holdline.queues q WHERE q.archive_seconds > 0) THEN
     RETURN QUERY
     DELETE FROM holdline.messages m
     WHERE m.id = p_id AND m.lease_token = p_lease_token
     RETURNING m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
-    RETURN;
+  ELSE
+    RETURN QUERY
+    WITH acked AS (
+      DELETE FROM holdline.messages m
+      WHERE m.id = p_id AND m.lease_token = p_lease_token
+      RETURNING m.*
+    ), archived AS (
+      INSERT INTO holdline.message_archive
+        (id, queue, payload, headers, priority, attempts, group_key, sent_at, acked_at)
+      SELECT k.id, k.queue, k.payload, k.headers, k.priority, k.attempts, k.group_key,
+             k.created_at, now()
+      FROM acked k JOIN holdline.queues q ON q.name = k.queue
+      WHERE q.archive_seconds > 0
+    )
+    SELECT k.queue, extract(epoch FROM clock_timestamp() - k.created_at)::double precision
+    FROM acked k;
   END IF;
-  RETURN QUERY
-  WITH acked AS (
-    DELETE FROM holdline.messages m
-    WHERE m.id = p_id AND m.lease_token = p_lease_token
-    RETURNING m.*
-  ), archived AS (
-    INSERT INTO holdline.message_archive
-      (id, queue, payload, headers, priority, attempts, group_key, sent_at, acked_at)
-    SELECT k.id, k.queue, k.payload, k.headers, k.priority, k.attempts, k.group_key,
-           k.created_at, now()
-    FROM acked k JOIN holdline.queues q ON q.name = k.queue
-    WHERE q.archive_seconds > 0
-  )
-  SELECT k.queue, extract(epoch FROM clock_timestamp() - k.created_at)::double precision
-  FROM acked k;
+  PERFORM holdline.wake(c) FROM unnest(v_capped) AS c;
 END
 $$;
 
@@ -56,9 +62,14 @@ $$;
 CREATE FUNCTION holdline.ack_batch(p_ids bigint[], p_lease_tokens uuid[]) RETURNS TABLE(id bigint, queue text, age_seconds double precision)
     LANGUAGE plpgsql
     AS $$
+DECLARE
+  v_capped text[];
 BEGIN
   IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_lease_tokens) THEN
     RAISE EXCEPTION 'ids and lease_tokens must have the same length' USING ERRCODE = 'HL400';
+  END IF;
+  IF EXISTS (SELECT FROM holdline.queues c WHERE c.max_in_flight IS NOT NULL) THEN
+    v_capped := holdline.capped_queues_of_leases(p_ids, p_lease_tokens);
   END IF;
   IF NOT EXISTS (SELECT FROM holdline.queues q WHERE q.archive_seconds > 0) THEN
     RETURN QUERY
@@ -66,24 +77,25 @@ BEGIN
     USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
     WHERE m.id = r.id AND m.lease_token = r.lease_token
     RETURNING m.id, m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
-    RETURN;
+  ELSE
+    RETURN QUERY
+    WITH acked AS (
+      DELETE FROM holdline.messages m
+      USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
+      WHERE m.id = r.id AND m.lease_token = r.lease_token
+      RETURNING m.*
+    ), archived AS (
+      INSERT INTO holdline.message_archive
+        (id, queue, payload, headers, priority, attempts, group_key, sent_at, acked_at)
+      SELECT k.id, k.queue, k.payload, k.headers, k.priority, k.attempts, k.group_key,
+             k.created_at, now()
+      FROM acked k JOIN holdline.queues q ON q.name = k.queue
+      WHERE q.archive_seconds > 0
+    )
+    SELECT k.id, k.queue, extract(epoch FROM clock_timestamp() - k.created_at)::double precision
+    FROM acked k;
   END IF;
-  RETURN QUERY
-  WITH acked AS (
-    DELETE FROM holdline.messages m
-    USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-    WHERE m.id = r.id AND m.lease_token = r.lease_token
-    RETURNING m.*
-  ), archived AS (
-    INSERT INTO holdline.message_archive
-      (id, queue, payload, headers, priority, attempts, group_key, sent_at, acked_at)
-    SELECT k.id, k.queue, k.payload, k.headers, k.priority, k.attempts, k.group_key,
-           k.created_at, now()
-    FROM acked k JOIN holdline.queues q ON q.name = k.queue
-    WHERE q.archive_seconds > 0
-  )
-  SELECT k.id, k.queue, extract(epoch FROM clock_timestamp() - k.created_at)::double precision
-  FROM acked k;
+  PERFORM holdline.wake(c) FROM unnest(v_capped) AS c;
 END
 $$;
 
@@ -94,9 +106,17 @@ $$;
 CREATE FUNCTION holdline.ack_batch(p_ids bigint[], p_lease_tokens uuid[], p_queue_patterns text[]) RETURNS TABLE(id bigint, queue text, age_seconds double precision)
     LANGUAGE plpgsql
     AS $$
+DECLARE
+  v_capped text[];
 BEGIN
   IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_lease_tokens) THEN
     RAISE EXCEPTION 'ids and lease_tokens must have the same length' USING ERRCODE = 'HL400';
+  END IF;
+  IF EXISTS (SELECT FROM holdline.queues c WHERE c.max_in_flight IS NOT NULL) THEN
+    -- A queue outside the patterns is left alone, so it is not woken either.
+    SELECT array_agg(c) INTO v_capped
+    FROM unnest(holdline.capped_queues_of_leases(p_ids, p_lease_tokens)) AS c
+    WHERE p_queue_patterns IS NULL OR c LIKE ANY (p_queue_patterns);
   END IF;
   IF NOT EXISTS (SELECT FROM holdline.queues q WHERE q.archive_seconds > 0) THEN
     RETURN QUERY
@@ -105,25 +125,26 @@ BEGIN
     WHERE m.id = r.id AND m.lease_token = r.lease_token
       AND (p_queue_patterns IS NULL OR m.queue LIKE ANY (p_queue_patterns))
     RETURNING m.id, m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
-    RETURN;
+  ELSE
+    RETURN QUERY
+    WITH acked AS (
+      DELETE FROM holdline.messages m
+      USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
+      WHERE m.id = r.id AND m.lease_token = r.lease_token
+        AND (p_queue_patterns IS NULL OR m.queue LIKE ANY (p_queue_patterns))
+      RETURNING m.*
+    ), archived AS (
+      INSERT INTO holdline.message_archive
+        (id, queue, payload, headers, priority, attempts, group_key, sent_at, acked_at)
+      SELECT k.id, k.queue, k.payload, k.headers, k.priority, k.attempts, k.group_key,
+             k.created_at, now()
+      FROM acked k JOIN holdline.queues q ON q.name = k.queue
+      WHERE q.archive_seconds > 0
+    )
+    SELECT k.id, k.queue, extract(epoch FROM clock_timestamp() - k.created_at)::double precision
+    FROM acked k;
   END IF;
-  RETURN QUERY
-  WITH acked AS (
-    DELETE FROM holdline.messages m
-    USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-    WHERE m.id = r.id AND m.lease_token = r.lease_token
-      AND (p_queue_patterns IS NULL OR m.queue LIKE ANY (p_queue_patterns))
-    RETURNING m.*
-  ), archived AS (
-    INSERT INTO holdline.message_archive
-      (id, queue, payload, headers, priority, attempts, group_key, sent_at, acked_at)
-    SELECT k.id, k.queue, k.payload, k.headers, k.priority, k.attempts, k.group_key,
-           k.created_at, now()
-    FROM acked k JOIN holdline.queues q ON q.name = k.queue
-    WHERE q.archive_seconds > 0
-  )
-  SELECT k.id, k.queue, extract(epoch FROM clock_timestamp() - k.created_at)::double precision
-  FROM acked k;
+  PERFORM holdline.wake(c) FROM unnest(v_capped) AS c;
 END
 $$;
 
@@ -359,6 +380,19 @@ BEGIN
     RETURN QUERY SELECT * FROM holdline.replay_jobs j WHERE j.id = p_job_id;
   END IF;
 END
+$$;
+
+--
+-- Name: capped_queues_of_leases(bigint[], uuid[]); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.capped_queues_of_leases(p_ids bigint[], p_lease_tokens uuid[]) RETURNS text[]
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT array_agg(DISTINCT m.queue)
+  FROM unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
+  JOIN holdline.messages m ON m.id = r.id AND m.lease_token = r.lease_token
+  JOIN holdline.queues q ON q.name = m.queue AND q.max_in_flight IS NOT NULL
 $$;
 
 --
@@ -1880,6 +1914,12 @@ CREATE INDEX queue_history_minute_idx ON holdline.queue_history USING btree (min
 --
 
 CREATE INDEX queues_archiving_idx ON holdline.queues USING btree (name) WHERE (archive_seconds > 0);
+
+--
+-- Name: queues_capped_idx; Type: INDEX; Schema: holdline; Owner: -
+--
+
+CREATE INDEX queues_capped_idx ON holdline.queues USING btree (name) WHERE (max_in_flight IS NOT NULL);
 
 --
 -- Name: replay_jobs_due_idx; Type: INDEX; Schema: holdline; Owner: -

@@ -214,4 +214,49 @@ describe('maxInFlight wake-ups', () => {
       await listener.stop();
     }
   });
+
+  it('wakes a consumer of another instance waiting on a full cap when an ack frees a slot', async () => {
+    const queue = 'cap-wake-elsewhere';
+    await makeQueue(t.db, queue, { maxInFlight: 1 });
+    await sendMessages(t.db, queue, 2);
+    // Two instances: their own pools and LISTEN connections; only the database links them.
+    const instances = await Promise.all(
+      [0, 1].map(async () => {
+        const db = createDatabase(createPool({ connectionString: t.url, max: 2 }));
+        const listener = new Listener({
+          connectionString: t.url,
+          channel: WAKEUP_CHANNEL,
+          logger,
+        });
+        await listener.start();
+        const engine = new QueueEngine({ db, listener, logger, pollIntervalMs: POLL_INTERVAL_MS });
+        engine.start();
+        return { db, listener, engine };
+      }),
+    );
+    const [acking, waiting] = instances as [(typeof instances)[0], (typeof instances)[0]];
+    try {
+      const [held] = await acking.engine.receive({ queue });
+      expect(held).toBeDefined();
+      const next = waiting.engine.receive({ queue, waitSeconds: 15 });
+      await pollUntil('the other instance to wait', async () => {
+        const { rows } = await sql`
+          SELECT 1 FROM holdline.waiting_consumers
+          WHERE queue = ${queue} AND listener_pid = ${waiting.listener.pid!}
+        `.execute(t.db);
+        return rows.length > 0;
+      });
+      const ackedAt = performance.now();
+      await acking.engine.ack(held!.receipt);
+      expect(await next).toHaveLength(1);
+      // Far below the poll interval: the ack's commit notified the other instance.
+      expect(performance.now() - ackedAt).toBeLessThan(WAKE_BUDGET_MS);
+    } finally {
+      for (const { engine, listener, db } of instances) {
+        await engine.stop();
+        await listener.stop();
+        await db.destroy();
+      }
+    }
+  });
 });
