@@ -490,6 +490,29 @@ CREATE FUNCTION holdline.flow_stripes(p_max_in_flight integer, p_rate_limit_coun
 $$;
 
 --
+-- Name: group_rate_limit_tokens(text, text, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.group_rate_limit_tokens(p_queue text, p_group_key text, p_now timestamp with time zone) RETURNS TABLE(tokens double precision, next_token_at timestamp with time zone)
+    LANGUAGE sql STABLE
+    AS $$
+  SELECT f.tokens,
+         CASE WHEN f.tokens >= 1 THEN p_now
+              ELSE p_now + make_interval(secs => (1 - f.tokens) / f.rate) END
+  FROM (
+    SELECT q.group_rate_limit_count / q.group_rate_limit_per_seconds AS rate,
+           least(q.group_rate_limit_count::double precision,
+                 coalesce(b.tokens + greatest(0, extract(epoch FROM p_now - b.refilled_at))
+                                     * q.group_rate_limit_count / q.group_rate_limit_per_seconds,
+                          q.group_rate_limit_count)) AS tokens
+    FROM holdline.queues q
+    LEFT JOIN holdline.group_rate_limit_buckets b
+      ON b.queue = q.name AND b.group_key = p_group_key
+    WHERE q.name = p_queue AND q.group_rate_limit_count IS NOT NULL AND p_group_key IS NOT NULL
+  ) f
+$$;
+
+--
 -- Name: nack(bigint, uuid, double precision, text, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
 --
 
@@ -638,6 +661,13 @@ DECLARE
   v_tokens double precision;
   v_leased integer;
   v_group_max integer;
+  v_group_clock timestamptz;
+  v_candidate record;
+  v_ids bigint[] := '{}';
+  v_groups text[] := '{}';
+  v_group_tokens double precision[] := '{}';
+  v_group_room integer[] := '{}';
+  v_at integer;
 BEGIN
   -- Bounds as in src/queue/validation.ts. Unchecked, NULL would mean no LIMIT (lease the whole
   -- queue) and a timeout below 1 would write leases that have already expired.
@@ -717,40 +747,140 @@ BEGIN
     -- The lease's stripe, for the cap's count (see above).
     v_lease_token := encode(set_byte(uuid_send(v_lease_token), 15, v_stripe), 'hex')::uuid;
   END IF;
-  RETURN QUERY
-  WITH deliverable AS (
-    SELECT m.id
-    FROM holdline.messages m
-    WHERE m.queue = p_queue
-      AND m.lease_token IS NULL
-      AND m.run_at <= v_now
-      AND (m.group_key IS NULL
-           OR (v_group_max IS NULL AND NOT EXISTS (
-                 SELECT 1 FROM holdline.messages earlier
-                 WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
-                   AND earlier.id < m.id))
-           OR (v_group_max IS NOT NULL AND (
-                 SELECT count(*) FROM (
+  IF v_queue.group_rate_limit_count IS NOT NULL THEN
+    -- Per-group rate limit: walk the deliverable messages in delivery order and take each
+    -- whose group still has a whole token, a group's bucket read under that group's lock
+    -- (taken with try: a group another receiver is charging right now is skipped, never
+    -- waited for, so receivers cannot deadlock on groups). Ungrouped messages pass.
+    v_group_clock := coalesce(p_now, clock_timestamp());
+    FOR v_candidate IN
+      SELECT m.id, m.group_key
+      FROM holdline.messages m
+      WHERE m.queue = p_queue
+        AND m.lease_token IS NULL
+        AND m.run_at <= v_now
+        AND (m.group_key IS NULL
+             OR (v_group_max IS NULL AND NOT EXISTS (
                    SELECT 1 FROM holdline.messages earlier
                    WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
-                     AND earlier.id < m.id
-                   LIMIT v_group_max) ahead) < v_group_max))
-    ORDER BY m.priority DESC, m.run_at, m.id
-    LIMIT v_max
-    FOR UPDATE SKIP LOCKED
-  )
-  , leased AS (
-    UPDATE holdline.messages m
-    SET lease_token = v_lease_token,
-        lease_expires_at = v_now + make_interval(
-          secs => coalesce(p_visibility_timeout_seconds, v_queue.visibility_timeout_seconds)),
-        attempts = m.attempts + 1
-    FROM deliverable
-    WHERE m.id = deliverable.id
-    RETURNING m.*
-  )
-  -- UPDATE ... RETURNING has no order of its own; a batch is handed out in delivery order.
-  SELECT * FROM leased ORDER BY leased.priority DESC, leased.run_at, leased.id;
+                     AND earlier.id < m.id))
+             OR (v_group_max IS NOT NULL AND (
+                   SELECT count(*) FROM (
+                     SELECT 1 FROM holdline.messages earlier
+                     WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                       AND earlier.id < m.id
+                     LIMIT v_group_max) ahead) < v_group_max))
+      ORDER BY m.priority DESC, m.run_at, m.id
+    LOOP
+      IF v_candidate.group_key IS NULL THEN
+        v_ids := v_ids || v_candidate.id;
+      ELSE
+        v_at := array_position(v_groups, v_candidate.group_key);
+        IF v_at IS NULL THEN
+          v_groups := v_groups || v_candidate.group_key;
+          v_at := cardinality(v_groups);
+          IF pg_try_advisory_xact_lock(1212958546,
+                                       hashtext(p_queue || '/' || v_candidate.group_key)) THEN
+            v_group_tokens[v_at] := (SELECT g.tokens FROM holdline.group_rate_limit_tokens(
+                                       p_queue, v_candidate.group_key, v_group_clock) g);
+            v_group_room[v_at] := floor(v_group_tokens[v_at])::integer;
+          ELSE
+            v_group_tokens[v_at] := NULL;
+            v_group_room[v_at] := 0;
+          END IF;
+        END IF;
+        IF v_group_room[v_at] > 0 THEN
+          v_group_room[v_at] := v_group_room[v_at] - 1;
+          v_ids := v_ids || v_candidate.id;
+        END IF;
+      END IF;
+      EXIT WHEN cardinality(v_ids) >= v_max;
+    END LOOP;
+    IF cardinality(v_ids) = 0 THEN
+      RETURN;
+    END IF;
+    -- Leased under a fresh snapshot: a message another receiver leased since the walk is
+    -- skipped, and a group's window is judged again with every lease committed before we
+    -- took the group's lock in sight. Each group's bucket is charged what it gave, from the
+    -- tokens read under its lock.
+    RETURN QUERY
+    WITH deliverable AS (
+      SELECT m.id
+      FROM holdline.messages m
+      WHERE m.id = ANY (v_ids)
+        AND m.queue = p_queue
+        AND m.lease_token IS NULL
+        AND m.run_at <= v_now
+        AND (m.group_key IS NULL
+             OR (v_group_max IS NULL AND NOT EXISTS (
+                   SELECT 1 FROM holdline.messages earlier
+                   WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                     AND earlier.id < m.id))
+             OR (v_group_max IS NOT NULL AND (
+                   SELECT count(*) FROM (
+                     SELECT 1 FROM holdline.messages earlier
+                     WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                       AND earlier.id < m.id
+                     LIMIT v_group_max) ahead) < v_group_max))
+      FOR UPDATE SKIP LOCKED
+    )
+    , leased AS (
+      UPDATE holdline.messages m
+      SET lease_token = v_lease_token,
+          lease_expires_at = v_now + make_interval(
+            secs => coalesce(p_visibility_timeout_seconds, v_queue.visibility_timeout_seconds)),
+          attempts = m.attempts + 1
+      FROM deliverable
+      WHERE m.id = deliverable.id
+      RETURNING m.*
+    )
+    , charged AS (
+      INSERT INTO holdline.group_rate_limit_buckets AS b (queue, group_key, tokens, refilled_at)
+      SELECT p_queue, l.group_key, min(t.tokens) - count(*), v_group_clock
+      FROM leased l
+      JOIN unnest(v_groups, v_group_tokens) t(group_key, tokens) ON t.group_key = l.group_key
+      WHERE t.tokens IS NOT NULL
+      GROUP BY l.group_key
+      ON CONFLICT (queue, group_key)
+        DO UPDATE SET tokens = excluded.tokens, refilled_at = excluded.refilled_at
+    )
+    SELECT * FROM leased ORDER BY leased.priority DESC, leased.run_at, leased.id;
+  ELSE
+    RETURN QUERY
+    WITH deliverable AS (
+      SELECT m.id
+      FROM holdline.messages m
+      WHERE m.queue = p_queue
+        AND m.lease_token IS NULL
+        AND m.run_at <= v_now
+        AND (m.group_key IS NULL
+             OR (v_group_max IS NULL AND NOT EXISTS (
+                   SELECT 1 FROM holdline.messages earlier
+                   WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                     AND earlier.id < m.id))
+             OR (v_group_max IS NOT NULL AND (
+                   SELECT count(*) FROM (
+                     SELECT 1 FROM holdline.messages earlier
+                     WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                       AND earlier.id < m.id
+                     LIMIT v_group_max) ahead) < v_group_max))
+      ORDER BY m.priority DESC, m.run_at, m.id
+      LIMIT v_max
+      FOR UPDATE SKIP LOCKED
+    )
+    , leased AS (
+      UPDATE holdline.messages m
+      SET lease_token = v_lease_token,
+          lease_expires_at = v_now + make_interval(
+            secs => coalesce(p_visibility_timeout_seconds, v_queue.visibility_timeout_seconds)),
+          attempts = m.attempts + 1
+      FROM deliverable
+      WHERE m.id = deliverable.id
+      RETURNING m.*
+    )
+    -- UPDATE ... RETURNING has no order of its own; a batch is handed out in delivery order.
+    SELECT * FROM leased ORDER BY leased.priority DESC, leased.run_at, leased.id;
+  END IF;
   IF v_tokens IS NOT NULL THEN
     GET DIAGNOSTICS v_leased = ROW_COUNT;
     IF v_leased > 0 THEN
@@ -1381,10 +1511,13 @@ CREATE FUNCTION holdline.waiting_reason(p_id bigint, p_now timestamp with time z
     AS $$
   SELECT w.reason,
          CASE w.reason WHEN 'BACKING_OFF' THEN w.run_at WHEN 'DELAYED' THEN w.run_at
-                       WHEN 'RATE_LIMITED' THEN w.next_token_at
+                       WHEN 'RATE_LIMITED' THEN greatest(
+                         CASE WHEN w.queue_tokens < 1 THEN w.next_token_at END,
+                         CASE WHEN w.group_tokens < 1 THEN w.group_next_token_at END)
                        WHEN 'READY' THEN w.now END
   FROM (
-    SELECT m.run_at, c.now, r.next_token_at,
+    SELECT m.run_at, c.now, r.next_token_at, r.tokens AS queue_tokens,
+           g.tokens AS group_tokens, g.next_token_at AS group_next_token_at,
            CASE
              WHEN m.lease_token IS NOT NULL THEN NULL
              WHEN m.run_at > c.now AND m.attempts > 0 THEN 'BACKING_OFF'
@@ -1402,13 +1535,14 @@ CREATE FUNCTION holdline.waiting_reason(p_id bigint, p_now timestamp with time z
                                           WHERE l.queue = m.queue AND l.lease_token IS NOT NULL
                                           LIMIT q.max_in_flight) held) >= q.max_in_flight
                THEN 'CONCURRENCY_CAP'
-             WHEN r.tokens < 1 THEN 'RATE_LIMITED'
+             WHEN r.tokens < 1 OR g.tokens < 1 THEN 'RATE_LIMITED'
              ELSE 'READY'
            END AS reason
     FROM (SELECT coalesce(p_now, now()) AS now) c
     JOIN holdline.messages m ON m.id = p_id
     LEFT JOIN holdline.queues q ON q.name = m.queue
     LEFT JOIN LATERAL holdline.rate_limit_tokens(m.queue, c.now) r ON true
+    LEFT JOIN LATERAL holdline.group_rate_limit_tokens(m.queue, m.group_key, c.now) g ON true
   ) w
 $$;
 
@@ -1479,11 +1613,16 @@ CREATE TABLE holdline.queues (
     rate_limit_count integer,
     rate_limit_per_seconds double precision,
     group_max_in_flight integer,
+    group_rate_limit_count integer,
+    group_rate_limit_per_seconds double precision,
     CONSTRAINT queues_archive_seconds_check CHECK (((archive_seconds >= 0) AND (archive_seconds <= 31536000))),
     CONSTRAINT queues_backoff_initial_seconds_check CHECK (((backoff_initial_seconds >= (0)::double precision) AND (backoff_initial_seconds <= (86400)::double precision))),
     CONSTRAINT queues_check CHECK (((dead_letter_queue ~ '^[A-Za-z0-9_.-]{1,128}$'::text) AND (dead_letter_queue <> name))),
     CONSTRAINT queues_check1 CHECK (((backoff_max_seconds >= backoff_initial_seconds) AND (backoff_max_seconds <= ((86400 * 7))::double precision))),
     CONSTRAINT queues_group_max_in_flight_check CHECK (((group_max_in_flight >= 1) AND (group_max_in_flight <= 10000))),
+    CONSTRAINT queues_group_rate_limit_check CHECK (((group_rate_limit_count IS NULL) = (group_rate_limit_per_seconds IS NULL))),
+    CONSTRAINT queues_group_rate_limit_count_check CHECK (((group_rate_limit_count >= 1) AND (group_rate_limit_count <= 1000000))),
+    CONSTRAINT queues_group_rate_limit_per_seconds_check CHECK (((group_rate_limit_per_seconds >= (0.001)::double precision) AND (group_rate_limit_per_seconds <= (86400)::double precision))),
     CONSTRAINT queues_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT queues_max_in_flight_check CHECK (((max_in_flight >= 1) AND (max_in_flight <= 100000))),
     CONSTRAINT queues_max_payload_bytes_check CHECK (((max_payload_bytes >= 1) AND (max_payload_bytes <= 268435456))),
@@ -1538,6 +1677,17 @@ CREATE TABLE holdline.dequeue_counts (
     queue text NOT NULL,
     minute timestamp with time zone NOT NULL,
     deliveries bigint NOT NULL
+);
+
+--
+-- Name: group_rate_limit_buckets; Type: TABLE; Schema: holdline; Owner: -
+--
+
+CREATE TABLE holdline.group_rate_limit_buckets (
+    queue text NOT NULL,
+    group_key text NOT NULL,
+    tokens double precision NOT NULL,
+    refilled_at timestamp with time zone NOT NULL
 );
 
 --
@@ -1625,6 +1775,7 @@ CREATE VIEW holdline.queue_waiting AS
             q.paused,
             q.max_in_flight,
             q.group_max_in_flight,
+            (q.group_rate_limit_count IS NOT NULL) AS group_rate_limited,
             ( SELECT count(*) AS count
                    FROM holdline.messages l
                   WHERE ((l.queue = q.name) AND (l.lease_token IS NOT NULL))) AS leased,
@@ -1644,6 +1795,8 @@ CREATE VIEW holdline.queue_waiting AS
                              LIMIT COALESCE(p_1.group_max_in_flight, 1)) ahead) >= COALESCE(p_1.group_max_in_flight, 1))) THEN 'GROUP_HEAD_IN_FLIGHT'::text
                     WHEN ((p_1.max_in_flight IS NOT NULL) AND (p_1.leased >= p_1.max_in_flight)) THEN 'CONCURRENCY_CAP'::text
                     WHEN p_1.rate_limited THEN 'RATE_LIMITED'::text
+                    WHEN (p_1.group_rate_limited AND (m.group_key IS NOT NULL) AND ( SELECT (g.tokens < (1)::double precision)
+                       FROM holdline.group_rate_limit_tokens(m.queue, m.group_key, now()) g(tokens, next_token_at))) THEN 'RATE_LIMITED'::text
                     ELSE 'READY'::text
                 END AS reason
            FROM (per_queue p_1
@@ -1777,6 +1930,13 @@ ALTER TABLE ONLY holdline.api_tokens
 
 ALTER TABLE ONLY holdline.dequeue_counts
     ADD CONSTRAINT dequeue_counts_pkey PRIMARY KEY (queue, minute);
+
+--
+-- Name: group_rate_limit_buckets group_rate_limit_buckets_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.group_rate_limit_buckets
+    ADD CONSTRAINT group_rate_limit_buckets_pkey PRIMARY KEY (queue, group_key);
 
 --
 -- Name: message_archive_partitions message_archive_partitions_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
@@ -1944,6 +2104,13 @@ CREATE INDEX schedules_due_idx ON holdline.schedules USING btree (next_tick_at) 
 --
 
 ALTER INDEX holdline.message_archive_queue_id_idx ATTACH PARTITION holdline.message_archive_default_queue_id_idx;
+
+--
+-- Name: group_rate_limit_buckets group_rate_limit_buckets_queue_fkey; Type: FK CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.group_rate_limit_buckets
+    ADD CONSTRAINT group_rate_limit_buckets_queue_fkey FOREIGN KEY (queue) REFERENCES holdline.queues(name) ON DELETE CASCADE;
 
 --
 -- Name: rate_limit_buckets rate_limit_buckets_queue_fkey; Type: FK CONSTRAINT; Schema: holdline; Owner: -

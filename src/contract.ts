@@ -44,6 +44,12 @@ export interface QueueConfig {
    * messages in send order may be in flight together. Null: one at a time, in send order.
    */
   groupMaxInFlight: number | null;
+  /**
+   * Most deliveries per period of each message group (groupKey), each group drawing from a
+   * token bucket of its own; messages without a group key are not held by it (the queue's
+   * rateLimit still applies to every message). Null: no limit per group.
+   */
+  groupRateLimit: RateLimit | null;
 }
 
 /** A rate limit: at most `count` deliveries per `perSeconds` seconds, bursts up to `count`. */
@@ -59,7 +65,7 @@ export interface RateLimit {
  * BACKING_OFF (not yet due after a failed delivery), DELAYED (not yet due, never delivered),
  * QUEUE_PAUSED, GROUP_HEAD_IN_FLIGHT (an earlier message of its group is still in the queue),
  * CONCURRENCY_CAP (the queue's maxInFlight leases are all held), RATE_LIMITED (the queue's
- * rate limit has no token left), else READY.
+ * rate limit, or its group's groupRateLimit, has no token left), else READY.
  */
 export type WaitingReason =
   | 'READY'

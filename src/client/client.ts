@@ -59,7 +59,7 @@ const DELIVERY_FIELDS = `receipt leaseExpiresAt message { ${MESSAGE_FIELDS} }`;
 const QUEUE_FIELDS = `name paused createdAt config {
   visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds backoffMaxSeconds
   retentionSeconds maxPayloadBytes archiveSeconds maxInFlight rateLimit { count perSeconds }
-  groupMaxInFlight }`;
+  groupMaxInFlight groupRateLimit { count perSeconds } }`;
 const STATS_FIELDS = `queue ready delayed leased total oldestReadyAgeSeconds`;
 const ARCHIVED_FIELDS = `id queue payload headers priority attempts groupKey sentAt ackedAt`;
 const REPLAY_JOB_FIELDS = `id kind queue into from to filter ratePerSecond max dryRun state matched

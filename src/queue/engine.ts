@@ -53,6 +53,7 @@ import {
   allQueueStats,
   getMessage,
   queueStats,
+  groupRateLimitNextToken,
   rateLimitNextToken,
   waitingCounts,
 } from './stats.ts';
@@ -213,16 +214,17 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
    * capped queue (maxInFlight)
    * an ack here frees a slot, so it wakes one waiter at once (acks made through other
    * instances reach this process's waiters by the poll interval); on a rate-limited one a
-   * short receive sets a timer for the bucket's next token, which wakes one waiter.
+   * short receive sets a timer for the bucket's next token, which wakes one waiter (with a
+   * per-group rate limit, for the soonest group's next token).
    */
   private readonly limits = new Map<
     string,
-    { capped: boolean; rateLimited: boolean; readAtMs: number }
+    { capped: boolean; rateLimited: boolean; groupRateLimited: boolean; readAtMs: number }
   >();
-  /** The pending next-token timer of each rate-limited queue, one at most per queue. */
-  private readonly refillTimers = new Map<string, NodeJS.Timeout>();
-  /** The bucket charge each queue's last next-token timer was set for (see wakeAtNextToken). */
-  private readonly refillTimedCharges = new Map<string, string>();
+  /** Next-token timers of the queues' buckets (see wakeAtNextToken). */
+  private readonly refills = new RefillTimers();
+  /** Next-token timers of the queues' group buckets (see wakeAtNextGroupToken). */
+  private readonly groupRefills = new RefillTimers();
 
   constructor(options: QueueEngineOptions) {
     super();
@@ -275,8 +277,8 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   /** Stops leasing: waits end, later receives return nothing. Safe to call twice. */
   async stop(): Promise<void> {
     this.closing.abort();
-    for (const timer of this.refillTimers.values()) clearTimeout(timer);
-    this.refillTimers.clear();
+    this.refills.clear();
+    this.groupRefills.clear();
     await this.wakeups.stop();
     await this.meter.stop();
     await this.history?.stop();
@@ -345,14 +347,19 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     const queue = await configureQueue(this.db, { name, config });
     this.noteLimits(queue);
     // A raised or removed cap or limit may let waiting consumers lease now.
-    if (config.maxInFlight !== undefined || config.rateLimit !== undefined) {
+    if (
+      config.maxInFlight !== undefined ||
+      config.rateLimit !== undefined ||
+      config.groupRateLimit !== undefined
+    ) {
       this.wakeups.wake(name);
     }
     return queue;
   }
   deleteQueue(name: string): Promise<boolean> {
     this.limits.delete(name);
-    this.refillTimedCharges.delete(name);
+    this.refills.forget(name);
+    this.groupRefills.forget(name);
     return deleteQueue(this.db, { name });
   }
   pauseQueue(name: string): Promise<Queue> {
@@ -777,8 +784,10 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
   private async receiveNow(params: ReceiveParams): Promise<Delivery[]> {
     if (this.stopping) throw new QueueError('UNAVAILABLE', 'the service is shutting down');
     const deliveries = await receive(this.db, params);
-    if (deliveries.length < (params.max ?? 1) && this.limits.get(params.queue)?.rateLimited) {
-      void this.wakeAtNextToken(params.queue);
+    if (deliveries.length < (params.max ?? 1)) {
+      const limits = this.limits.get(params.queue);
+      if (limits?.rateLimited === true) void this.wakeAtNextToken(params.queue);
+      if (limits?.groupRateLimited === true) void this.wakeAtNextGroupToken(params.queue);
     }
     if (deliveries.length > 0) {
       this.meter.record(params.queue, deliveries.length);
@@ -849,6 +858,7 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     this.limits.set(queue.name, {
       capped: queue.config.maxInFlight !== null,
       rateLimited: queue.config.rateLimit !== null,
+      groupRateLimited: queue.config.groupRateLimit !== null,
       readAtMs: Date.now(),
     });
   }
@@ -865,23 +875,35 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
    * finds the same charge again and sets no second timer, so an idle queue is not polled.
    */
   private async wakeAtNextToken(queue: string): Promise<void> {
-    if (this.refillTimers.has(queue) || this.stopping) return;
+    if (this.refills.pending(queue) || this.stopping) return;
     const next = await rateLimitNextToken(this.db, { queue }).catch(() => undefined);
-    if (
-      next === undefined ||
-      this.refillTimedCharges.get(queue) === next.chargedAt ||
-      this.refillTimers.has(queue) ||
-      this.stopping
-    ) {
-      return;
-    }
-    this.refillTimedCharges.set(queue, next.chargedAt);
-    const timer = setTimeout(() => {
-      this.refillTimers.delete(queue);
-      this.wakeups.wakeOne(queue);
-    }, next.delayMs);
-    timer.unref();
-    this.refillTimers.set(queue, timer);
+    if (next === undefined || this.refills.lastCharge(queue) === next.chargedAt) return;
+    this.setRefillTimer(this.refills, queue, next);
+  }
+
+  /**
+   * As {@link wakeAtNextToken}, for a per-group rate limit: a timer for the soonest group
+   * whose last charge left it less than a whole token, other than the charge the last timer
+   * was for, so that a group whose token has come is not timed again and the next group is.
+   */
+  private async wakeAtNextGroupToken(queue: string): Promise<void> {
+    if (this.groupRefills.pending(queue) || this.stopping) return;
+    const next = await groupRateLimitNextToken(this.db, {
+      queue,
+      exceptCharge: this.groupRefills.lastCharge(queue) ?? null,
+    }).catch(() => undefined);
+    if (next === undefined) return;
+    this.setRefillTimer(this.groupRefills, queue, next);
+  }
+
+  /** Sets `queue`'s timer in `timers` to wake one waiter here after `next.delayMs`. */
+  private setRefillTimer(
+    timers: RefillTimers,
+    queue: string,
+    next: { delayMs: number; chargedAt: string },
+  ): void {
+    if (timers.pending(queue) || this.stopping) return;
+    timers.set(queue, next.chargedAt, next.delayMs, () => this.wakeups.wakeOne(queue));
   }
 
   /** After a committed send: wake this process's waiters on the queue, and tell listeners. */
@@ -889,6 +911,45 @@ export class QueueEngine extends EventEmitter<QueueEngineEvents> {
     this.wakeups.wake(queue);
     this.history?.sent(queue, messages);
     this.emit('sent', queue, messages);
+  }
+}
+
+/**
+ * Pending next-token timers, one at most per queue, and the bucket charge each queue's last
+ * timer was set for: a receive cut short by an empty queue, not by the bucket, finds the same
+ * charge again and sets no second timer, so an idle queue is not polled.
+ */
+class RefillTimers {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly charges = new Map<string, string>();
+
+  pending(queue: string): boolean {
+    return this.timers.has(queue);
+  }
+
+  lastCharge(queue: string): string | undefined {
+    return this.charges.get(queue);
+  }
+
+  set(queue: string, charge: string, delayMs: number, fire: () => void): void {
+    this.charges.set(queue, charge);
+    const timer = setTimeout(() => {
+      this.timers.delete(queue);
+      fire();
+    }, delayMs);
+    timer.unref();
+    this.timers.set(queue, timer);
+  }
+
+  forget(queue: string): void {
+    clearTimeout(this.timers.get(queue));
+    this.timers.delete(queue);
+    this.charges.delete(queue);
+  }
+
+  clear(): void {
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
   }
 }
 

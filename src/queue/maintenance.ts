@@ -6,6 +6,7 @@ import {
   ArchivePartitionCreateAhead,
   ArchivePartitionDropExpired,
   DequeueCountDeleteOlderThan,
+  GroupRateLimitBucketDeleteFull,
   LeaderLockTry,
   MessageDeleteExpired,
   MessageReapExpiredLeases,
@@ -70,6 +71,11 @@ export class QueueMaintenance {
   /** Deletes waiting-consumer rows of backends that are gone. */
   async deleteStaleWaitingConsumers(): Promise<void> {
     await translated(() => WaitingConsumerDeleteStale.run(this.db, []));
+  }
+
+  /** Deletes per-group rate limit buckets that are full again as of `now` (no row is full). */
+  async deleteFullGroupBuckets(now?: Date): Promise<void> {
+    await translated(() => GroupRateLimitBucketDeleteFull.run(this.db, [now ?? null]));
   }
 
   /** Deletes dequeue counts older than `keep` (an interval text, e.g. '1 hour'). */

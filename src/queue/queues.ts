@@ -42,6 +42,7 @@ export const QUEUE_CONFIG_DEFAULTS: QueueConfig = {
   maxInFlight: null,
   rateLimit: null,
   groupMaxInFlight: null,
+  groupRateLimit: null,
 };
 
 function toQueue(row: QueueRow): Queue {
@@ -64,6 +65,10 @@ function toQueue(row: QueueRow): Queue {
           ? null
           : { count: row.rate_limit_count, perSeconds: row.rate_limit_per_seconds },
       groupMaxInFlight: row.group_max_in_flight,
+      groupRateLimit:
+        row.group_rate_limit_count === null || row.group_rate_limit_per_seconds === null
+          ? null
+          : { count: row.group_rate_limit_count, perSeconds: row.group_rate_limit_per_seconds },
     },
   };
 }
@@ -112,6 +117,8 @@ export async function createQueue(
       full.rateLimit?.count ?? null,
       full.rateLimit?.perSeconds ?? null,
       full.groupMaxInFlight,
+      full.groupRateLimit?.count ?? null,
+      full.groupRateLimit?.perSeconds ?? null,
     ]),
   );
   const row = rows[0];
@@ -134,11 +141,13 @@ export async function configureQueue(
   const setMaxInFlight = config.maxInFlight !== undefined;
   const setRateLimit = config.rateLimit !== undefined;
   const setGroupMaxInFlight = config.groupMaxInFlight !== undefined;
+  const setGroupRateLimit = config.groupRateLimit !== undefined;
   if (
     !setDeadLetterQueue &&
     !setMaxInFlight &&
     !setRateLimit &&
     !setGroupMaxInFlight &&
+    !setGroupRateLimit &&
     settings.every((value) => value === null)
   ) {
     return current;
@@ -156,6 +165,9 @@ export async function configureQueue(
       config.rateLimit?.perSeconds ?? null,
       setGroupMaxInFlight,
       config.groupMaxInFlight ?? null,
+      setGroupRateLimit,
+      config.groupRateLimit?.count ?? null,
+      config.groupRateLimit?.perSeconds ?? null,
     ]),
   );
   const row = rows[0];

@@ -5,6 +5,7 @@ import {
   MessageGetWithPosition,
   QueueStatsGet,
   QueueStatsList,
+  QueueGroupRateLimitNextToken,
   QueueRateLimitNextToken,
   QueueWaitingGet,
 } from './sql/index.ts';
@@ -136,6 +137,22 @@ export async function rateLimitNextToken(
   params: { queue: string },
 ): Promise<{ delayMs: number; chargedAt: string } | undefined> {
   const { rows } = await translated(() => QueueRateLimitNextToken.run(db, [params.queue]));
+  const row = rows[0];
+  return row === undefined ? undefined : { delayMs: row.delay_ms, chargedAt: row.charged_at };
+}
+
+/**
+ * As {@link rateLimitNextToken}, for a queue's per-group rate limit: the soonest group whose
+ * last charge left it less than a whole token, other than the charge `exceptCharge`.
+ * Undefined when there is none.
+ */
+export async function groupRateLimitNextToken(
+  db: Executor,
+  params: { queue: string; exceptCharge: string | null },
+): Promise<{ delayMs: number; chargedAt: string } | undefined> {
+  const { rows } = await translated(() =>
+    QueueGroupRateLimitNextToken.run(db, [params.queue, params.exceptCharge]),
+  );
   const row = rows[0];
   return row === undefined ? undefined : { delayMs: row.delay_ms, chargedAt: row.charged_at };
 }

@@ -1,5 +1,5 @@
 import { badInput } from './errors.ts';
-import type { QueueConfig, SendInput } from './types.ts';
+import type { QueueConfig, RateLimit, SendInput } from './types.ts';
 
 /** Queue names: letters, digits, `_ . -`, 1 to 128 characters (same CHECK in SQL). */
 export const QUEUE_NAME_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -125,10 +125,26 @@ export const MAX_IN_FLIGHT_LIMIT = 100_000;
 /** Highest per-group cap (groupMaxInFlight); the same CHECK in migrations/0024. */
 export const GROUP_MAX_IN_FLIGHT_LIMIT = 10_000;
 
-/** Bounds of a queue's rate limit (rateLimit); the same CHECKs in migrations/0023. */
+/**
+ * Bounds of a rate limit (rateLimit, groupRateLimit); the same CHECKs in migrations/0023 and
+ * 0033.
+ */
 export const RATE_LIMIT_COUNT_LIMIT = 1_000_000;
 export const RATE_LIMIT_PER_SECONDS_MIN = 0.001;
 export const RATE_LIMIT_PER_SECONDS_MAX = 86_400;
+
+/** Checks a rate limit setting (rateLimit, groupRateLimit); undefined and null pass. */
+function validateRateLimit(limit: RateLimit | null | undefined, name: string): void {
+  if (limit === undefined || limit === null) return;
+  if (typeof limit !== 'object') throw badInput(`${name} must be an object`);
+  validateInteger(limit.count, `${name}.count`, 1, RATE_LIMIT_COUNT_LIMIT);
+  validateNumber(
+    limit.perSeconds,
+    `${name}.perSeconds`,
+    RATE_LIMIT_PER_SECONDS_MIN,
+    RATE_LIMIT_PER_SECONDS_MAX,
+  );
+}
 
 /** Limits of each queue setting; the same bounds as the CHECKs in migrations/. */
 export const QUEUE_CONFIG_BOUNDS = {
@@ -164,16 +180,8 @@ export function validateQueueConfig(
   if (config.groupMaxInFlight !== undefined && config.groupMaxInFlight !== null) {
     validateInteger(config.groupMaxInFlight, 'groupMaxInFlight', 1, GROUP_MAX_IN_FLIGHT_LIMIT);
   }
-  if (config.rateLimit !== undefined && config.rateLimit !== null) {
-    if (typeof config.rateLimit !== 'object') throw badInput('rateLimit must be an object');
-    validateInteger(config.rateLimit.count, 'rateLimit.count', 1, RATE_LIMIT_COUNT_LIMIT);
-    validateNumber(
-      config.rateLimit.perSeconds,
-      'rateLimit.perSeconds',
-      RATE_LIMIT_PER_SECONDS_MIN,
-      RATE_LIMIT_PER_SECONDS_MAX,
-    );
-  }
+  validateRateLimit(config.rateLimit, 'rateLimit');
+  validateRateLimit(config.groupRateLimit, 'groupRateLimit');
   if (config.deadLetterQueue !== undefined && config.deadLetterQueue !== null) {
     validateQueueName(config.deadLetterQueue, 'deadLetterQueue');
     if (config.deadLetterQueue === queueName) {

@@ -14,8 +14,8 @@ export type HousekeeperOptions = MaintenanceServiceOptions;
 
 /**
  * The slower passes of the leader: deletes messages past their queue's retention,
- * waiting-consumer rows of backends that are gone, dequeue counts older than an hour, and
- * fired cron ticks older than a week.
+ * waiting-consumer rows of backends that are gone, dequeue counts older than an hour,
+ * per-group rate limit buckets that are full again, and fired cron ticks older than a week.
  */
 export class Housekeeper extends PeriodicService {
   private readonly options: HousekeeperOptions;
@@ -31,6 +31,7 @@ export class Housekeeper extends PeriodicService {
     const expiredMessages = await maintenance.deleteExpiredMessages(now);
     await maintenance.deleteStaleWaitingConsumers();
     await maintenance.deleteDequeueCountsOlderThan(DEQUEUE_COUNTS_KEEP);
+    await maintenance.deleteFullGroupBuckets(now);
     await maintenance.deleteScheduleTicksOlderThan(SCHEDULE_TICKS_KEEP);
     return { expiredMessages };
   }

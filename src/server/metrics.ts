@@ -27,58 +27,82 @@ export function createMetrics(engine: QueueEngine, reaper: Reaper | undefined): 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
-  const oldest = new Gauge({
-    name: 'holdline_queue_oldest_ready_age_seconds',
-    help: 'Seconds the longest-waiting ready message of a queue has been ready (0 with none).',
-    labelNames: ['queue'] as const,
-    // Not in prom-client's global registry (its default): a second service in one process
-    // (tests, embedders) would fail on the duplicate name.
-    registers: [],
-  });
-  // Registered after `depth`, whose collect() fills both from one read of queue_stats.
+  // prom-client collects a registry's metrics concurrently, each gauge reading its own values
+  // once its collect() is done: gauges filled from one read must each await that read.
+  const statsOfScrape = sharedWhilePending(() => engine.allQueueStats());
+  const queuesOfScrape = sharedWhilePending(() => engine.listQueues());
+
   const depth = new Gauge({
     name: 'holdline_queue_messages',
     help: 'Messages in a queue by state (ready, delayed, leased), read at scrape time.',
     labelNames: ['queue', 'state'] as const,
+    // Not in prom-client's global registry (its default): a second service in one process
+    // (tests, embedders) would fail on the duplicate name.
     registers: [registry],
     async collect() {
-      const stats = await engine.allQueueStats();
+      const stats = await statsOfScrape();
       depth.reset();
-      oldest.reset();
       for (const s of stats) {
         depth.set({ queue: s.queue, state: 'ready' }, s.ready);
         depth.set({ queue: s.queue, state: 'delayed' }, s.delayed);
         depth.set({ queue: s.queue, state: 'leased' }, s.leased);
-        oldest.set({ queue: s.queue }, s.oldestReadyAgeSeconds ?? 0);
       }
     },
   });
-  registry.registerMetric(oldest);
+  const oldest = new Gauge({
+    name: 'holdline_queue_oldest_ready_age_seconds',
+    help: 'Seconds the longest-waiting ready message of a queue has been ready (0 with none).',
+    labelNames: ['queue'] as const,
+    registers: [registry],
+    async collect() {
+      const stats = await statsOfScrape();
+      oldest.reset();
+      for (const s of stats) oldest.set({ queue: s.queue }, s.oldestReadyAgeSeconds ?? 0);
+    },
+  });
 
   // Flow limits, read from the queues' settings at scrape time; only queues that have one.
-  const rateLimit = new Gauge({
-    name: 'holdline_queue_rate_limit_per_second',
-    help: "Deliveries per second a queue's rate limit allows (rateLimit count / perSeconds).",
-    labelNames: ['queue'] as const,
-    registers: [],
-  });
   const maxInFlight = new Gauge({
     name: 'holdline_queue_max_in_flight',
     help: "A queue's concurrency cap (maxInFlight): most messages leased at once.",
     labelNames: ['queue'] as const,
     registers: [registry],
     async collect() {
-      const queues = await engine.listQueues();
+      const queues = await queuesOfScrape();
       maxInFlight.reset();
-      rateLimit.reset();
       for (const q of queues) {
         if (q.config.maxInFlight !== null) maxInFlight.set({ queue: q.name }, q.config.maxInFlight);
+      }
+    },
+  });
+  const rateLimit = new Gauge({
+    name: 'holdline_queue_rate_limit_per_second',
+    help: "Deliveries per second a queue's rate limit allows (rateLimit count / perSeconds).",
+    labelNames: ['queue'] as const,
+    registers: [registry],
+    async collect() {
+      const queues = await queuesOfScrape();
+      rateLimit.reset();
+      for (const q of queues) {
         const limit = q.config.rateLimit;
         if (limit !== null) rateLimit.set({ queue: q.name }, limit.count / limit.perSeconds);
       }
     },
   });
-  registry.registerMetric(rateLimit);
+  const groupRateLimit = new Gauge({
+    name: 'holdline_queue_group_rate_limit_per_second',
+    help: "Deliveries per second of each message group a queue's groupRateLimit allows.",
+    labelNames: ['queue'] as const,
+    registers: [registry],
+    async collect() {
+      const queues = await queuesOfScrape();
+      groupRateLimit.reset();
+      for (const q of queues) {
+        const limit = q.config.groupRateLimit;
+        if (limit !== null) groupRateLimit.set({ queue: q.name }, limit.count / limit.perSeconds);
+      }
+    },
+  });
 
   const scheduleNext = new Gauge({
     name: 'holdline_schedule_next_tick_timestamp_seconds',
@@ -206,4 +230,16 @@ function graphqlMetricsPlugin(registry: Registry): Plugin {
 function operationType(args: unknown, fallback: string): string {
   const { document, operationName } = args as ExecutionArgs;
   return getOperationAST(document, operationName)?.operation ?? fallback;
+}
+
+/**
+ * `read`, shared by the callers that come while one call is in flight (the gauges of one
+ * scrape), and called afresh by the next caller after it settles.
+ */
+function sharedWhilePending<T>(read: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () =>
+    (pending ??= read().finally(() => {
+      pending = undefined;
+    }));
 }

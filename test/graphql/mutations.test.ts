@@ -21,7 +21,8 @@ const CREATE = `mutation ($name: String!, $config: QueueConfigInput) {
     name paused
     config { visibilityTimeout maxAttempts deadLetterQueue backoffInitialSeconds
              backoffMaxSeconds retentionSeconds maxPayloadBytes archiveSeconds maxInFlight
-             rateLimit { count perSeconds } groupMaxInFlight }
+             rateLimit { count perSeconds } groupMaxInFlight
+             groupRateLimit { count perSeconds } }
   }
 }`;
 const CONFIGURE = `mutation ($name: String!, $config: QueueConfigInput!) {
@@ -97,6 +98,7 @@ describe('createQueue', () => {
         maxInFlight: null,
         rateLimit: null,
         groupMaxInFlight: null,
+        groupRateLimit: null,
       },
     });
   });
@@ -114,6 +116,7 @@ describe('createQueue', () => {
       maxInFlight: 7,
       rateLimit: { count: 10, perSeconds: 2 },
       groupMaxInFlight: 3,
+      groupRateLimit: { count: 4, perSeconds: 0.5 },
     };
     const data = await api.ok<{ createQueue: QueueJson }>(CREATE, { name: 'm-create-all', config });
     expect(data.createQueue.config).toEqual(config);
@@ -150,6 +153,10 @@ describe('createQueue', () => {
       { count: 5, perSeconds: 0 },
     ]) {
       await expectRefused('BAD_USER_INPUT', CREATE, { name: 'm-bad', config: { rateLimit } });
+      await expectRefused('BAD_USER_INPUT', CREATE, {
+        name: 'm-bad',
+        config: { groupRateLimit: rateLimit },
+      });
     }
     const { rows } = await sql`SELECT 1 FROM holdline.queues WHERE name = 'm-bad'`.execute(t.db);
     expect(rows).toHaveLength(0);

@@ -70,8 +70,9 @@ describe('rateLimit under eager consumers', () => {
     const SECONDS = 6;
     const run = await runRateLimited(t, {
       queue: 'rate-eager',
-      count: COUNT,
-      perSeconds: 1,
+      config: { rateLimit: { count: COUNT, perSeconds: 1 } },
+      // Far more than the limit lets through in the run.
+      messageCount: Math.ceil(COUNT * SECONDS * 1.5) + COUNT,
       seconds: SECONDS,
       consumers: 8,
       max: 10,

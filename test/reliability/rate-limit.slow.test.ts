@@ -22,8 +22,9 @@ describe('rateLimit 100/s for 30 s', () => {
     const SECONDS = 30;
     const run = await runRateLimited(t, {
       queue: 'rate-30s',
-      count: COUNT,
-      perSeconds: 1,
+      config: { rateLimit: { count: COUNT, perSeconds: 1 } },
+      // Far more than the limit lets through in the run.
+      messageCount: Math.ceil(COUNT * SECONDS * 1.5) + COUNT,
       seconds: SECONDS,
       consumers: 8,
       max: 10,

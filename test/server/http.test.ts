@@ -77,6 +77,8 @@ describe('the HTTP server', () => {
     const text = await res.text();
     expect(text).toContain('holdline_queue_messages{queue="metered",state="ready"} 1');
     expect(text).toContain('holdline_queue_messages{queue="metered",state="leased"} 0');
+    // Filled from the same read as the depths, on this (the first) scrape, not the next.
+    expect(text).toMatch(/^holdline_queue_oldest_ready_age_seconds\{queue="metered"\} \d/m);
     expect(text).toContain('holdline_messages_sent_total{queue="metered"} 2');
     expect(text).toContain('holdline_messages_delivered_total{queue="metered"} 1');
     expect(text).toContain('holdline_messages_acked_total{queue="metered"} 1');
@@ -86,6 +88,20 @@ describe('the HTTP server', () => {
     expect(text).toMatch(/^process_resident_memory_bytes \d/m);
     expect(text).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
     expect(text).not.toMatch(/^holdline_(process|nodejs)_/m);
+  });
+
+  it('exports the flow limits of the queues that have them on /metrics', async () => {
+    await graphqlRequest(
+      url,
+      `mutation { createQueue(name: "limited", config: {
+         maxInFlight: 8, rateLimit: { count: 10, perSeconds: 2 },
+         groupRateLimit: { count: 3, perSeconds: 0.5 } }) { name } }`,
+    );
+    const text = await (await fetch(`${url}/metrics`)).text();
+    expect(text).toContain('holdline_queue_max_in_flight{queue="limited"} 8');
+    expect(text).toContain('holdline_queue_rate_limit_per_second{queue="limited"} 5');
+    expect(text).toContain('holdline_queue_group_rate_limit_per_second{queue="limited"} 6');
+    expect(text).not.toContain('holdline_queue_max_in_flight{queue="metered"}');
   });
 
   it('answers / with the dashboard, whose header links GraphiQL, health, readiness and metrics', async () => {

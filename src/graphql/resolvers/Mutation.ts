@@ -35,6 +35,7 @@ interface QueueConfigInput {
   maxInFlight?: number | null;
   rateLimit?: { count: number; perSeconds: number } | null;
   groupMaxInFlight?: number | null;
+  groupRateLimit?: { count: number; perSeconds: number } | null;
 }
 
 /** GraphQL input SendInput; payload and headers are whatever JSON the client sent. */
@@ -67,10 +68,9 @@ const NUMERIC_SETTINGS = [
 
 /**
  * Maps QueueConfigInput to the engine's settings. A field left out is not passed (default
- * or unchanged); null is refused except for deadLetterQueue, maxInFlight, rateLimit and
- * groupMaxInFlight, where it means "none" (no dead-letter queue, no cap, no limit, groups one
- * at a time). Ranges
- * are the engine's to check.
+ * or unchanged); null is refused except for deadLetterQueue, maxInFlight, rateLimit,
+ * groupMaxInFlight and groupRateLimit, where it means "none" (no dead-letter queue, no cap, no
+ * limit, groups one at a time). Ranges are the engine's to check.
  */
 function toQueueConfig(input: QueueConfigInput | null | undefined): Partial<QueueConfig> {
   const config: Partial<QueueConfig> = {};
@@ -89,6 +89,7 @@ function toQueueConfig(input: QueueConfigInput | null | undefined): Partial<Queu
   if (input.maxInFlight !== undefined) config.maxInFlight = input.maxInFlight;
   if (input.rateLimit !== undefined) config.rateLimit = input.rateLimit;
   if (input.groupMaxInFlight !== undefined) config.groupMaxInFlight = input.groupMaxInFlight;
+  if (input.groupRateLimit !== undefined) config.groupRateLimit = input.groupRateLimit;
   return config;
 }
 

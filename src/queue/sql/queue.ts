@@ -19,7 +19,8 @@ export type ConfigParams = [
 
 /**
  * Inserts queue $1 with every setting given ($10: the concurrency cap, $11 and $12: the rate
- * limit, $13: the per-group cap, NULL for none); no row when the name is taken.
+ * limit, $13: the per-group cap, $14 and $15: the per-group rate limit, NULL for none); no row
+ * when the name is taken.
  */
 export const QueueInsert = new Statement<
   QueueRow,
@@ -31,6 +32,8 @@ export const QueueInsert = new Statement<
     rateLimitCount: number | null,
     rateLimitPerSeconds: number | null,
     groupMaxInFlight: number | null,
+    groupRateLimitCount: number | null,
+    groupRateLimitPerSeconds: number | null,
   ]
 >(
   'QueueInsert',
@@ -39,18 +42,19 @@ export const QueueInsert = new Statement<
                                max_attempts, backoff_initial_seconds, backoff_max_seconds,
                                retention_seconds, max_payload_bytes, archive_seconds,
                                max_in_flight, rate_limit_count, rate_limit_per_seconds,
-                               group_max_in_flight)
+                               group_max_in_flight, group_rate_limit_count,
+                               group_rate_limit_per_seconds)
   VALUES ($1, $2, $3::integer, $4::integer, $5::double precision, $6::double precision,
           $7::integer, $8::integer, $9::integer, $10::integer, $11::integer,
-          $12::double precision, $13::integer)
+          $12::double precision, $13::integer, $14::integer, $15::double precision)
   ON CONFLICT (name) DO NOTHING
   RETURNING *`,
 );
 
 /**
  * Changes the settings of queue $1 that are given (NULL keeps a setting; the dead-letter
- * queue, the concurrency cap, the rate limit and the per-group cap, which may be set to NULL,
- * are changed only when $2, $11, $13, resp. $16, is true). No row: no such queue. The next
+ * queue, the concurrency cap, the rate limit, the per-group cap and the per-group rate limit,
+ * which may be set to NULL, are changed only when $2, $11, $13, $16, resp. $18, is true). No row: no such queue. The next
  * receive sees the change.
  */
 export const QueueUpdateConfig = new Statement<
@@ -67,6 +71,9 @@ export const QueueUpdateConfig = new Statement<
     rateLimitPerSeconds: number | null,
     setGroupMaxInFlight: boolean,
     groupMaxInFlight: number | null,
+    setGroupRateLimit: boolean,
+    groupRateLimitCount: number | null,
+    groupRateLimitPerSeconds: number | null,
   ]
 >(
   'QueueUpdateConfig',
@@ -86,6 +93,10 @@ export const QueueUpdateConfig = new Statement<
                                     ELSE rate_limit_per_seconds END,
       group_max_in_flight = CASE WHEN $16::boolean THEN $17::integer
                                  ELSE group_max_in_flight END,
+      group_rate_limit_count = CASE WHEN $18::boolean THEN $19::integer
+                                    ELSE group_rate_limit_count END,
+      group_rate_limit_per_seconds = CASE WHEN $18::boolean THEN $20::double precision
+                                          ELSE group_rate_limit_per_seconds END,
       updated_at = now()
   WHERE name = $1
   RETURNING *`,
@@ -190,6 +201,55 @@ export const QueueRateLimitNextToken = new Statement<
   WHERE q.name = $1 AND q.rate_limit_count IS NOT NULL AND b.tokens < 1
   ORDER BY delay_ms
   LIMIT 1`,
+);
+
+/**
+ * As {@link QueueRateLimitNextToken}, for queue $1's per-group rate limit (0033): the soonest
+ * group whose last charge left its bucket less than a whole token, leaving out the charge $2
+ * (the one a timer was last set for) and charges whose token came more than 50 ms ago (that
+ * group has its token again; the margin covers a token arriving between a receive and this
+ * read). The key names the group and its charge.
+ */
+export const QueueGroupRateLimitNextToken = new Statement<
+  { delay_ms: number; charged_at: string },
+  [queue: string, exceptCharge: string | null]
+>(
+  'QueueGroupRateLimitNextToken',
+  `
+  SELECT greatest(0, extract(epoch FROM d.due - clock_timestamp()) * 1000)::float8 AS delay_ms,
+         d.charged_at
+  FROM (
+    SELECT b.refilled_at + make_interval(
+             secs => (1 - b.tokens) * q.group_rate_limit_per_seconds / q.group_rate_limit_count)
+             AS due,
+           b.group_key || '@' || b.refilled_at::text AS charged_at
+    FROM holdline.queues q
+    JOIN holdline.group_rate_limit_buckets b ON b.queue = q.name
+    WHERE q.name = $1 AND q.group_rate_limit_count IS NOT NULL AND b.tokens < 1
+  ) d
+  WHERE d.due > clock_timestamp() - interval '50 milliseconds'
+    AND d.charged_at IS DISTINCT FROM $2
+  ORDER BY d.due
+  LIMIT 1`,
+);
+
+/**
+ * Deletes the group buckets (0033) that are full again as of $1 (NULL: now()), and those of
+ * queues without a per-group rate limit: no row is a full bucket, so only groups charged
+ * recently keep one. A receive charging a group meanwhile holds its row, and the delete then
+ * judges the charged row.
+ */
+export const GroupRateLimitBucketDeleteFull = new Statement<never, [now: Date | null]>(
+  'GroupRateLimitBucketDeleteFull',
+  `
+  DELETE FROM holdline.group_rate_limit_buckets b
+  USING holdline.queues q
+  WHERE q.name = b.queue
+    AND (q.group_rate_limit_count IS NULL
+         OR b.tokens + greatest(0, extract(epoch FROM coalesce($1::timestamptz, now())
+                                                      - b.refilled_at))
+                       * q.group_rate_limit_count / q.group_rate_limit_per_seconds
+            >= q.group_rate_limit_count)`,
 );
 
 /** Counts of every queue by state, by name. */

@@ -41,6 +41,9 @@ export interface QueuesTable {
   rate_limit_per_seconds: number | null;
   /** NULL: a group delivers one message at a time, in send order. */
   group_max_in_flight: number | null;
+  /** Both NULL: no rate limit per group key. */
+  group_rate_limit_count: number | null;
+  group_rate_limit_per_seconds: number | null;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
