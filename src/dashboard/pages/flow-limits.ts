@@ -15,6 +15,7 @@ interface LimitedQueue {
     maxInFlight: number | null;
     groupMaxInFlight: number | null;
     rateLimit: RateLimit | null;
+    groupRateLimit: RateLimit | null;
   };
   stats: {
     leased: number;
@@ -30,7 +31,10 @@ interface LimitedQueue {
 const FLOW_LIMITS_QUERY = `query FlowLimits {
   queues {
     name paused
-    config { maxInFlight groupMaxInFlight rateLimit { count perSeconds } }
+    config {
+      maxInFlight groupMaxInFlight rateLimit { count perSeconds }
+      groupRateLimit { count perSeconds }
+    }
     stats { leased waiting { concurrencyCap rateLimited groupHeadInFlight queuePaused } }
   }
 }`;
@@ -39,7 +43,7 @@ const FLOW_LIMITS_QUERY = `query FlowLimits {
 const REFRESH_MS = 5_000;
 
 /**
- * Flow limits: each queue's concurrency cap, per-group concurrency and rate limit, how many
+ * Flow limits: each queue's concurrency cap, per-group concurrency and rate limits, how many
  * of its messages are leased, and how many each limit holds back now; admins can change them.
  */
 export const flowLimitsPage: Page = async (ctx, container) => {
@@ -66,6 +70,7 @@ export const flowLimitsPage: Page = async (ctx, container) => {
           'Per group #',
           'Held by group #',
           'Rate limit #',
+          'Per group rate #',
           'Held by rate #',
           '',
         ]),
@@ -101,13 +106,8 @@ function limitRow(ctx: PageContext, q: LimitedQueue, changed: () => void): HTMLE
       c.groupMaxInFlight === null ? '1, in order' : formatCount(c.groupMaxInFlight),
     ),
     h('td', { class: 'num' }, formatCount(w.groupHeadInFlight)),
-    h(
-      'td',
-      { class: 'num' },
-      c.rateLimit === null
-        ? 'none'
-        : `${formatCount(c.rateLimit.count)} / ${formatSeconds(c.rateLimit.perSeconds)}`,
-    ),
+    h('td', { class: 'num' }, formatRate(c.rateLimit)),
+    h('td', { class: 'num' }, formatRate(c.groupRateLimit)),
     h('td', { class: 'num' }, formatCount(w.rateLimited)),
     h(
       'td',
@@ -117,6 +117,12 @@ function limitRow(ctx: PageContext, q: LimitedQueue, changed: () => void): HTMLE
         : null,
     ),
   );
+}
+
+function formatRate(limit: RateLimit | null): string {
+  return limit === null
+    ? 'none'
+    : `${formatCount(limit.count)} / ${formatSeconds(limit.perSeconds)}`;
 }
 
 /** A number field of the limits form: empty means no limit. */
@@ -136,6 +142,12 @@ async function edit(ctx: PageContext, q: LimitedQueue): Promise<string | undefin
   const groupMaxInFlight = limitInput('groupMaxInFlight', q.config.groupMaxInFlight);
   const rateCount = limitInput('rateCount', q.config.rateLimit?.count);
   const ratePer = limitInput('ratePerSeconds', q.config.rateLimit?.perSeconds, 'any');
+  const groupRateCount = limitInput('groupRateCount', q.config.groupRateLimit?.count);
+  const groupRatePer = limitInput(
+    'groupRatePerSeconds',
+    q.config.groupRateLimit?.perSeconds,
+    'any',
+  );
   const confirmed = await confirmAction({
     title: `Flow limits of ${q.name}`,
     text: 'Leave a field empty for no limit. Changes apply from the next receive; leases already held are kept.',
@@ -146,13 +158,14 @@ async function edit(ctx: PageContext, q: LimitedQueue): Promise<string | undefin
       h('label', null, 'Concurrency cap ', maxInFlight),
       h('label', null, 'Per group ', groupMaxInFlight),
       h('label', null, 'Rate limit: ', rateCount, ' per ', ratePer, ' s'),
+      h('label', null, 'Per group: ', groupRateCount, ' per ', groupRatePer, ' s'),
     ),
   });
   if (!confirmed) return undefined;
   const number = (input: HTMLInputElement): number | null =>
     input.value === '' ? null : Number(input.value);
-  const count = number(rateCount);
-  const per = number(ratePer);
+  const rate = (count: number | null, per: number | null): RateLimit | null =>
+    count === null || per === null ? null : { count, perSeconds: per };
   await ctx.request(
     'mutation Limits($name: String!, $config: QueueConfigInput!) { configureQueue(name: $name, config: $config) { name } }',
     {
@@ -160,7 +173,8 @@ async function edit(ctx: PageContext, q: LimitedQueue): Promise<string | undefin
       config: {
         maxInFlight: number(maxInFlight),
         groupMaxInFlight: number(groupMaxInFlight),
-        rateLimit: count === null || per === null ? null : { count, perSeconds: per },
+        rateLimit: rate(number(rateCount), number(ratePer)),
+        groupRateLimit: rate(number(groupRateCount), number(groupRatePer)),
       },
     },
   );
