@@ -662,12 +662,23 @@ DECLARE
   v_leased integer;
   v_group_max integer;
   v_group_clock timestamptz;
-  v_candidate record;
   v_ids bigint[] := '{}';
   v_groups text[] := '{}';
   v_group_tokens double precision[] := '{}';
   v_group_room integer[] := '{}';
-  v_at integer;
+  v_chunk_ids bigint[];
+  v_chunk_groups text[];
+  v_chunk_rows integer;
+  v_met_groups text[];
+  v_met_locked boolean[];
+  v_taken_ids bigint[];
+  v_taken_groups text[];
+  v_last_priority integer;
+  v_last_run_at timestamptz;
+  v_last_id bigint;
+  v_after_priority integer;
+  v_after_run_at timestamptz;
+  v_after_id bigint;
 BEGIN
   -- Bounds as in src/queue/validation.ts. Unchecked, NULL would mean no LIMIT (lease the whole
   -- queue) and a timeout below 1 would write leases that have already expired.
@@ -748,90 +759,123 @@ BEGIN
     v_lease_token := encode(set_byte(uuid_send(v_lease_token), 15, v_stripe), 'hex')::uuid;
   END IF;
   IF v_queue.group_rate_limit_count IS NOT NULL THEN
-    -- Per-group rate limit: walk the deliverable messages in delivery order and take each
-    -- whose group still has a whole token, a group's bucket read under that group's lock
-    -- (taken with try: a group another receiver is charging right now is skipped, never
-    -- waited for, so receivers cannot deadlock on groups). Ungrouped messages pass.
+    -- Per-group rate limit. The deliverable messages are taken in chunks of p_max, in
+    -- delivery order, each chunk locked as one statement would lock it (FOR UPDATE SKIP
+    -- LOCKED: concurrent receivers take different messages). The groups a chunk meets for the
+    -- first time are locked (advisory, with try: a group another receiver is charging right
+    -- now is passed over, never waited for, so receivers cannot deadlock on groups) and
+    -- their buckets read; then each group gives as many of its messages, in order, as it has
+    -- whole tokens. Ungrouped messages pass. A further chunk is taken only while the receive
+    -- is short and the chunk was full. Messages passed over stay locked to this receive's
+    -- commit, milliseconds later; other receivers pass them over meanwhile.
     v_group_clock := coalesce(p_now, clock_timestamp());
-    FOR v_candidate IN
-      SELECT m.id, m.group_key
-      FROM holdline.messages m
-      WHERE m.queue = p_queue
-        AND m.lease_token IS NULL
-        AND m.run_at <= v_now
-        AND (m.group_key IS NULL
-             OR (v_group_max IS NULL AND NOT EXISTS (
-                   SELECT 1 FROM holdline.messages earlier
-                   WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
-                     AND earlier.id < m.id))
-             OR (v_group_max IS NOT NULL AND (
-                   SELECT count(*) FROM (
+    LOOP
+      SELECT coalesce(array_agg(c.id ORDER BY c.priority DESC, c.run_at, c.id), '{}'),
+             coalesce(array_agg(c.group_key ORDER BY c.priority DESC, c.run_at, c.id), '{}'),
+             count(*)::integer,
+             (array_agg(c.priority ORDER BY c.priority ASC, c.run_at DESC, c.id DESC))[1],
+             (array_agg(c.run_at ORDER BY c.priority ASC, c.run_at DESC, c.id DESC))[1],
+             (array_agg(c.id ORDER BY c.priority ASC, c.run_at DESC, c.id DESC))[1]
+      INTO v_chunk_ids, v_chunk_groups, v_chunk_rows, v_last_priority, v_last_run_at, v_last_id
+      FROM (
+        SELECT m.id, m.group_key, m.priority, m.run_at
+        FROM holdline.messages m
+        WHERE m.queue = p_queue
+          AND m.lease_token IS NULL
+          AND m.run_at <= v_now
+          -- After the previous chunk's last message, in delivery order.
+          AND (v_after_id IS NULL
+               OR m.priority < v_after_priority
+               OR (m.priority = v_after_priority
+                   AND (m.run_at, m.id) > (v_after_run_at, v_after_id)))
+          AND (m.group_key IS NULL
+               OR (v_group_max IS NULL AND NOT EXISTS (
                      SELECT 1 FROM holdline.messages earlier
                      WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
-                       AND earlier.id < m.id
-                     LIMIT v_group_max) ahead) < v_group_max))
-      ORDER BY m.priority DESC, m.run_at, m.id
-    LOOP
-      IF v_candidate.group_key IS NULL THEN
-        v_ids := v_ids || v_candidate.id;
-      ELSE
-        v_at := array_position(v_groups, v_candidate.group_key);
-        IF v_at IS NULL THEN
-          v_groups := v_groups || v_candidate.group_key;
-          v_at := cardinality(v_groups);
-          IF pg_try_advisory_xact_lock(1212958546,
-                                       hashtext(p_queue || '/' || v_candidate.group_key)) THEN
-            v_group_tokens[v_at] := (SELECT g.tokens FROM holdline.group_rate_limit_tokens(
-                                       p_queue, v_candidate.group_key, v_group_clock) g);
-            v_group_room[v_at] := floor(v_group_tokens[v_at])::integer;
-          ELSE
-            v_group_tokens[v_at] := NULL;
-            v_group_room[v_at] := 0;
-          END IF;
-        END IF;
-        IF v_group_room[v_at] > 0 THEN
-          v_group_room[v_at] := v_group_room[v_at] - 1;
-          v_ids := v_ids || v_candidate.id;
-        END IF;
-      END IF;
-      EXIT WHEN cardinality(v_ids) >= v_max;
+                       AND earlier.id < m.id))
+               OR (v_group_max IS NOT NULL AND (
+                     SELECT count(*) FROM (
+                       SELECT 1 FROM holdline.messages earlier
+                       WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                         AND earlier.id < m.id
+                       LIMIT v_group_max) ahead) < v_group_max))
+        ORDER BY m.priority DESC, m.run_at, m.id
+        LIMIT p_max
+        FOR UPDATE SKIP LOCKED
+      ) c;
+      EXIT WHEN v_chunk_rows = 0;
+      v_after_priority := v_last_priority;
+      v_after_run_at := v_last_run_at;
+      v_after_id := v_last_id;
+      -- The groups met for the first time, tried; then the buckets of those locked, read by
+      -- a statement of their own, whose snapshot is taken after the locks: one taken together
+      -- with the locks would not see a charge committed between its start and a lock.
+      SELECT coalesce(array_agg(g.group_key), '{}'), coalesce(array_agg(g.locked), '{}')
+      INTO v_met_groups, v_met_locked
+      FROM (
+        SELECT k.group_key,
+               pg_try_advisory_xact_lock(1212958546, hashtext(p_queue || '/' || k.group_key))
+                 AS locked
+        FROM (SELECT DISTINCT k AS group_key FROM unnest(v_chunk_groups) k
+              WHERE k IS NOT NULL AND NOT (k = ANY (v_groups))) k
+      ) g;
+      -- A group not locked has no room in this receive; no row is a full bucket.
+      SELECT v_groups || coalesce(array_agg(n.group_key ORDER BY n.i), '{}'),
+             v_group_tokens || coalesce(array_agg(n.tokens ORDER BY n.i), '{}'),
+             v_group_room || coalesce(array_agg(coalesce(floor(n.tokens)::integer, 0)
+                                                ORDER BY n.i), '{}')
+      INTO v_groups, v_group_tokens, v_group_room
+      FROM (
+        SELECT g.group_key, g.i,
+               CASE WHEN g.locked THEN least(
+                 v_queue.group_rate_limit_count::double precision,
+                 coalesce(b.tokens + greatest(0, extract(epoch FROM v_group_clock - b.refilled_at))
+                                     * v_queue.group_rate_limit_count
+                                     / v_queue.group_rate_limit_per_seconds,
+                          v_queue.group_rate_limit_count)) END AS tokens
+        FROM unnest(v_met_groups, v_met_locked) WITH ORDINALITY g(group_key, locked, i)
+        LEFT JOIN holdline.group_rate_limit_buckets b
+          ON g.locked AND b.queue = p_queue AND b.group_key = g.group_key
+      ) n;
+      -- Each group's next messages while it has room, in delivery order, up to what is left
+      -- of the receive.
+      SELECT coalesce(array_agg(t.id ORDER BY t.ord), '{}'),
+             coalesce(array_agg(t.group_key ORDER BY t.ord), '{}')
+      INTO v_taken_ids, v_taken_groups
+      FROM (
+        SELECT c.id, c.group_key, c.ord
+        FROM (SELECT c.id, c.group_key, c.ord,
+                     row_number() OVER (PARTITION BY c.group_key ORDER BY c.ord) AS nth
+              FROM unnest(v_chunk_ids, v_chunk_groups) WITH ORDINALITY c(id, group_key, ord)) c
+        LEFT JOIN unnest(v_groups, v_group_room) r(group_key, room) ON r.group_key = c.group_key
+        WHERE c.group_key IS NULL OR c.nth <= r.room
+        ORDER BY c.ord
+        LIMIT v_max - cardinality(v_ids)
+      ) t;
+      v_ids := v_ids || v_taken_ids;
+      EXIT WHEN cardinality(v_ids) >= v_max OR v_chunk_rows < p_max;
+      -- Room left for the next chunk.
+      SELECT array_agg(r.room - coalesce(u.used, 0)::integer ORDER BY r.i)
+      INTO v_group_room
+      FROM unnest(v_groups, v_group_room) WITH ORDINALITY r(group_key, room, i)
+      LEFT JOIN (SELECT k AS group_key, count(*) AS used FROM unnest(v_taken_groups) k
+                 WHERE k IS NOT NULL GROUP BY k) u ON u.group_key = r.group_key;
     END LOOP;
     IF cardinality(v_ids) = 0 THEN
       RETURN;
     END IF;
-    -- Leased under a fresh snapshot: a message another receiver leased since the walk is
-    -- skipped, and a group's window is judged again with every lease committed before we
-    -- took the group's lock in sight. Each group's bucket is charged what it gave, from the
-    -- tokens read under its lock.
+    -- The messages taken are locked by this receive since their chunk, so nobody leased
+    -- them meanwhile; a group's window only widens while they are locked (it counts the
+    -- earlier messages of the group, which acks delete and nothing adds). Each group's bucket
+    -- is charged what it gave, from the tokens read under its lock.
     RETURN QUERY
-    WITH deliverable AS (
-      SELECT m.id
-      FROM holdline.messages m
-      WHERE m.id = ANY (v_ids)
-        AND m.queue = p_queue
-        AND m.lease_token IS NULL
-        AND m.run_at <= v_now
-        AND (m.group_key IS NULL
-             OR (v_group_max IS NULL AND NOT EXISTS (
-                   SELECT 1 FROM holdline.messages earlier
-                   WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
-                     AND earlier.id < m.id))
-             OR (v_group_max IS NOT NULL AND (
-                   SELECT count(*) FROM (
-                     SELECT 1 FROM holdline.messages earlier
-                     WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
-                       AND earlier.id < m.id
-                     LIMIT v_group_max) ahead) < v_group_max))
-      FOR UPDATE SKIP LOCKED
-    )
-    , leased AS (
+    WITH leased AS (
       UPDATE holdline.messages m
       SET lease_token = v_lease_token,
           lease_expires_at = v_now + make_interval(
             secs => coalesce(p_visibility_timeout_seconds, v_queue.visibility_timeout_seconds)),
           attempts = m.attempts + 1
-      FROM deliverable
-      WHERE m.id = deliverable.id
+      WHERE m.id = ANY (v_ids)
       RETURNING m.*
     )
     , charged AS (

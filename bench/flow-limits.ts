@@ -2,9 +2,11 @@
  * W3 with flow limits that do not bind: the engine loop of bench/drain.ts (CONSUMER_LOOPS
  * loops, receive max LEASE_MAX + ackBatch) draining a prefilled queue three ways, interleaved
  * per repetition: no limits; maxInFlight equal to the drain's own concurrency (loops × max);
- * and a rate limit far above the drain rate (1,000,000 per second). Target (issue 18): each
- * limited run ≥ 0.9× the run without limits, since limits must cost nearly nothing when they
- * do not bind.
+ * a rate limit far above the drain rate (1,000,000 per second); and, with every message in a
+ * group of its own (the most groups a receive can meet), no limits against a per-group rate
+ * limit far above it (groupRateLimit 1,000,000 per second). Target (issue 18): each limited
+ * run ≥ 0.9× the same messages without limits, since limits must cost nearly nothing when
+ * they do not bind.
  *
  *   npx tsx bench/flow-limits.ts [--smoke] [--repetitions N]
  *
@@ -35,20 +37,44 @@ interface Variant {
   key: string;
   label: string;
   /** The queue's flow settings for this variant (null: none). */
-  limits: Pick<QueueConfig, 'maxInFlight' | 'rateLimit'>;
+  limits: Pick<QueueConfig, 'maxInFlight' | 'rateLimit' | 'groupRateLimit'>;
+  /** Each message in a group of its own (groupKey), else none has a group. */
+  grouped: boolean;
+  /** The variant this one is compared with: the same messages without limits. */
+  baseline: string;
 }
 
+const NO_LIMITS = { maxInFlight: null, rateLimit: null, groupRateLimit: null };
+
 const VARIANTS: readonly Variant[] = [
-  { key: 'none', label: 'no limits', limits: { maxInFlight: null, rateLimit: null } },
+  { key: 'none', label: 'no limits', limits: NO_LIMITS, grouped: false, baseline: 'none' },
   {
     key: 'cap',
     label: `maxInFlight ${CONSUMER_LOOPS * LEASE_MAX} (the drain's own concurrency)`,
-    limits: { maxInFlight: CONSUMER_LOOPS * LEASE_MAX, rateLimit: null },
+    limits: { ...NO_LIMITS, maxInFlight: CONSUMER_LOOPS * LEASE_MAX },
+    grouped: false,
+    baseline: 'none',
   },
   {
     key: 'rate',
     label: 'rateLimit 1,000,000 per second',
-    limits: { maxInFlight: null, rateLimit: { count: 1_000_000, perSeconds: 1 } },
+    limits: { ...NO_LIMITS, rateLimit: { count: 1_000_000, perSeconds: 1 } },
+    grouped: false,
+    baseline: 'none',
+  },
+  {
+    key: 'groups',
+    label: 'a group per message, no limits',
+    limits: NO_LIMITS,
+    grouped: true,
+    baseline: 'groups',
+  },
+  {
+    key: 'group-rate',
+    label: 'a group per message, groupRateLimit 1,000,000 per second',
+    limits: { ...NO_LIMITS, groupRateLimit: { count: 1_000_000, perSeconds: 1 } },
+    grouped: true,
+    baseline: 'groups',
   },
 ];
 
@@ -65,7 +91,10 @@ await withBenchDatabase(async (bench) => {
         const n = Math.min(PREFILL_BATCH_SIZE, MESSAGES - sent);
         await sendBatch(bench.admin, {
           queue: QUEUE,
-          messages: Array.from({ length: n }, (_, i) => ({ payload: { i: sent + i } })),
+          messages: Array.from({ length: n }, (_, i) => ({
+            payload: { i: sent + i },
+            groupKey: variant.grouped ? `g${sent + i}` : undefined,
+          })),
         });
       }
       await sql`VACUUM ANALYZE holdline.messages`.execute(bench.admin);
@@ -102,21 +131,27 @@ await withBenchDatabase(async (bench) => {
     const sorted = [...values].sort((a, b) => a - b);
     return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
   };
-  const baseline = median(rates.get('none')!);
   const rows = VARIANTS.map((variant) => {
     const perSecond = median(rates.get(variant.key)!);
+    const baseline = median(rates.get(variant.baseline)!);
     printJsonLine({
       bench: BENCH,
       summary: true,
       variant: variant.key,
       medianMessagesPerSecond: perSecond,
-      ratioToNoLimits: perSecond / baseline,
+      baseline: variant.baseline,
+      ratioToBaseline: perSecond / baseline,
       repetitions: REPETITIONS,
       messages: MESSAGES,
     });
-    return [variant.label, formatCount(perSecond), formatFixed(perSecond / baseline, 2)];
+    return [
+      variant.label,
+      formatCount(perSecond),
+      formatFixed(perSecond / baseline, 2),
+      variant.baseline,
+    ];
   });
   process.stdout.write(
-    `\n${markdownTable(['W3 engine loop drain', 'messages/s (median)', '× no limits'], rows)}\n`,
+    `\n${markdownTable(['W3 engine loop drain', 'messages/s (median)', '× baseline', 'baseline'], rows)}\n`,
   );
 });
