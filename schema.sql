@@ -58,12 +58,8 @@ BEGIN
     FROM unnest(holdline.capped_queues_of_leases(p_ids, p_lease_tokens)) AS c
     WHERE p_queue_patterns IS NULL OR c LIKE ANY (p_queue_patterns);
   END IF;
-  FOR v_queue IN
-    SELECT DISTINCT holdline.lease_token_queue(t.lease_token)
-    FROM unnest(p_lease_tokens) AS t(lease_token)
-  LOOP
-    CONTINUE WHEN v_queue IS NULL
-               OR NOT (p_queue_patterns IS NULL OR v_queue LIKE ANY (p_queue_patterns));
+  FOR v_queue IN SELECT t.queue FROM holdline.lease_token_queues(p_lease_tokens) AS t(queue) LOOP
+    CONTINUE WHEN NOT (p_queue_patterns IS NULL OR v_queue LIKE ANY (p_queue_patterns));
     RETURN QUERY SELECT a.id, a.queue, a.age_seconds
                  FROM holdline.ack_in_partition(v_queue, p_ids, p_lease_tokens, NULL) a;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
@@ -96,11 +92,7 @@ BEGIN
   END IF;
   -- A live lease fixes its message's queue (moving or dead-lettering a message ends its lease),
   -- and so its partition: what this finds is what the delete below would touch.
-  FOR v_queue IN
-    SELECT DISTINCT holdline.lease_token_queue(t.lease_token)
-    FROM unnest(p_lease_tokens) AS t(lease_token)
-  LOOP
-    CONTINUE WHEN v_queue IS NULL;
+  FOR v_queue IN SELECT t.queue FROM holdline.lease_token_queues(p_lease_tokens) AS t(queue) LOOP
     SELECT count(*) INTO v_rows
     FROM holdline.messages m
     JOIN unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
@@ -406,10 +398,9 @@ $$;
 CREATE FUNCTION holdline.capped_queues_of_leases(p_ids bigint[], p_lease_tokens uuid[]) RETURNS text[]
     LANGUAGE sql STABLE
     AS $$
-  SELECT array_agg(DISTINCT q.name)
-  FROM unnest(p_lease_tokens) AS t(lease_token)
-  JOIN holdline.queues q
-    ON q.name = holdline.lease_token_queue(t.lease_token) AND q.max_in_flight IS NOT NULL
+  SELECT array_agg(q.name)
+  FROM holdline.lease_token_queues(p_lease_tokens) AS t(queue)
+  JOIN holdline.queues q ON q.name = t.queue AND q.max_in_flight IS NOT NULL
 $$;
 
 --
@@ -583,6 +574,16 @@ CREATE FUNCTION holdline.flow_stripes(p_max_in_flight integer, p_rate_limit_coun
 $$;
 
 --
+-- Name: lease_token_partition(uuid); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.lease_token_partition(p_lease_token uuid) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+  SELECT ('x' || left(p_lease_token::text, 8))::bit(32)::integer
+$$;
+
+--
 -- Name: lease_token_queue(uuid); Type: FUNCTION; Schema: holdline; Owner: -
 --
 
@@ -590,7 +591,19 @@ CREATE FUNCTION holdline.lease_token_queue(p_lease_token uuid) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
   SELECT p.queue FROM holdline.message_partitions p
-  WHERE p.id = ('x' || left(p_lease_token::text, 8))::bit(32)::integer
+  WHERE p.id = holdline.lease_token_partition(p_lease_token)
+$$;
+
+--
+-- Name: lease_token_queues(uuid[]); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.lease_token_queues(p_lease_tokens uuid[]) RETURNS SETOF text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+  SELECT p.queue FROM holdline.message_partitions p
+  WHERE p.id IN (SELECT DISTINCT holdline.lease_token_partition(t.lease_token)
+                 FROM unnest(p_lease_tokens) AS t(lease_token))
 $$;
 
 --

@@ -144,11 +144,26 @@ SELECT * FROM holdline.messages_0039 ORDER BY id;
 SELECT setval('holdline.messages_id_seq', s.last_value, s.is_called)
 FROM holdline.messages_0039_id_seq s;
 
--- The partition number a lease token carries (see receive), as the queue; NULL when none.
+-- The partition number a lease token carries in its first four bytes (see receive).
+CREATE FUNCTION holdline.lease_token_partition(p_lease_token uuid) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+  SELECT ('x' || left(p_lease_token::text, 8))::bit(32)::integer
+$$;
+
+-- The queue whose partition a lease token names; NULL when it names none.
 CREATE FUNCTION holdline.lease_token_queue(p_lease_token uuid) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
   SELECT p.queue FROM holdline.message_partitions p
-  WHERE p.id = ('x' || left(p_lease_token::text, 8))::bit(32)::integer
+  WHERE p.id = holdline.lease_token_partition(p_lease_token)
+$$;
+
+-- The queues whose partitions the lease tokens name, once each: a batch's tokens share a
+-- few prefixes, so this reads holdline.message_partitions once per prefix, not per token.
+CREATE FUNCTION holdline.lease_token_queues(p_lease_tokens uuid[]) RETURNS SETOF text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT p.queue FROM holdline.message_partitions p
+  WHERE p.id IN (SELECT DISTINCT holdline.lease_token_partition(t.lease_token)
+                 FROM unnest(p_lease_tokens) AS t(lease_token))
 $$;
 
 -- A statement over every partition (a lookup by id alone) is estimated at a row per
@@ -544,10 +559,9 @@ $$;
 CREATE OR REPLACE FUNCTION holdline.capped_queues_of_leases(p_ids bigint[], p_lease_tokens uuid[]) RETURNS text[]
     LANGUAGE sql STABLE
     AS $$
-  SELECT array_agg(DISTINCT q.name)
-  FROM unnest(p_lease_tokens) AS t(lease_token)
-  JOIN holdline.queues q
-    ON q.name = holdline.lease_token_queue(t.lease_token) AND q.max_in_flight IS NOT NULL
+  SELECT array_agg(q.name)
+  FROM holdline.lease_token_queues(p_lease_tokens) AS t(queue)
+  JOIN holdline.queues q ON q.name = t.queue AND q.max_in_flight IS NOT NULL
 $$;
 
 -- The acks of 0032 (same signatures, same results), each partition the tokens name read
@@ -570,12 +584,8 @@ BEGIN
     FROM unnest(holdline.capped_queues_of_leases(p_ids, p_lease_tokens)) AS c
     WHERE p_queue_patterns IS NULL OR c LIKE ANY (p_queue_patterns);
   END IF;
-  FOR v_queue IN
-    SELECT DISTINCT holdline.lease_token_queue(t.lease_token)
-    FROM unnest(p_lease_tokens) AS t(lease_token)
-  LOOP
-    CONTINUE WHEN v_queue IS NULL
-               OR NOT (p_queue_patterns IS NULL OR v_queue LIKE ANY (p_queue_patterns));
+  FOR v_queue IN SELECT t.queue FROM holdline.lease_token_queues(p_lease_tokens) AS t(queue) LOOP
+    CONTINUE WHEN NOT (p_queue_patterns IS NULL OR v_queue LIKE ANY (p_queue_patterns));
     RETURN QUERY SELECT a.id, a.queue, a.age_seconds
                  FROM holdline.ack_in_partition(v_queue, p_ids, p_lease_tokens, NULL) a;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
@@ -617,11 +627,7 @@ BEGIN
   END IF;
   -- A live lease fixes its message's queue (moving or dead-lettering a message ends its lease),
   -- and so its partition: what this finds is what the delete below would touch.
-  FOR v_queue IN
-    SELECT DISTINCT holdline.lease_token_queue(t.lease_token)
-    FROM unnest(p_lease_tokens) AS t(lease_token)
-  LOOP
-    CONTINUE WHEN v_queue IS NULL;
+  FOR v_queue IN SELECT t.queue FROM holdline.lease_token_queues(p_lease_tokens) AS t(queue) LOOP
     SELECT count(*) INTO v_rows
     FROM holdline.messages m
     JOIN unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
