@@ -96,7 +96,7 @@ BEGIN
     SELECT count(*) INTO v_rows
     FROM holdline.messages m
     JOIN unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-      ON m.id = r.id AND m.lease_token = r.lease_token
+      ON m.id = r.id AND r.lease_token IS NOT NULL AND m.lease_token IS NOT DISTINCT FROM r.lease_token
     WHERE m.queue = v_queue;
     IF v_rows > 0 AND NOT (v_queue LIKE ANY (coalesce(p_queue_patterns, '{}'))) THEN
       v_outside := v_queue;
@@ -110,7 +110,7 @@ BEGIN
     SELECT m.queue INTO v_outside
     FROM holdline.messages m
     JOIN unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-      ON m.id = r.id AND m.lease_token = r.lease_token
+      ON m.id = r.id AND r.lease_token IS NOT NULL AND m.lease_token IS NOT DISTINCT FROM r.lease_token
     WHERE m.queue IS DISTINCT FROM holdline.lease_token_queue(r.lease_token)
       AND NOT (m.queue LIKE ANY (coalesce(p_queue_patterns, '{}')))
     LIMIT 1;
@@ -138,14 +138,14 @@ BEGIN
     RETURN QUERY
     DELETE FROM holdline.messages m
     USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-    WHERE m.queue = p_queue AND m.id = r.id AND m.lease_token = r.lease_token
+    WHERE m.queue = p_queue AND m.id = r.id AND r.lease_token IS NOT NULL AND m.lease_token IS NOT DISTINCT FROM r.lease_token
     RETURNING m.id, m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
   ELSIF p_queue IS NOT NULL THEN
     RETURN QUERY
     WITH acked AS (
       DELETE FROM holdline.messages m
       USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-      WHERE m.queue = p_queue AND m.id = r.id AND m.lease_token = r.lease_token
+      WHERE m.queue = p_queue AND m.id = r.id AND r.lease_token IS NOT NULL AND m.lease_token IS NOT DISTINCT FROM r.lease_token
       RETURNING m.*
     ), archived AS (
       INSERT INTO holdline.message_archive
@@ -161,7 +161,7 @@ BEGIN
     RETURN QUERY
     DELETE FROM holdline.messages m
     USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-    WHERE m.id = r.id AND m.lease_token = r.lease_token
+    WHERE m.id = r.id AND r.lease_token IS NOT NULL AND m.lease_token IS NOT DISTINCT FROM r.lease_token
       AND (p_queue_patterns IS NULL OR m.queue LIKE ANY (p_queue_patterns))
     RETURNING m.id, m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
   ELSE
@@ -169,7 +169,7 @@ BEGIN
     WITH acked AS (
       DELETE FROM holdline.messages m
       USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-      WHERE m.id = r.id AND m.lease_token = r.lease_token
+      WHERE m.id = r.id AND r.lease_token IS NOT NULL AND m.lease_token IS NOT DISTINCT FROM r.lease_token
         AND (p_queue_patterns IS NULL OR m.queue LIKE ANY (p_queue_patterns))
       RETURNING m.*
     ), archived AS (
@@ -508,7 +508,8 @@ BEGIN
     RETURN QUERY
     UPDATE holdline.messages m
     SET lease_expires_at = coalesce(p_now, now()) + make_interval(secs => p_seconds)
-    WHERE m.queue = v_queue AND m.id = p_id AND m.lease_token = p_lease_token
+    WHERE m.queue = v_queue AND m.id = p_id AND p_lease_token IS NOT NULL
+      AND m.lease_token IS NOT DISTINCT FROM p_lease_token
     RETURNING m.*;
     IF FOUND THEN
       RETURN;
@@ -518,7 +519,8 @@ BEGIN
   RETURN QUERY
   UPDATE holdline.messages m
   SET lease_expires_at = coalesce(p_now, now()) + make_interval(secs => p_seconds)
-  WHERE m.id = p_id AND m.lease_token = p_lease_token
+  WHERE m.id = p_id AND p_lease_token IS NOT NULL
+      AND m.lease_token IS NOT DISTINCT FROM p_lease_token
   RETURNING m.*;
 END
 $$;
@@ -638,13 +640,15 @@ BEGIN
   END IF;
   IF v_queue IS NOT NULL THEN
     SELECT m.queue INTO v_found FROM holdline.messages m
-    WHERE m.queue = v_queue AND m.id = p_id AND m.lease_token = p_lease_token
+    WHERE m.queue = v_queue AND m.id = p_id AND p_lease_token IS NOT NULL
+      AND m.lease_token IS NOT DISTINCT FROM p_lease_token
     FOR UPDATE;
   END IF;
   IF v_found IS NULL THEN
     -- A token from before 0040: every partition.
     SELECT m.queue INTO v_found FROM holdline.messages m
-    WHERE m.id = p_id AND m.lease_token = p_lease_token
+    WHERE m.id = p_id AND p_lease_token IS NOT NULL
+      AND m.lease_token IS NOT DISTINCT FROM p_lease_token
     FOR UPDATE;
   END IF;
   IF v_found IS NULL THEN
