@@ -37,7 +37,8 @@ beforeAll(async () => {
     migrationLockTableName: 'migrations_lock',
   });
   const { error } = await migrator.migrateTo(BEFORE_PARTITIONS);
-  if (error !== undefined) throw error;
+  if (error !== undefined)
+    throw new Error(`migrating to ${BEFORE_PARTITIONS} failed`, { cause: error });
 });
 
 afterAll(async () => {
