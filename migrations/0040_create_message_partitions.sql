@@ -157,13 +157,14 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
   WHERE p.id = holdline.lease_token_partition(p_lease_token)
 $$;
 
--- The queues whose partitions the lease tokens name, once each: a batch's tokens share a
--- few prefixes, so this reads holdline.message_partitions once per prefix, not per token.
+-- The queues whose partitions the lease tokens name, once each. A receive gives its whole
+-- batch one token (0006), so a batch's receipts share a few tokens: each distinct token is
+-- decoded once and holdline.message_partitions read once per partition, not per receipt.
 CREATE FUNCTION holdline.lease_token_queues(p_lease_tokens uuid[]) RETURNS SETOF text
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
   SELECT p.queue FROM holdline.message_partitions p
-  WHERE p.id IN (SELECT DISTINCT holdline.lease_token_partition(t.lease_token)
-                 FROM unnest(p_lease_tokens) AS t(lease_token))
+  WHERE p.id IN (SELECT holdline.lease_token_partition(t.lease_token)
+                 FROM (SELECT DISTINCT u.lease_token FROM unnest(p_lease_tokens) AS u(lease_token)) t)
 $$;
 
 -- LOUD: the fenced statements below compare lease tokens with IS NOT DISTINCT FROM (after
@@ -323,8 +324,10 @@ BEGIN
         lease_expires_at = v_now + make_interval(
           secs => coalesce(p_visibility_timeout_seconds, v_queue.visibility_timeout_seconds)),
         attempts = m.attempts + 1
-    FROM deliverable
-    WHERE m.queue = p_queue AND m.id = deliverable.id
+    -- The chosen ids as an array, read through the partition's primary key: as a join, the
+    -- planner hashed the whole partition for each receive once a queue held some 10,000
+    -- messages (measured: 9.6 of a 22 ms receive of 1,000 with 40,000 queued).
+    WHERE m.queue = p_queue AND m.id = ANY (ARRAY(SELECT d.id FROM deliverable d))
     RETURNING m.*
   )
   -- UPDATE ... RETURNING has no order of its own; a batch is handed out in delivery order.
