@@ -21,38 +21,9 @@ CREATE SCHEMA holdline;
 --
 
 CREATE FUNCTION holdline.ack(p_id bigint, p_lease_token uuid) RETURNS TABLE(queue text, age_seconds double precision)
-    LANGUAGE plpgsql
+    LANGUAGE sql
     AS $$
-DECLARE
-  v_capped text[];
-BEGIN
-  IF EXISTS (SELECT FROM holdline.queues c WHERE c.max_in_flight IS NOT NULL) THEN
-    v_capped := holdline.capped_queues_of_leases(ARRAY[p_id], ARRAY[p_lease_token]);
-  END IF;
-  IF NOT EXISTS (SELECT FROM holdline.queues q WHERE q.archive_seconds > 0) THEN
-    RETURN QUERY
-    DELETE FROM holdline.messages m
-    WHERE m.id = p_id AND m.lease_token = p_lease_token
-    RETURNING m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
-  ELSE
-    RETURN QUERY
-    WITH acked AS (
-      DELETE FROM holdline.messages m
-      WHERE m.id = p_id AND m.lease_token = p_lease_token
-      RETURNING m.*
-    ), archived AS (
-      INSERT INTO holdline.message_archive
-        (id, queue, payload, headers, priority, attempts, group_key, sent_at, acked_at)
-      SELECT k.id, k.queue, k.payload, k.headers, k.priority, k.attempts, k.group_key,
-             k.created_at, now()
-      FROM acked k JOIN holdline.queues q ON q.name = k.queue
-      WHERE q.archive_seconds > 0
-    )
-    SELECT k.queue, extract(epoch FROM clock_timestamp() - k.created_at)::double precision
-    FROM acked k;
-  END IF;
-  PERFORM holdline.wake(c) FROM unnest(v_capped) AS c;
-END
+  SELECT a.queue, a.age_seconds FROM holdline.ack_batch(ARRAY[p_id], ARRAY[p_lease_token], NULL) a
 $$;
 
 --
@@ -60,43 +31,9 @@ $$;
 --
 
 CREATE FUNCTION holdline.ack_batch(p_ids bigint[], p_lease_tokens uuid[]) RETURNS TABLE(id bigint, queue text, age_seconds double precision)
-    LANGUAGE plpgsql
+    LANGUAGE sql
     AS $$
-DECLARE
-  v_capped text[];
-BEGIN
-  IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_lease_tokens) THEN
-    RAISE EXCEPTION 'ids and lease_tokens must have the same length' USING ERRCODE = 'HL400';
-  END IF;
-  IF EXISTS (SELECT FROM holdline.queues c WHERE c.max_in_flight IS NOT NULL) THEN
-    v_capped := holdline.capped_queues_of_leases(p_ids, p_lease_tokens);
-  END IF;
-  IF NOT EXISTS (SELECT FROM holdline.queues q WHERE q.archive_seconds > 0) THEN
-    RETURN QUERY
-    DELETE FROM holdline.messages m
-    USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-    WHERE m.id = r.id AND m.lease_token = r.lease_token
-    RETURNING m.id, m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
-  ELSE
-    RETURN QUERY
-    WITH acked AS (
-      DELETE FROM holdline.messages m
-      USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-      WHERE m.id = r.id AND m.lease_token = r.lease_token
-      RETURNING m.*
-    ), archived AS (
-      INSERT INTO holdline.message_archive
-        (id, queue, payload, headers, priority, attempts, group_key, sent_at, acked_at)
-      SELECT k.id, k.queue, k.payload, k.headers, k.priority, k.attempts, k.group_key,
-             k.created_at, now()
-      FROM acked k JOIN holdline.queues q ON q.name = k.queue
-      WHERE q.archive_seconds > 0
-    )
-    SELECT k.id, k.queue, extract(epoch FROM clock_timestamp() - k.created_at)::double precision
-    FROM acked k;
-  END IF;
-  PERFORM holdline.wake(c) FROM unnest(v_capped) AS c;
-END
+  SELECT a.id, a.queue, a.age_seconds FROM holdline.ack_batch(p_ids, p_lease_tokens, NULL) a
 $$;
 
 --
@@ -108,6 +45,9 @@ CREATE FUNCTION holdline.ack_batch(p_ids bigint[], p_lease_tokens uuid[], p_queu
     AS $$
 DECLARE
   v_capped text[];
+  v_queue text;
+  v_rows integer;
+  v_acked integer := 0;
 BEGIN
   IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_lease_tokens) THEN
     RAISE EXCEPTION 'ids and lease_tokens must have the same length' USING ERRCODE = 'HL400';
@@ -118,11 +58,110 @@ BEGIN
     FROM unnest(holdline.capped_queues_of_leases(p_ids, p_lease_tokens)) AS c
     WHERE p_queue_patterns IS NULL OR c LIKE ANY (p_queue_patterns);
   END IF;
-  IF NOT EXISTS (SELECT FROM holdline.queues q WHERE q.archive_seconds > 0) THEN
+  FOR v_queue IN SELECT t.queue FROM holdline.lease_token_queues(p_lease_tokens) AS t(queue) LOOP
+    CONTINUE WHEN NOT (p_queue_patterns IS NULL OR v_queue LIKE ANY (p_queue_patterns));
+    RETURN QUERY SELECT a.id, a.queue, a.age_seconds
+                 FROM holdline.ack_in_partition(v_queue, p_ids, p_lease_tokens, NULL) a;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    v_acked := v_acked + v_rows;
+  END LOOP;
+  IF v_acked < coalesce(cardinality(p_ids), 0) THEN
+    RETURN QUERY SELECT a.id, a.queue, a.age_seconds
+                 FROM holdline.ack_in_partition(NULL, p_ids, p_lease_tokens, p_queue_patterns) a;
+  END IF;
+  PERFORM holdline.wake(c) FROM unnest(v_capped) AS c;
+END
+$$;
+
+--
+-- Name: ack_batch_within(bigint[], uuid[], text[]); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.ack_batch_within(p_ids bigint[], p_lease_tokens uuid[], p_queue_patterns text[]) RETURNS TABLE(id bigint, queue text, age_seconds double precision)
+    LANGUAGE plpgsql
+    SET jit TO 'off'
+    AS $$
+DECLARE
+  v_outside text;
+  v_queue text;
+  v_rows integer;
+  v_found integer := 0;
+BEGIN
+  IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_lease_tokens) THEN
+    RAISE EXCEPTION 'ids and lease_tokens must have the same length' USING ERRCODE = 'HL400';
+  END IF;
+  -- A live lease fixes its message's queue (moving or dead-lettering a message ends its lease),
+  -- and so its partition: what this finds is what the delete below would touch.
+  FOR v_queue IN SELECT t.queue FROM holdline.lease_token_queues(p_lease_tokens) AS t(queue) LOOP
+    SELECT count(*) INTO v_rows
+    FROM holdline.messages m
+    JOIN unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
+      ON m.id = r.id AND r.lease_token IS NOT NULL AND m.lease_token IS NOT DISTINCT FROM r.lease_token
+    WHERE m.queue = v_queue;
+    IF v_rows > 0 AND NOT (v_queue LIKE ANY (coalesce(p_queue_patterns, '{}'))) THEN
+      v_outside := v_queue;
+      EXIT;
+    END IF;
+    v_found := v_found + v_rows;
+  END LOOP;
+  IF v_outside IS NULL AND v_found < coalesce(cardinality(p_ids), 0) THEN
+    -- Tokens that name no partition, or not the one holding their message (from before
+    -- 0040), or lost leases: every partition.
+    SELECT m.queue INTO v_outside
+    FROM holdline.messages m
+    JOIN unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
+      ON m.id = r.id AND r.lease_token IS NOT NULL AND m.lease_token IS NOT DISTINCT FROM r.lease_token
+    WHERE m.queue IS DISTINCT FROM holdline.lease_token_queue(r.lease_token)
+      AND NOT (m.queue LIKE ANY (coalesce(p_queue_patterns, '{}')))
+    LIMIT 1;
+  END IF;
+  IF v_outside IS NOT NULL THEN
+    RAISE EXCEPTION 'a delivery is in a queue outside the caller''s'
+      USING ERRCODE = 'HL403', DETAIL = v_outside;
+  END IF;
+  RETURN QUERY SELECT a.id, a.queue, a.age_seconds FROM holdline.ack_batch(p_ids, p_lease_tokens) a;
+END
+$$;
+
+--
+-- Name: ack_in_partition(text, bigint[], uuid[], text[]); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.ack_in_partition(p_queue text, p_ids bigint[], p_lease_tokens uuid[], p_queue_patterns text[]) RETURNS TABLE(id bigint, queue text, age_seconds double precision)
+    LANGUAGE plpgsql
+    SET jit TO 'off'
+    AS $$
+DECLARE
+  v_archiving boolean := EXISTS (SELECT FROM holdline.queues q WHERE q.archive_seconds > 0);
+BEGIN
+  IF p_queue IS NOT NULL AND NOT v_archiving THEN
     RETURN QUERY
     DELETE FROM holdline.messages m
     USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-    WHERE m.id = r.id AND m.lease_token = r.lease_token
+    WHERE m.queue = p_queue AND m.id = r.id AND r.lease_token IS NOT NULL AND m.lease_token IS NOT DISTINCT FROM r.lease_token
+    RETURNING m.id, m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
+  ELSIF p_queue IS NOT NULL THEN
+    RETURN QUERY
+    WITH acked AS (
+      DELETE FROM holdline.messages m
+      USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
+      WHERE m.queue = p_queue AND m.id = r.id AND r.lease_token IS NOT NULL AND m.lease_token IS NOT DISTINCT FROM r.lease_token
+      RETURNING m.*
+    ), archived AS (
+      INSERT INTO holdline.message_archive
+        (id, queue, payload, headers, priority, attempts, group_key, sent_at, acked_at)
+      SELECT k.id, k.queue, k.payload, k.headers, k.priority, k.attempts, k.group_key,
+             k.created_at, now()
+      FROM acked k JOIN holdline.queues q ON q.name = k.queue
+      WHERE q.archive_seconds > 0
+    )
+    SELECT k.id, k.queue, extract(epoch FROM clock_timestamp() - k.created_at)::double precision
+    FROM acked k;
+  ELSIF NOT v_archiving THEN
+    RETURN QUERY
+    DELETE FROM holdline.messages m
+    USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
+    WHERE m.id = r.id AND r.lease_token IS NOT NULL AND m.lease_token IS NOT DISTINCT FROM r.lease_token
       AND (p_queue_patterns IS NULL OR m.queue LIKE ANY (p_queue_patterns))
     RETURNING m.id, m.queue, extract(epoch FROM clock_timestamp() - m.created_at)::double precision;
   ELSE
@@ -130,7 +169,7 @@ BEGIN
     WITH acked AS (
       DELETE FROM holdline.messages m
       USING unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-      WHERE m.id = r.id AND m.lease_token = r.lease_token
+      WHERE m.id = r.id AND r.lease_token IS NOT NULL AND m.lease_token IS NOT DISTINCT FROM r.lease_token
         AND (p_queue_patterns IS NULL OR m.queue LIKE ANY (p_queue_patterns))
       RETURNING m.*
     ), archived AS (
@@ -144,36 +183,6 @@ BEGIN
     SELECT k.id, k.queue, extract(epoch FROM clock_timestamp() - k.created_at)::double precision
     FROM acked k;
   END IF;
-  PERFORM holdline.wake(c) FROM unnest(v_capped) AS c;
-END
-$$;
-
---
--- Name: ack_batch_within(bigint[], uuid[], text[]); Type: FUNCTION; Schema: holdline; Owner: -
---
-
-CREATE FUNCTION holdline.ack_batch_within(p_ids bigint[], p_lease_tokens uuid[], p_queue_patterns text[]) RETURNS TABLE(id bigint, queue text, age_seconds double precision)
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-  v_outside text;
-BEGIN
-  IF cardinality(p_ids) IS DISTINCT FROM cardinality(p_lease_tokens) THEN
-    RAISE EXCEPTION 'ids and lease_tokens must have the same length' USING ERRCODE = 'HL400';
-  END IF;
-  -- A live lease fixes its message's queue (moving or dead-lettering a message ends its lease),
-  -- so what this finds is what the delete below would touch.
-  SELECT m.queue INTO v_outside
-  FROM holdline.messages m
-  JOIN unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-    ON m.id = r.id AND m.lease_token = r.lease_token
-  WHERE NOT (m.queue LIKE ANY (coalesce(p_queue_patterns, '{}')))
-  LIMIT 1;
-  IF FOUND THEN
-    RAISE EXCEPTION 'a delivery is in a queue outside the caller''s'
-      USING ERRCODE = 'HL403', DETAIL = v_outside;
-  END IF;
-  RETURN QUERY SELECT a.id, a.queue, a.age_seconds FROM holdline.ack_batch(p_ids, p_lease_tokens) a;
 END
 $$;
 
@@ -389,10 +398,71 @@ $$;
 CREATE FUNCTION holdline.capped_queues_of_leases(p_ids bigint[], p_lease_tokens uuid[]) RETURNS text[]
     LANGUAGE sql STABLE
     AS $$
-  SELECT array_agg(DISTINCT m.queue)
-  FROM unnest(p_ids, p_lease_tokens) AS r(id, lease_token)
-  JOIN holdline.messages m ON m.id = r.id AND m.lease_token = r.lease_token
-  JOIN holdline.queues q ON q.name = m.queue AND q.max_in_flight IS NOT NULL
+  SELECT array_agg(q.name)
+  FROM holdline.lease_token_queues(p_lease_tokens) AS t(queue)
+  JOIN holdline.queues q ON q.name = t.queue AND q.max_in_flight IS NOT NULL
+$$;
+
+--
+-- Name: delete_queue_messages(text); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.delete_queue_messages(p_queue text) RETURNS void
+    LANGUAGE plpgsql
+    SET lock_timeout TO '100ms'
+    AS $$
+DECLARE
+  v_table text;
+BEGIN
+  SELECT p.table_name INTO v_table FROM holdline.message_partitions p WHERE p.queue = p_queue;
+  IF v_table IS NOT NULL
+     AND NOT EXISTS (SELECT FROM holdline.queues q WHERE q.dead_letter_queue = p_queue) THEN
+    BEGIN
+      EXECUTE format('DROP TABLE holdline.%I', v_table);
+      DELETE FROM holdline.message_partitions p WHERE p.queue = p_queue;
+      RETURN;
+    EXCEPTION WHEN lock_not_available THEN
+      NULL;
+    END;
+  END IF;
+  DELETE FROM holdline.messages m WHERE m.queue = p_queue;
+END
+$$;
+
+--
+-- Name: ensure_message_partition(text); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.ensure_message_partition(p_queue text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+  v_id integer;
+  v_table text;
+BEGIN
+  IF EXISTS (SELECT FROM holdline.message_partitions p WHERE p.queue = p_queue) THEN
+    RETURN;
+  END IF;
+  -- A concurrent maker of the same partition waits here for our commit, then finds it.
+  INSERT INTO holdline.message_partitions AS p (queue, table_name)
+  VALUES (p_queue, 'messages_' || md5(p_queue))
+  ON CONFLICT (queue) DO NOTHING
+  RETURNING p.id INTO v_id;
+  IF v_id IS NULL THEN
+    RETURN;
+  END IF;
+  v_table := 'messages_' || v_id;
+  UPDATE holdline.message_partitions p SET table_name = v_table WHERE p.id = v_id;
+  -- Storage settings of 0001's table, now per queue: each queue vacuums on its own.
+  EXECUTE format(
+    'CREATE TABLE holdline.%I (LIKE holdline.messages, PRIMARY KEY (id))
+     WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0,
+           autovacuum_vacuum_threshold = 5000, autovacuum_vacuum_insert_scale_factor = 0,
+           autovacuum_vacuum_insert_threshold = 20000, autovacuum_analyze_scale_factor = 0.05,
+           autovacuum_vacuum_cost_delay = 0)', v_table);
+  EXECUTE format('ALTER TABLE holdline.messages ATTACH PARTITION holdline.%I FOR VALUES IN (%L)',
+                 v_table, p_queue);
+END
 $$;
 
 --
@@ -416,7 +486,7 @@ CREATE TABLE holdline.messages (
     dead_lettered_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL
 )
-WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0', autovacuum_vacuum_threshold='5000', autovacuum_vacuum_insert_scale_factor='0', autovacuum_vacuum_insert_threshold='20000', autovacuum_analyze_scale_factor='0.05', autovacuum_vacuum_cost_delay='0');
+PARTITION BY LIST (queue);
 
 --
 -- Name: extend_lease(bigint, uuid, integer, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
@@ -424,17 +494,33 @@ WITH (fillfactor='80', autovacuum_vacuum_scale_factor='0', autovacuum_vacuum_thr
 
 CREATE FUNCTION holdline.extend_lease(p_id bigint, p_lease_token uuid, p_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF holdline.messages
     LANGUAGE plpgsql
+    SET jit TO 'off'
     AS $$
+DECLARE
+  v_queue text := holdline.lease_token_queue(p_lease_token);
 BEGIN
   -- Bounds as in src/queue/validation.ts (LEASE_MAX_SECONDS): below 1 the lease would end
   -- before the call returns, and NULL would clear the expiry of a leased message.
   IF p_seconds IS NULL OR p_seconds NOT BETWEEN 1 AND 43200 THEN
     RAISE EXCEPTION 'seconds must be between 1 and 43200, got %', p_seconds USING ERRCODE = 'HL400';
   END IF;
+  IF v_queue IS NOT NULL THEN
+    RETURN QUERY
+    UPDATE holdline.messages m
+    SET lease_expires_at = coalesce(p_now, now()) + make_interval(secs => p_seconds)
+    WHERE m.queue = v_queue AND m.id = p_id AND p_lease_token IS NOT NULL
+      AND m.lease_token IS NOT DISTINCT FROM p_lease_token
+    RETURNING m.*;
+    IF FOUND THEN
+      RETURN;
+    END IF;
+  END IF;
+  -- A token from before 0040: every partition.
   RETURN QUERY
   UPDATE holdline.messages m
   SET lease_expires_at = coalesce(p_now, now()) + make_interval(secs => p_seconds)
-  WHERE m.id = p_id AND m.lease_token = p_lease_token
+  WHERE m.id = p_id AND p_lease_token IS NOT NULL
+      AND m.lease_token IS NOT DISTINCT FROM p_lease_token
   RETURNING m.*;
 END
 $$;
@@ -513,24 +599,86 @@ CREATE FUNCTION holdline.group_rate_limit_tokens(p_queue text, p_group_key text,
 $$;
 
 --
+-- Name: lease_token_partition(uuid); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.lease_token_partition(p_lease_token uuid) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+  SELECT ('x' || left(p_lease_token::text, 8))::bit(32)::integer
+$$;
+
+--
+-- Name: lease_token_queue(uuid); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.lease_token_queue(p_lease_token uuid) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+  SELECT p.queue FROM holdline.message_partitions p
+  WHERE p.id = holdline.lease_token_partition(p_lease_token)
+$$;
+
+--
+-- Name: lease_token_queues(uuid[]); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.lease_token_queues(p_lease_tokens uuid[]) RETURNS SETOF text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+  SELECT p.queue FROM holdline.message_partitions p
+  WHERE p.id IN (SELECT holdline.lease_token_partition(t.lease_token)
+                 FROM (SELECT DISTINCT u.lease_token FROM unnest(p_lease_tokens) AS u(lease_token)) t)
+$$;
+
+--
+-- Name: message_get(bigint); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.message_get(p_id bigint) RETURNS SETOF holdline.messages
+    LANGUAGE plpgsql STABLE ROWS 1
+    SET jit TO 'off'
+    AS $$
+BEGIN
+  RETURN QUERY SELECT * FROM holdline.messages m WHERE m.id = p_id;
+END
+$$;
+
+--
 -- Name: nack(bigint, uuid, double precision, text, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
 --
 
 CREATE FUNCTION holdline.nack(p_id bigint, p_lease_token uuid, p_delay_seconds double precision DEFAULT NULL::double precision, p_error text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(outcome text, queue text)
     LANGUAGE plpgsql
+    SET jit TO 'off'
     AS $$
 DECLARE
   v_now timestamptz := coalesce(p_now, now());
+  v_queue text := holdline.lease_token_queue(p_lease_token);
+  v_found text;
   v_row record;
 BEGIN
   IF p_delay_seconds < 0 OR p_delay_seconds > 31536000 THEN
     RAISE EXCEPTION 'delay_seconds must be between 0 and 31536000' USING ERRCODE = 'HL400';
   END IF;
-  PERFORM 1 FROM holdline.messages m WHERE m.id = p_id AND m.lease_token = p_lease_token FOR UPDATE;
-  IF NOT FOUND THEN
+  IF v_queue IS NOT NULL THEN
+    SELECT m.queue INTO v_found FROM holdline.messages m
+    WHERE m.queue = v_queue AND m.id = p_id AND p_lease_token IS NOT NULL
+      AND m.lease_token IS NOT DISTINCT FROM p_lease_token
+    FOR UPDATE;
+  END IF;
+  IF v_found IS NULL THEN
+    -- A token from before 0040: every partition.
+    SELECT m.queue INTO v_found FROM holdline.messages m
+    WHERE m.id = p_id AND p_lease_token IS NOT NULL
+      AND m.lease_token IS NOT DISTINCT FROM p_lease_token
+    FOR UPDATE;
+  END IF;
+  IF v_found IS NULL THEN
     RETURN;
   END IF;
-  SELECT * INTO v_row FROM holdline.retry_or_dead_letter(ARRAY[p_id], p_delay_seconds, p_error, v_now);
+  SELECT * INTO v_row
+  FROM holdline.retry_or_dead_letter(v_found, ARRAY[p_id], p_delay_seconds, p_error, v_now);
   PERFORM holdline.wake(coalesce(v_row.dead_letter_queue, v_row.queue));
   outcome := CASE WHEN v_row.dead_letter_queue IS NULL THEN 'retried' ELSE 'dead_lettered' END;
   queue := v_row.queue;
@@ -561,6 +709,53 @@ END
 $_$;
 
 --
+-- Name: purge_queue(text); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.purge_queue(p_queue text) RETURNS bigint
+    LANGUAGE plpgsql
+    SET lock_timeout TO '100ms'
+    AS $$
+DECLARE
+  v_table text;
+  v_purged bigint;
+BEGIN
+  SELECT p.table_name INTO v_table FROM holdline.message_partitions p WHERE p.queue = p_queue;
+  IF v_table IS NOT NULL THEN
+    BEGIN
+      EXECUTE format('LOCK TABLE holdline.%I IN ACCESS EXCLUSIVE MODE', v_table);
+      EXECUTE format('SELECT count(*) FROM holdline.%I', v_table) INTO v_purged;
+      EXECUTE format('TRUNCATE holdline.%I', v_table);
+      RETURN v_purged;
+    EXCEPTION WHEN lock_not_available THEN
+      NULL;
+    END;
+  END IF;
+  DELETE FROM holdline.messages m WHERE m.queue = p_queue;
+  GET DIAGNOSTICS v_purged = ROW_COUNT;
+  RETURN v_purged;
+END
+$$;
+
+--
+-- Name: queues_make_partitions(); Type: FUNCTION; Schema: holdline; Owner: -
+--
+
+CREATE FUNCTION holdline.queues_make_partitions() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    PERFORM holdline.ensure_message_partition(NEW.name);
+  END IF;
+  IF NEW.dead_letter_queue IS NOT NULL THEN
+    PERFORM holdline.ensure_message_partition(NEW.dead_letter_queue);
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+--
 -- Name: rate_limit_stripe_tokens(text, integer, integer, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
 --
 
@@ -582,7 +777,7 @@ $$;
 --
 
 CREATE FUNCTION holdline.rate_limit_tokens(p_queue text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(tokens double precision, next_token_at timestamp with time zone)
-    LANGUAGE sql
+    LANGUAGE sql ROWS 1
     AS $$
   SELECT max(f.tokens),
          CASE WHEN max(f.tokens) >= 1 THEN min(f.now)
@@ -604,37 +799,54 @@ $$;
 
 CREATE FUNCTION holdline.reap_expired_leases(p_limit integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(queue text, dead_letter_queue text, messages integer)
     LANGUAGE plpgsql
+    SET jit TO 'off'
     AS $$
 DECLARE
   v_now timestamptz := coalesce(p_now, now());
+  v_queue text;
+  v_candidates bigint[];
   v_ids bigint[];
+  v_retried integer;
+  v_dead integer;
+  v_dlq text;
 BEGIN
-  SELECT array_agg(expired.id) INTO v_ids FROM (
-    SELECT m.id FROM holdline.messages m
-    WHERE m.id = ANY (ARRAY(
-            SELECT e.id
-            FROM holdline.queues q
-            CROSS JOIN LATERAL (
-              SELECT l.id, l.lease_expires_at FROM holdline.messages l
-              WHERE l.queue = q.name AND l.lease_token IS NOT NULL AND l.lease_expires_at <= v_now
-              ORDER BY l.lease_expires_at
-              LIMIT p_limit) e
-            ORDER BY e.lease_expires_at
-            LIMIT p_limit))
-      AND m.lease_token IS NOT NULL AND m.lease_expires_at <= v_now
-    FOR UPDATE SKIP LOCKED
-  ) expired;
-  IF v_ids IS NULL THEN
-    RETURN;
-  END IF;
-  RETURN QUERY
-  WITH outcome AS (
-    SELECT r.queue, r.dead_letter_queue, count(*)::integer AS messages
-    FROM holdline.retry_or_dead_letter(v_ids, NULL, 'lease expired', v_now) r
-    GROUP BY r.queue, r.dead_letter_queue
-  )
-  SELECT o.queue, o.dead_letter_queue, o.messages FROM outcome o;
-  PERFORM holdline.wake(q) FROM (SELECT DISTINCT m.queue AS q FROM holdline.messages m WHERE m.id = ANY (v_ids)) s;
+  FOR v_queue, v_candidates IN
+    SELECT c.queue, array_agg(c.id)
+    FROM (SELECT e.queue, e.id
+          FROM holdline.queues q
+          CROSS JOIN LATERAL (
+            SELECT l.queue, l.id, l.lease_expires_at FROM holdline.messages l
+            WHERE l.queue = q.name AND l.lease_token IS NOT NULL AND l.lease_expires_at <= v_now
+            ORDER BY l.lease_expires_at
+            LIMIT p_limit) e
+          ORDER BY e.lease_expires_at
+          LIMIT p_limit) c
+    GROUP BY c.queue
+    ORDER BY c.queue
+  LOOP
+    SELECT array_agg(x.id) INTO v_ids FROM (
+      SELECT m.id FROM holdline.messages m
+      WHERE m.queue = v_queue AND m.id = ANY (v_candidates)
+        AND m.lease_token IS NOT NULL AND m.lease_expires_at <= v_now
+      FOR UPDATE SKIP LOCKED
+    ) x;
+    CONTINUE WHEN v_ids IS NULL;
+    SELECT count(*) FILTER (WHERE r.dead_letter_queue IS NULL),
+           count(*) FILTER (WHERE r.dead_letter_queue IS NOT NULL),
+           max(r.dead_letter_queue)
+      INTO v_retried, v_dead, v_dlq
+    FROM holdline.retry_or_dead_letter(v_queue, v_ids, NULL, 'lease expired', v_now) r;
+    IF v_retried > 0 THEN
+      queue := v_queue; dead_letter_queue := NULL; messages := v_retried;
+      RETURN NEXT;
+      PERFORM holdline.wake(v_queue);
+    END IF;
+    IF v_dead > 0 THEN
+      queue := v_queue; dead_letter_queue := v_dlq; messages := v_dead;
+      RETURN NEXT;
+      PERFORM holdline.wake(v_dlq);
+    END IF;
+  END LOOP;
 END
 $$;
 
@@ -661,6 +873,7 @@ DECLARE
   v_tokens double precision;
   v_leased integer;
   v_group_max integer;
+  v_partition integer;
   v_group_clock timestamptz;
   v_ids bigint[] := '{}';
   v_groups text[] := '{}';
@@ -729,8 +942,8 @@ BEGIN
       IF v_queue.max_in_flight IS NOT NULL THEN
         v_slots := v_queue.max_in_flight / v_stripes
                    + (v_stripe < v_queue.max_in_flight % v_stripes)::integer;
-        -- A range of messages_leased_idx; counting stops at the stripe's slots. With one
-        -- stripe every lease of the queue counts, as before.
+        -- A range of the partition's messages_leased_idx; counting stops at the stripe's
+        -- slots. With one stripe every lease of the queue counts, as before.
         SELECT count(*) INTO v_in_flight
         FROM (SELECT FROM holdline.messages m
               WHERE m.queue = p_queue AND m.lease_token IS NOT NULL
@@ -753,7 +966,11 @@ BEGIN
     RETURN;
   END IF;
   v_group_max := v_queue.group_max_in_flight;
-  v_lease_token := gen_random_uuid();
+  SELECT p.id INTO v_partition FROM holdline.message_partitions p WHERE p.queue = p_queue;
+  -- The partition's number in the token's first four bytes: acks find the partition from the
+  -- receipt. 90 random bits stay (82 with a stripe), enough to fence one lease from another.
+  v_lease_token := encode(overlay(uuid_send(gen_random_uuid()) PLACING int4send(v_partition)
+                                  FROM 1 FOR 4), 'hex')::uuid;
   IF v_stripe IS NOT NULL THEN
     -- The lease's stripe, for the cap's count (see above).
     v_lease_token := encode(set_byte(uuid_send(v_lease_token), 15, v_stripe), 'hex')::uuid;
@@ -791,12 +1008,12 @@ BEGIN
           AND (m.group_key IS NULL
                OR (v_group_max IS NULL AND NOT EXISTS (
                      SELECT 1 FROM holdline.messages earlier
-                     WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                     WHERE earlier.queue = p_queue AND earlier.group_key = m.group_key
                        AND earlier.id < m.id))
                OR (v_group_max IS NOT NULL AND (
                      SELECT count(*) FROM (
                        SELECT 1 FROM holdline.messages earlier
-                       WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                       WHERE earlier.queue = p_queue AND earlier.group_key = m.group_key
                          AND earlier.id < m.id
                        LIMIT v_group_max) ahead) < v_group_max))
         ORDER BY m.priority DESC, m.run_at, m.id
@@ -875,7 +1092,7 @@ BEGIN
           lease_expires_at = v_now + make_interval(
             secs => coalesce(p_visibility_timeout_seconds, v_queue.visibility_timeout_seconds)),
           attempts = m.attempts + 1
-      WHERE m.id = ANY (v_ids)
+      WHERE m.queue = p_queue AND m.id = ANY (v_ids)
       RETURNING m.*
     )
     , charged AS (
@@ -892,6 +1109,7 @@ BEGIN
   ELSE
     RETURN QUERY
     WITH deliverable AS (
+      -- The queue's partition, through its messages_receive_idx (priority DESC, run_at, id).
       SELECT m.id
       FROM holdline.messages m
       WHERE m.queue = p_queue
@@ -900,12 +1118,12 @@ BEGIN
         AND (m.group_key IS NULL
              OR (v_group_max IS NULL AND NOT EXISTS (
                    SELECT 1 FROM holdline.messages earlier
-                   WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                   WHERE earlier.queue = p_queue AND earlier.group_key = m.group_key
                      AND earlier.id < m.id))
              OR (v_group_max IS NOT NULL AND (
                    SELECT count(*) FROM (
                      SELECT 1 FROM holdline.messages earlier
-                     WHERE earlier.queue = m.queue AND earlier.group_key = m.group_key
+                     WHERE earlier.queue = p_queue AND earlier.group_key = m.group_key
                        AND earlier.id < m.id
                      LIMIT v_group_max) ahead) < v_group_max))
       ORDER BY m.priority DESC, m.run_at, m.id
@@ -918,8 +1136,10 @@ BEGIN
           lease_expires_at = v_now + make_interval(
             secs => coalesce(p_visibility_timeout_seconds, v_queue.visibility_timeout_seconds)),
           attempts = m.attempts + 1
-      FROM deliverable
-      WHERE m.id = deliverable.id
+      -- The chosen ids as an array, read through the partition's primary key: as a join, the
+      -- planner hashed the whole partition for each receive once a queue held some 10,000
+      -- messages (measured: 9.6 of a 22 ms receive of 1,000 with 40,000 queued).
+      WHERE m.queue = p_queue AND m.id = ANY (ARRAY(SELECT d.id FROM deliverable d))
       RETURNING m.*
     )
     -- UPDATE ... RETURNING has no order of its own; a batch is handed out in delivery order.
@@ -955,16 +1175,22 @@ BEGIN
   END IF;
   PERFORM pg_advisory_xact_lock_shared(1212961868, hashtext(p_origin_queue));
   WITH dead AS (
-    SELECT m.id FROM holdline.messages m
+    SELECT m.queue, m.id FROM holdline.messages m
     WHERE m.origin_queue = p_origin_queue AND m.lease_token IS NULL
     ORDER BY m.id
     LIMIT p_max
     FOR UPDATE SKIP LOCKED
+  ), taken AS (
+    DELETE FROM holdline.messages m USING dead
+    WHERE m.queue = dead.queue AND m.id = dead.id
+    RETURNING m.*
   )
-  UPDATE holdline.messages m
-  SET queue = p_origin_queue, origin_queue = NULL, dead_lettered_at = NULL, attempts = 0,
-      run_at = now()
-  FROM dead WHERE m.id = dead.id;
+  INSERT INTO holdline.messages (id, queue, payload, headers, priority, run_at, attempts,
+                                 dedup_key, group_key, last_error, created_at)
+  OVERRIDING SYSTEM VALUE
+  SELECT t.id, p_origin_queue, t.payload, t.headers, t.priority, now(), 0, t.dedup_key,
+         t.group_key, t.last_error, t.created_at
+  FROM taken t ORDER BY t.id;
   GET DIAGNOSTICS v_moved = ROW_COUNT;
   IF v_moved > 0 THEN
     PERFORM holdline.wake(p_origin_queue);
@@ -1027,7 +1253,7 @@ BEGIN
     -- holdline.redrive's move, one batch at a time, after the cursor, filtered. Dead letters
     -- being consumed (leased) or locked by another transaction are passed over.
     WITH dead AS (
-      SELECT m.id FROM holdline.messages m
+      SELECT m.queue, m.id FROM holdline.messages m
       WHERE m.origin_queue = v_job.queue AND m.lease_token IS NULL
         AND m.id > v_job.last_id AND m.id <= v_job.to_id
         AND (v_job.payload_filter IS NULL OR m.payload @> v_job.payload_filter)
@@ -1035,12 +1261,21 @@ BEGIN
       ORDER BY m.id
       LIMIT v_limit
       FOR UPDATE SKIP LOCKED
+    ), taken AS (
+      -- A move between partitions (0040): deleted from the dead-letter queue's, inserted into
+      -- the origin's with its id.
+      DELETE FROM holdline.messages m USING dead
+      WHERE m.queue = dead.queue AND m.id = dead.id
+      RETURNING m.*
     ), moved AS (
-      UPDATE holdline.messages m
-      SET queue = v_job.queue, origin_queue = NULL, dead_lettered_at = NULL, attempts = 0,
-          run_at = v_now
-      FROM dead WHERE m.id = dead.id
-      RETURNING m.id
+      INSERT INTO holdline.messages AS n (id, queue, payload, headers, priority, run_at,
+                                          attempts, dedup_key, group_key, last_error,
+                                          created_at)
+      OVERRIDING SYSTEM VALUE
+      SELECT t.id, v_job.queue, t.payload, t.headers, t.priority, v_now, 0, t.dedup_key,
+             t.group_key, t.last_error, t.created_at
+      FROM taken t ORDER BY t.id
+      RETURNING n.id
     )
     SELECT count(*), max(moved.id) INTO v_n, v_last_id FROM moved;
     IF v_n > 0 THEN
@@ -1108,43 +1343,66 @@ END
 $$;
 
 --
--- Name: retry_or_dead_letter(bigint[], double precision, text, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
+-- Name: retry_or_dead_letter(text, bigint[], double precision, text, timestamp with time zone); Type: FUNCTION; Schema: holdline; Owner: -
 --
 
-CREATE FUNCTION holdline.retry_or_dead_letter(p_ids bigint[], p_delay_seconds double precision, p_error text, p_now timestamp with time zone) RETURNS TABLE(id bigint, queue text, dead_letter_queue text)
+CREATE FUNCTION holdline.retry_or_dead_letter(p_queue text, p_ids bigint[], p_delay_seconds double precision, p_error text, p_now timestamp with time zone) RETURNS TABLE(id bigint, queue text, dead_letter_queue text)
     LANGUAGE plpgsql
     AS $$
+DECLARE
+  v_queue holdline.queues;
 BEGIN
-  INSERT INTO holdline.queues (name)
-  SELECT DISTINCT q.dead_letter_queue
-  FROM holdline.messages m JOIN holdline.queues q ON q.name = m.queue
-  WHERE m.id = ANY (p_ids) AND m.attempts >= q.max_attempts AND q.dead_letter_queue IS NOT NULL
-  ON CONFLICT (name) DO NOTHING;
+  SELECT * INTO v_queue FROM holdline.queues q WHERE q.name = p_queue;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  IF v_queue.dead_letter_queue IS NOT NULL
+     AND EXISTS (SELECT FROM holdline.messages m
+                 WHERE m.queue = p_queue AND m.id = ANY (p_ids)
+                   AND m.attempts >= v_queue.max_attempts) THEN
+    -- Its partition exists since this queue named it (queues_make_partitions).
+    INSERT INTO holdline.queues (name) VALUES (v_queue.dead_letter_queue)
+    ON CONFLICT (name) DO NOTHING;
+  END IF;
 
   RETURN QUERY
   WITH failed AS (
-    SELECT m.id, m.queue,
-           CASE WHEN m.attempts >= q.max_attempts THEN q.dead_letter_queue END AS dlq,
+    SELECT m.id,
+           v_queue.dead_letter_queue IS NOT NULL AND m.attempts >= v_queue.max_attempts AS dies,
            coalesce(p_delay_seconds,
-                    holdline.backoff_seconds(m.attempts, q.backoff_initial_seconds, q.backoff_max_seconds)) AS delay
-    FROM holdline.messages m JOIN holdline.queues q ON q.name = m.queue
-    WHERE m.id = ANY (p_ids)
-  ), updated AS (
+                    holdline.backoff_seconds(m.attempts, v_queue.backoff_initial_seconds,
+                                             v_queue.backoff_max_seconds)) AS delay
+    FROM holdline.messages m
+    WHERE m.queue = p_queue AND m.id = ANY (p_ids)
+  ), retried AS (
     UPDATE holdline.messages m
-    SET queue = coalesce(f.dlq, m.queue),
-        origin_queue = CASE WHEN f.dlq IS NULL THEN m.origin_queue ELSE m.queue END,
-        dead_lettered_at = CASE WHEN f.dlq IS NULL THEN m.dead_lettered_at ELSE p_now END,
-        -- the dedup key belongs to the origin queue's live messages, not to its dead letters
-        dedup_key = CASE WHEN f.dlq IS NULL THEN m.dedup_key END,
-        run_at = CASE WHEN f.dlq IS NULL THEN p_now + make_interval(secs => f.delay) ELSE p_now END,
+    SET run_at = p_now + make_interval(secs => f.delay),
         lease_token = NULL,
         lease_expires_at = NULL,
         last_error = coalesce(p_error, m.last_error)
     FROM failed f
-    WHERE m.id = f.id
-    RETURNING m.id, f.queue, f.dlq
+    WHERE m.queue = p_queue AND m.id = f.id AND NOT f.dies
+    RETURNING m.id
+  ), dead AS (
+    DELETE FROM holdline.messages m
+    USING failed f
+    WHERE m.queue = p_queue AND m.id = f.id AND f.dies
+    RETURNING m.*
+  ), moved AS (
+    -- The dedup key belongs to the origin queue's live messages, not to its dead letters.
+    INSERT INTO holdline.messages AS n (id, queue, payload, headers, priority, run_at, attempts,
+                                        lease_token, lease_expires_at, dedup_key, group_key,
+                                        origin_queue, last_error, dead_lettered_at, created_at)
+    OVERRIDING SYSTEM VALUE
+    SELECT d.id, v_queue.dead_letter_queue, d.payload, d.headers, d.priority, p_now, d.attempts,
+           NULL, NULL, NULL, d.group_key, p_queue, coalesce(p_error, d.last_error), p_now,
+           d.created_at
+    FROM dead d
+    RETURNING n.id
   )
-  SELECT u.id, u.queue, u.dlq FROM updated u;
+  SELECT r.id, p_queue, NULL::text FROM retried r
+  UNION ALL
+  SELECT v.id, p_queue, v_queue.dead_letter_queue FROM moved v;
 END
 $$;
 
@@ -1309,7 +1567,8 @@ BEGIN
   FROM unnest(v_ids, coalesce(p_dedup_keys, array_fill(NULL::text, ARRAY[v_n])))
        WITH ORDINALITY AS i(id, dedup_key, ord)
   JOIN holdline.messages m
-    ON m.id = i.id OR (i.dedup_key IS NOT NULL AND m.queue = p_queue AND m.dedup_key = i.dedup_key)
+    ON m.queue = p_queue
+   AND (m.id = i.id OR (i.dedup_key IS NOT NULL AND m.dedup_key = i.dedup_key))
   ORDER BY i.ord;
   GET DIAGNOSTICS v_found = ROW_COUNT;
   IF v_found <> v_n THEN
@@ -1551,7 +1810,8 @@ $_$;
 --
 
 CREATE FUNCTION holdline.waiting_reason(p_id bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(reason text, next_eligible_at timestamp with time zone)
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE ROWS 1
+    SET jit TO 'off'
     AS $$
   SELECT w.reason,
          CASE w.reason WHEN 'BACKING_OFF' THEN w.run_at WHEN 'DELAYED' THEN w.run_at
@@ -1759,6 +2019,36 @@ CREATE TABLE holdline.message_archive_partitions (
     starts_at timestamp with time zone NOT NULL,
     ends_at timestamp with time zone NOT NULL,
     CONSTRAINT message_archive_partitions_check CHECK ((ends_at > starts_at))
+);
+
+--
+-- Name: message_partitions; Type: TABLE; Schema: holdline; Owner: -
+--
+
+CREATE TABLE holdline.message_partitions (
+    id integer NOT NULL,
+    queue text NOT NULL,
+    table_name text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
+-- Name: TABLE message_partitions; Type: COMMENT; Schema: holdline; Owner: -
+--
+
+COMMENT ON TABLE holdline.message_partitions IS 'One row per partition of holdline.messages: the queue whose messages it holds and its table; id is the number new lease tokens carry in their first four bytes.';
+
+--
+-- Name: message_partitions_id_seq; Type: SEQUENCE; Schema: holdline; Owner: -
+--
+
+ALTER TABLE holdline.message_partitions ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME holdline.message_partitions_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
 );
 
 --
@@ -1997,11 +2287,25 @@ ALTER TABLE ONLY holdline.message_archive_partitions
     ADD CONSTRAINT message_archive_partitions_starts_at_key UNIQUE (starts_at);
 
 --
--- Name: messages messages_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
+-- Name: message_partitions message_partitions_id_key; Type: CONSTRAINT; Schema: holdline; Owner: -
 --
 
-ALTER TABLE ONLY holdline.messages
-    ADD CONSTRAINT messages_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY holdline.message_partitions
+    ADD CONSTRAINT message_partitions_id_key UNIQUE (id);
+
+--
+-- Name: message_partitions message_partitions_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.message_partitions
+    ADD CONSTRAINT message_partitions_pkey PRIMARY KEY (queue);
+
+--
+-- Name: message_partitions message_partitions_table_name_key; Type: CONSTRAINT; Schema: holdline; Owner: -
+--
+
+ALTER TABLE ONLY holdline.message_partitions
+    ADD CONSTRAINT message_partitions_table_name_key UNIQUE (table_name);
 
 --
 -- Name: queue_history queue_history_pkey; Type: CONSTRAINT; Schema: holdline; Owner: -
@@ -2081,31 +2385,31 @@ CREATE INDEX message_archive_default_queue_id_idx ON holdline.message_archive_de
 -- Name: messages_dedup_idx; Type: INDEX; Schema: holdline; Owner: -
 --
 
-CREATE UNIQUE INDEX messages_dedup_idx ON holdline.messages USING btree (queue, dedup_key) WHERE (dedup_key IS NOT NULL);
+CREATE UNIQUE INDEX messages_dedup_idx ON ONLY holdline.messages USING btree (queue, dedup_key) WHERE (dedup_key IS NOT NULL);
 
 --
 -- Name: messages_group_idx; Type: INDEX; Schema: holdline; Owner: -
 --
 
-CREATE INDEX messages_group_idx ON holdline.messages USING btree (queue, group_key, id) WHERE (group_key IS NOT NULL);
+CREATE INDEX messages_group_idx ON ONLY holdline.messages USING btree (group_key, id) WHERE (group_key IS NOT NULL);
 
 --
 -- Name: messages_leased_idx; Type: INDEX; Schema: holdline; Owner: -
 --
 
-CREATE INDEX messages_leased_idx ON holdline.messages USING btree (queue, lease_expires_at) WHERE (lease_token IS NOT NULL);
+CREATE INDEX messages_leased_idx ON ONLY holdline.messages USING btree (lease_expires_at) WHERE (lease_token IS NOT NULL);
 
 --
 -- Name: messages_origin_idx; Type: INDEX; Schema: holdline; Owner: -
 --
 
-CREATE INDEX messages_origin_idx ON holdline.messages USING btree (origin_queue, id) WHERE (origin_queue IS NOT NULL);
+CREATE INDEX messages_origin_idx ON ONLY holdline.messages USING btree (origin_queue, id) WHERE (origin_queue IS NOT NULL);
 
 --
 -- Name: messages_receive_idx; Type: INDEX; Schema: holdline; Owner: -
 --
 
-CREATE INDEX messages_receive_idx ON holdline.messages USING btree (queue, priority DESC, run_at, id) WHERE (lease_token IS NULL);
+CREATE INDEX messages_receive_idx ON ONLY holdline.messages USING btree (priority DESC, run_at, id) WHERE (lease_token IS NULL);
 
 --
 -- Name: queue_history_minute_idx; Type: INDEX; Schema: holdline; Owner: -
@@ -2148,6 +2452,12 @@ CREATE INDEX schedules_due_idx ON holdline.schedules USING btree (next_tick_at) 
 --
 
 ALTER INDEX holdline.message_archive_queue_id_idx ATTACH PARTITION holdline.message_archive_default_queue_id_idx;
+
+--
+-- Name: queues queues_make_partitions; Type: TRIGGER; Schema: holdline; Owner: -
+--
+
+CREATE TRIGGER queues_make_partitions AFTER INSERT OR UPDATE OF dead_letter_queue ON holdline.queues FOR EACH ROW EXECUTE FUNCTION holdline.queues_make_partitions();
 
 --
 -- Name: group_rate_limit_buckets group_rate_limit_buckets_queue_fkey; Type: FK CONSTRAINT; Schema: holdline; Owner: -

@@ -4,6 +4,7 @@ import type { Executor } from './executor.ts';
 import {
   DequeueCountDeleteByQueue,
   MessageDeleteByQueue,
+  MessagePurgeByQueue,
   QueueDelete,
   QueueGetByName,
   QueueInsert,
@@ -218,8 +219,8 @@ export async function purgeQueue(db: Executor, params: { name: string }): Promis
   return translated(async () => {
     const queue = await getQueue(db, { name });
     if (queue === undefined) throw queueNotFound(name);
-    const result = await MessageDeleteByQueue.run(db, [name]);
-    return Number(result.numAffectedRows ?? 0n);
+    const { rows } = await MessagePurgeByQueue.run(db, [name]);
+    return Number(rows[0]?.purged ?? 0);
   });
 }
 

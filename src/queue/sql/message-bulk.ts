@@ -60,14 +60,16 @@ export const MessageDeleteChunk = new Statement<MessageChunkResult, ChunkParams>
   `
   WITH ${chosen()},
   changed AS (
-    DELETE FROM holdline.messages m USING chosen WHERE m.id = chosen.id RETURNING m.id
+    DELETE FROM holdline.messages m USING chosen
+    WHERE m.queue = $1 AND m.id = chosen.id RETURNING m.id
   )
   ${CHUNK_RESULT}`,
 );
 
 /**
  * Moves one chunk into queue $12, which the caller has locked shared and seen to exist in
- * the same transaction. A moved message keeps its id, payload, headers, priority, runAt,
+ * the same transaction: deleted from queue $1's partition and inserted into $12's
+ * (migrations/0040). A moved message keeps its id, payload, headers, priority, runAt,
  * attempts, group and dead-letter fields; its dedup key is dropped, since keys belong to the
  * queue that held them (as dead-lettering does, migrations/0002).
  */
@@ -75,9 +77,19 @@ export const MessageMoveChunk = new Statement<MessageChunkResult, [...ChunkParam
   'MessageMoveChunk',
   `
   WITH ${chosen()},
+  taken AS (
+    DELETE FROM holdline.messages m USING chosen
+    WHERE m.queue = $1 AND m.id = chosen.id RETURNING m.*
+  ),
   changed AS (
-    UPDATE holdline.messages m SET queue = $12, dedup_key = NULL
-    FROM chosen WHERE m.id = chosen.id RETURNING m.id
+    INSERT INTO holdline.messages AS n
+      (id, queue, payload, headers, priority, run_at, attempts, group_key, origin_queue,
+       last_error, dead_lettered_at, created_at)
+    OVERRIDING SYSTEM VALUE
+    SELECT t.id, $12, t.payload, t.headers, t.priority, t.run_at, t.attempts, t.group_key,
+           t.origin_queue, t.last_error, t.dead_lettered_at, t.created_at
+    FROM taken t ORDER BY t.id
+    RETURNING n.id
   )
   ${CHUNK_RESULT}`,
 );
@@ -89,15 +101,16 @@ export const MessageRetryChunk = new Statement<MessageChunkResult, ChunkParams>(
   WITH ${chosen('AND m.run_at > now()')},
   changed AS (
     UPDATE holdline.messages m SET run_at = now()
-    FROM chosen WHERE m.id = chosen.id RETURNING m.id
+    FROM chosen WHERE m.queue = $1 AND m.id = chosen.id RETURNING m.id
   )
   ${CHUNK_RESULT}`,
 );
 
 /**
  * Moves one chunk of dead letters whose origin is $12 back into it, deliverable now with
- * attempts reset (as holdline.redrive, migrations/0002); the caller has locked the origin
- * shared and seen it exist. messages_origin_idx (origin_queue, id) serves the id range.
+ * attempts reset (as holdline.redrive, migrations/0040: deleted from queue $1's partition,
+ * inserted into $12's); the caller has locked the origin shared and seen it exist.
+ * messages_origin_idx (origin_queue, id) serves the id range.
  */
 export const MessageRedriveChunk = new Statement<
   MessageChunkResult,
@@ -106,11 +119,19 @@ export const MessageRedriveChunk = new Statement<
   'MessageRedriveChunk',
   `
   WITH ${chosen('AND m.origin_queue = $12')},
+  taken AS (
+    DELETE FROM holdline.messages m USING chosen
+    WHERE m.queue = $1 AND m.id = chosen.id RETURNING m.*
+  ),
   changed AS (
-    UPDATE holdline.messages m
-    SET queue = m.origin_queue, origin_queue = NULL, dead_lettered_at = NULL, attempts = 0,
-        run_at = now()
-    FROM chosen WHERE m.id = chosen.id RETURNING m.id
+    INSERT INTO holdline.messages AS n
+      (id, queue, payload, headers, priority, run_at, attempts, dedup_key, group_key,
+       last_error, created_at)
+    OVERRIDING SYSTEM VALUE
+    SELECT t.id, t.origin_queue, t.payload, t.headers, t.priority, now(), 0, t.dedup_key,
+           t.group_key, t.last_error, t.created_at
+    FROM taken t ORDER BY t.id
+    RETURNING n.id
   )
   ${CHUNK_RESULT}`,
 );

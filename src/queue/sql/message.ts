@@ -292,10 +292,9 @@ export const MessageGetWithPosition = new Statement<
          ) AS deliveries_per_second,
          w.reason AS waiting_reason,
          w.next_eligible_at
-  FROM holdline.messages m
+  FROM holdline.message_get($1::bigint) m
   CROSS JOIN clock
-  LEFT JOIN LATERAL holdline.waiting_reason(m.id, clock.now) w ON true
-  WHERE m.id = $1::bigint`,
+  LEFT JOIN LATERAL holdline.waiting_reason(m.id, clock.now) w ON true`,
 );
 
 /** The parameters of {@link messageSelection}, in order (src/queue/message-filter.ts). */
@@ -373,10 +372,23 @@ export const MessageCountMatching = new Statement<
         LIMIT $2::integer) AS matched`,
 );
 
-/** Deletes every message of queue $1, leased ones included; rowCount is how many. */
+/**
+ * Deletes every message of queue $1, leased ones included: a TRUNCATE of its partition when
+ * the lock comes at once, else a DELETE (holdline.purge_queue, migrations/0040); how many.
+ */
+export const MessagePurgeByQueue = new Statement<{ purged: string }, [queue: string]>(
+  'MessagePurgeByQueue',
+  `SELECT holdline.purge_queue($1)::text AS purged`,
+);
+
+/**
+ * Removes the messages of queue $1, which is being deleted in this transaction: its partition
+ * dropped, or emptied when that would wait for the lock or another queue names it as its
+ * dead-letter queue (holdline.delete_queue_messages, migrations/0040).
+ */
 export const MessageDeleteByQueue = new Statement<never, [queue: string]>(
   'MessageDeleteByQueue',
-  `DELETE FROM holdline.messages WHERE queue = $1`,
+  `SELECT holdline.delete_queue_messages($1)`,
 );
 
 /**
@@ -401,23 +413,27 @@ export const MessageDeleteExpired = new Statement<never, [now: Date | null]>(
     AND m.created_at < coalesce($1::timestamptz, now()) - make_interval(secs => q.retention_seconds)`,
 );
 
-/** Dead row versions of holdline.messages, and whether a vacuum of it is running. */
+/**
+ * Dead row versions of holdline.messages, over its partitions (one per queue, migrations/0040),
+ * and whether a vacuum of one of them is running.
+ */
 export const MessageTableVacuumState = new Statement<
   { dead_tuples: string; vacuum_running: boolean },
   []
 >(
   'MessageTableVacuumState',
   `
-  SELECT coalesce(s.n_dead_tup, 0) AS dead_tuples,
-         EXISTS (SELECT 1 FROM pg_stat_progress_vacuum p
-                 WHERE p.relid = 'holdline.messages'::regclass) AS vacuum_running
-  FROM (SELECT 1) AS one
-  LEFT JOIN pg_stat_user_tables s ON s.relid = 'holdline.messages'::regclass`,
+  SELECT coalesce(sum(s.n_dead_tup), 0)::text AS dead_tuples,
+         coalesce(bool_or(p.relid IS NOT NULL), false) AS vacuum_running
+  FROM pg_inherits i
+  LEFT JOIN pg_stat_user_tables s ON s.relid = i.inhrelid
+  LEFT JOIN pg_stat_progress_vacuum p ON p.relid = i.inhrelid
+  WHERE i.inhparent = 'holdline.messages'::regclass`,
 );
 
 /**
- * Vacuums holdline.messages unless another vacuum holds its lock (SKIP_LOCKED). Needs a
- * connection outside any transaction.
+ * Vacuums holdline.messages, partition by partition, skipping those whose lock another vacuum
+ * holds (SKIP_LOCKED). Needs a connection outside any transaction.
  */
 export const MessageTableVacuum = new Statement<never, []>(
   'MessageTableVacuum',
