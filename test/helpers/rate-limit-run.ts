@@ -13,6 +13,8 @@ export interface RateLimitedRun {
   deliveredAtMs: number[];
   /** The same, by the deliveries' group keys (ungrouped ones left out). */
   deliveredAtMsByGroup: Map<string, number[]>;
+  /** When each delivery was leased by the database's clock (see leasedAtMsByGroup). */
+  leasedAtMs: number[];
   /**
    * When each group's deliveries were leased by the database's clock (their lease's expiry,
    * less the same visibility timeout), in ms from an arbitrary origin: a receive's answer can
@@ -52,6 +54,7 @@ export async function runRateLimited(
   });
   const deliveredAtMs: number[] = [];
   const deliveredAtMsByGroup = new Map<string, number[]>();
+  const leasedAtMs: number[] = [];
   const leasedAtMsByGroup = new Map<string, number[]>();
   let receives = 0;
   const started = performance.now();
@@ -71,6 +74,7 @@ export async function runRateLimited(
           }
           for (const d of deliveries) {
             deliveredAtMs.push(at);
+            leasedAtMs.push(d.leaseExpiresAt.getTime());
             const group = d.message.groupKey;
             if (group !== null) {
               append(deliveredAtMsByGroup, group, at);
@@ -91,6 +95,7 @@ export async function runRateLimited(
   return {
     deliveredAtMs: deliveredAtMs.sort((a, b) => a - b),
     deliveredAtMsByGroup,
+    leasedAtMs: leasedAtMs.sort((a, b) => a - b),
     leasedAtMsByGroup,
     receives,
   };

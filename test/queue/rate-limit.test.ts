@@ -86,8 +86,11 @@ describe('rateLimit under eager consumers', () => {
     // holds the issue's ±3% on its own).
     expect(beyondBurst).toBeLessThanOrEqual(COUNT * SECONDS);
     expect(beyondBurst).toBeGreaterThanOrEqual(expected * 0.85);
-    // The token bucket's bound: in any second, at most a full bucket plus a second of refill.
-    expect(busiestWindow(run.deliveredAtMs, 1000)).toBeLessThanOrEqual(2 * COUNT);
+    // The token bucket's bound: in any second, at most a full bucket plus a second of refill,
+    // by the database's clock. A lease records its transaction's start, which precedes its
+    // charge by its wait for the bucket's lock (milliseconds; more on a loaded machine),
+    // hence the tenth of a bucket of slack.
+    expect(busiestWindow(run.leasedAtMs, 1000)).toBeLessThanOrEqual(2 * COUNT + COUNT / 10);
     // Woken by the next-token timer, not polling: receives stay within a few per delivery.
     expect(run.receives).toBeLessThan(run.deliveredAtMs.length * 4);
   });

@@ -46,7 +46,10 @@ describe('rateLimit 100/s for 30 s', () => {
     );
     expect(Math.abs(beyondBurst - COUNT * SECONDS)).toBeLessThanOrEqual(COUNT * SECONDS * 0.03);
     expect(Math.abs(beyondBurst - expected)).toBeLessThanOrEqual(expected * 0.03);
-    // The token bucket's bound: in any second, at most a full bucket plus a second of refill.
-    expect(busiestWindow(run.deliveredAtMs, 1000)).toBeLessThanOrEqual(2 * COUNT);
+    // The token bucket's bound: in any second, at most a full bucket plus a second of refill,
+    // by the database's clock. A lease records its transaction's start, which precedes its
+    // charge by its wait for the bucket's lock (milliseconds; more on a loaded machine),
+    // hence the tenth of a bucket of slack.
+    expect(busiestWindow(run.leasedAtMs, 1000)).toBeLessThanOrEqual(2 * COUNT + COUNT / 10);
   });
 });
