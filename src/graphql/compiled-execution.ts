@@ -20,7 +20,6 @@ import type {
   GraphQLSchema,
   OperationDefinitionNode,
   SelectionSetNode,
-  TypeNode,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 
@@ -38,7 +37,7 @@ import type { Plugin } from 'graphql-yoga';
  * The answer is the executor's, exactly: only the happy path is compiled. Whatever else
  * can happen goes to the executor it replaces (yoga's), untouched:
  * - operations of another shape (not compiled at all): subscriptions, several root fields,
- *   fragments, directives, a response key given twice, introspection, abstract types, fields
+ *   fragments, directives, aliases that repeat, introspection, abstract types, fields
  *   below the root that have their own resolver or take arguments;
  * - variables or root arguments that do not coerce (the executor reports them; no resolver
  *   has run);
@@ -72,8 +71,6 @@ type Outcome = { threw: false; value: unknown } | { threw: true; error: unknown 
 /** An operation compiled for one schema: the root field and how to complete its value. */
 interface CompiledOperation {
   operation: OperationDefinitionNode;
-  /** How to coerce the variables without graphql-js, when they are all simple. */
-  simpleVariables: SimpleVariable[] | undefined;
   rootType: GraphQLObjectType;
   /** Undefined when the root field is `__typename`. */
   rootField: GraphQLField<unknown, unknown> | undefined;
@@ -237,90 +234,6 @@ function compileObject(
   };
 }
 
-/** The built-in scalars whose accepted inputs are checked here as their parseValue checks them. */
-const SIMPLE_SCALARS = {
-  String: (value: unknown) => typeof value === 'string',
-  // GraphQL's Int is 32-bit: parseValue refuses any other number.
-  Int: (value: unknown) =>
-    typeof value === 'number' &&
-    Number.isInteger(value) &&
-    value >= -2147483648 &&
-    value <= 2147483647,
-  Float: (value: unknown) => typeof value === 'number' && Number.isFinite(value),
-  Boolean: (value: unknown) => typeof value === 'boolean',
-} as const;
-
-/**
- * A variable of a built-in scalar type (String, Int, Float, Boolean) or a list of one,
- * without a default: the receipts of an `ackBatch`, a receive's queue and max. Such values
- * coerce to themselves, so checking them is all graphql-js's coercion does; 1,000 receipts
- * took it about 0.5 ms.
- */
-interface SimpleVariable {
-  name: string;
-  nonNull: boolean;
-  /** Undefined: not a list. */
-  list: { itemNonNull: boolean } | undefined;
-  accepts: (value: unknown) => boolean;
-}
-
-/** The variables of `operation` as simple ones, or undefined when any is not. */
-function simpleVariables(operation: OperationDefinitionNode): SimpleVariable[] | undefined {
-  const simple: SimpleVariable[] = [];
-  for (const definition of operation.variableDefinitions ?? []) {
-    if (definition.defaultValue !== undefined) return undefined;
-    let type: TypeNode = definition.type;
-    const nonNull = type.kind === Kind.NON_NULL_TYPE;
-    if (type.kind === Kind.NON_NULL_TYPE) type = type.type;
-    let list: SimpleVariable['list'];
-    if (type.kind === Kind.LIST_TYPE) {
-      type = type.type;
-      list = { itemNonNull: type.kind === Kind.NON_NULL_TYPE };
-      if (type.kind === Kind.NON_NULL_TYPE) type = type.type;
-    }
-    if (type.kind !== Kind.NAMED_TYPE || !Object.hasOwn(SIMPLE_SCALARS, type.name.value)) {
-      return undefined;
-    }
-    const accepts = SIMPLE_SCALARS[type.name.value as keyof typeof SIMPLE_SCALARS];
-    simple.push({ name: definition.variable.name.value, nonNull, list, accepts });
-  }
-  return simple;
-}
-
-/**
- * The coerced values of simple variables, as graphql-js's getVariableValues would give them;
- * undefined for anything it would refuse or treat specially (a single value for a list),
- * which is then left to it.
- */
-function coerceSimply(
-  variables: readonly SimpleVariable[],
-  inputs: Readonly<Record<string, unknown>>,
-): Record<string, unknown> | undefined {
-  const coerced = Object.create(null) as Record<string, unknown>;
-  for (const { name, nonNull, list, accepts } of variables) {
-    if (!Object.hasOwn(inputs, name)) {
-      if (nonNull) return undefined;
-      continue;
-    }
-    const value = inputs[name];
-    if (value == null) {
-      if (nonNull) return undefined;
-      coerced[name] = null;
-    } else if (list === undefined) {
-      if (!accepts(value)) return undefined;
-      coerced[name] = value;
-    } else {
-      if (!Array.isArray(value)) return undefined;
-      for (const item of value as unknown[]) {
-        if (item == null ? list.itemNonNull : !accepts(item)) return undefined;
-      }
-      // graphql-js copies a list while coercing it; so does this.
-      coerced[name] = (value as unknown[]).map((item) => item ?? null);
-    }
-  }
-  return coerced;
-}
-
 /** The operation `operationName` picks from `document`, as the executor picks it. */
 function selectedOperation(
   document: DocumentNode,
@@ -365,7 +278,6 @@ function compileOperation(
     const typeName = rootType.name;
     return {
       operation,
-      simpleVariables: simpleVariables(operation),
       rootType,
       rootField: undefined,
       fieldNode,
@@ -379,15 +291,7 @@ function compileOperation(
   const complete = compileType(rootField.type, fieldNode.selectionSet);
   if (complete === undefined) return undefined;
   replayable(rootField);
-  return {
-    operation,
-    simpleVariables: simpleVariables(operation),
-    rootType,
-    rootField,
-    fieldNode,
-    responseKey,
-    complete,
-  };
+  return { operation, rootType, rootField, fieldNode, responseKey, complete };
 }
 
 /** Compiled operations by schema, document and operation name (null: none compiled). */
@@ -428,17 +332,12 @@ async function executeCompiled(
   executor: Execute,
 ): Promise<unknown> {
   const { rootField, fieldNode, rootType, responseKey } = operation;
-  const inputs = args.variableValues ?? {};
-  const simplyCoerced =
-    operation.simpleVariables === undefined
-      ? undefined
-      : coerceSimply(operation.simpleVariables, inputs);
-  const variables =
-    simplyCoerced !== undefined
-      ? { coerced: simplyCoerced, errors: undefined }
-      : getVariableValues(args.schema, operation.operation.variableDefinitions ?? [], inputs, {
-          maxErrors: 50,
-        });
+  const variables = getVariableValues(
+    args.schema,
+    operation.operation.variableDefinitions ?? [],
+    args.variableValues ?? {},
+    { maxErrors: 50 },
+  );
   if (variables.errors !== undefined) return executor(args);
   if (rootField === undefined) {
     return { data: { [responseKey]: operation.complete(undefined) } };
