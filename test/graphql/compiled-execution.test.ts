@@ -145,6 +145,25 @@ describe('compiled execution answers as the executor', () => {
     expect(batch.compiled.text).toBe('{"data":{"ackBatch":3}}');
   });
 
+  it('for a single value where a list is declared, and variables not sent', async () => {
+    let held: string[] = [];
+    const arrange = async (s: GraphQLService): Promise<void> => {
+      await sendSome(s, 1);
+      held = await receipts(s, 1);
+    };
+    // graphql-js takes a single value for a list variable as a list of one.
+    const single = await both((s) => answer(s, ACK_BATCH, { receipts: held[0] }), arrange);
+    expect(single.ran).toEqual(['compiledExecute']);
+    expect(single.compiled).toEqual(single.reference);
+    expect(single.compiled.text).toBe('{"data":{"ackBatch":1}}');
+    const defaults = await both(
+      (s) => answer(s, RECEIVE, { queue: 'c-queue' }),
+      (s) => sendSome(s, 2),
+    );
+    expect(defaults.compiled).toEqual(defaults.reference);
+    expect(defaults.compiled.text.match(/"receipt"/g)).toHaveLength(1);
+  });
+
   it('for aliases, __typename and a nullable root field, compiled', async () => {
     const query = `mutation($q: String!) { sent: send(queue: $q, message: { payload: 1 }) {
       __typename kind: state id } }`;
@@ -193,6 +212,11 @@ describe('compiled execution leaves every error to the executor', () => {
     ['a queue that does not exist', SEND, { queue: 'c-nobody', message: { payload: 1 } }],
     ['an argument out of range', RECEIVE, { queue: 'c-queue', max: 0 }],
     ['a receipt that is not one', ACK, { receipt: 'not-a-receipt' }],
+    ['a null in a list of non-null strings', ACK_BATCH, { receipts: ['1.x', null] }],
+    ['a number for a string', ACK, { receipt: 7 }],
+    ['an Int beyond 32 bits', RECEIVE, { queue: 'c-queue', max: 2 ** 31 }],
+    ['a fraction for an Int', RECEIVE, { queue: 'c-queue', max: 1.5 }],
+    ['a null for a non-null variable', RECEIVE, { queue: null }],
   ];
   for (const [what, query, variables] of cases) {
     it(`${what}: same status and body`, async () => {
