@@ -37,7 +37,7 @@ import type { Plugin } from 'graphql-yoga';
  * The answer is the executor's, exactly: only the happy path is compiled. Whatever else
  * can happen goes to the executor it replaces (yoga's), untouched:
  * - operations of another shape (not compiled at all): subscriptions, several root fields,
- *   fragments, directives, aliases that repeat, introspection, abstract types, fields
+ *   fragments, directives, a response key given twice, introspection, abstract types, fields
  *   below the root that have their own resolver or take arguments;
  * - variables or root arguments that do not coerce (the executor reports them; no resolver
  *   has run);
