@@ -193,7 +193,8 @@ function compileObject(
       return undefined;
     }
     const key = selection.alias?.value ?? selection.name.value;
-    if (keys.includes(key)) return undefined;
+    // `__proto__` is a legal alias; assigned to a plain object it would set the prototype.
+    if (keys.includes(key) || key === '__proto__') return undefined;
     const name = selection.name.value;
     if (name === '__typename') {
       if (selection.selectionSet !== undefined) return undefined;

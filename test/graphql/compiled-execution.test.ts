@@ -186,6 +186,7 @@ describe('compiled execution answers as the executor', () => {
       `fragment F on Queue { name } query { queue(name: "c-queue") { ...F } }`,
       `query($skip: Boolean!) { queue(name: "c-queue") { name @skip(if: $skip) } }`,
       `{ __schema { queryType { name } } }`,
+      `{ queues { __proto__: name } }`,
     ];
     for (const query of shapes) {
       const result = await both((s) => answer(s, query, { skip: false }));
