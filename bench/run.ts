@@ -18,9 +18,10 @@ const SCRIPT_TIME_LIMIT_MS = 30 * 60_000;
 const SMOKE_SCRIPT_TIME_LIMIT_MS = 2 * 60_000;
 /**
  * Scripts left out: the soak runs for ten minutes and takes its own options (--minutes,
- * --rate); `npm run bench:soak` runs it.
+ * --rate); `npm run bench:soak` runs it. service-ab.ts compares this checkout with another
+ * one it is given (BASELINE), for a change in progress.
  */
-const RUN_SEPARATELY: ReadonlySet<string> = new Set(['soak.ts']);
+const RUN_SEPARATELY: ReadonlySet<string> = new Set(['soak.ts', 'service-ab.ts']);
 
 const argv = process.argv.slice(2);
 const args = parseBenchArgs(argv);

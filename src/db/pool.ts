@@ -2,6 +2,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Database } from './database.ts';
 import { preparingPool } from './prepared-statements.ts';
+import { poolTypeParsers } from './type-parsers.ts';
 
 /** Options for {@link createPool}. */
 export interface PoolOptions {
@@ -39,6 +40,7 @@ export function createPool(options: PoolOptions): pg.Pool {
     max: options.max ?? POOL_MAX_DEFAULT,
     application_name: options.applicationName ?? 'holdline',
     connectionTimeoutMillis: options.connectionTimeoutMs ?? CONNECTION_TIMEOUT_MS_DEFAULT,
+    types: poolTypeParsers(),
   });
   pool.on('error', () => {
     // An idle client lost its connection; pg has removed it from the pool already.

@@ -32,6 +32,34 @@ function parseDateTime(value: unknown): Date {
 }
 
 /**
+ * Date#toISOString with the last two instants remembered. A receive's deliveries share one
+ * lease expiry and, sent in a batch, one creation time (and run time): without the memo a
+ * receive of 1,000 formatted 3,000 dates, about 1.5 µs of the service's CPU per delivery
+ * (docs/performance.md). The text is a function of the instant alone.
+ */
+function isoText(): (date: Date) => string | undefined {
+  let recentTime = NaN;
+  let recentText = '';
+  let olderTime = NaN;
+  let olderText = '';
+  return (date) => {
+    const time = date.getTime();
+    if (Number.isNaN(time)) return undefined;
+    if (time === recentTime) return recentText;
+    if (time === olderTime) {
+      [olderTime, olderText, recentTime, recentText] = [recentTime, recentText, time, olderText];
+      return recentText;
+    }
+    olderTime = recentTime;
+    olderText = recentText;
+    recentTime = time;
+    recentText = date.toISOString();
+    return recentText;
+  };
+}
+const dateTimeText = isoText();
+
+/**
  * `DateTime`: input as an RFC 3339 string with a time zone, parsed to a Date; output as an
  * ISO 8601 UTC string with milliseconds. A zone is required on input because a bare local
  * time would mean different instants on the client and the server.
@@ -41,7 +69,8 @@ export const DateTimeScalar = new GraphQLScalarType<Date, string>({
   description: 'An RFC 3339 date-time string with a time zone.',
   // The engine hands out Dates (pg parses timestamptz); anything else is a bug to surface.
   serialize: (value) => {
-    if (value instanceof Date && !Number.isNaN(value.getTime())) return value.toISOString();
+    const text = value instanceof Date ? dateTimeText(value) : undefined;
+    if (text !== undefined) return text;
     throw new TypeError(`DateTime cannot represent ${typeof value}`);
   },
   parseValue: parseDateTime,

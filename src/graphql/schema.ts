@@ -24,6 +24,7 @@ import { corsOptions, csrfPreventionPlugin, webSocketOriginAllowed } from './bro
 import { graphiqlOffPlugin, graphiqlOptions, offlineGraphiQLRenderer } from './graphiql.ts';
 import { createContext, requestIdOf } from './context.ts';
 import type { GraphQLContext } from './context.ts';
+import { compiledExecutionPlugin } from './compiled-execution.ts';
 import { MAX_COST_DEFAULT, costLimitPlugin } from './cost-limit.ts';
 import { DeliveryTracker } from './delivery-tracker.ts';
 import { SharedQueueStats } from './stats-stream.ts';
@@ -194,6 +195,13 @@ export interface GraphQLHandlerOptions {
    * pages (GraphiQL) and non-browser clients.
    */
   allowedOrigins?: readonly string[];
+  /**
+   * Run operations of a simple shape (a send, an ack, a receive: one root field, plain
+   * properties below it) compiled, with the answers of yoga's executor (compiled-execution.ts).
+   * Default true; false runs every operation through yoga's executor, the reference the
+   * compiled path is tested against.
+   */
+  compiledExecution?: boolean;
   /** More yoga/envelop plugins (metrics, tracing), run after ours. */
   plugins?: Plugin[];
 }
@@ -270,6 +278,9 @@ export function createGraphQLHandler(options: GraphQLHandlerOptions): GraphQLHan
       parseLimitPlugin(),
       validationPlugin,
       costLimitPlugin(options.maxCost ?? MAX_COST_DEFAULT),
+      // Replaces the execute function for operations of a simple shape (a send, an ack, a
+      // receive); every plugin's hooks still run around it.
+      ...(options.compiledExecution === false ? [] : [compiledExecutionPlugin()]),
       errorLoggingPlugin(mapError),
       ...(options.plugins ?? []),
     ],
