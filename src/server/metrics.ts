@@ -2,7 +2,7 @@ import { getOperationAST } from 'graphql';
 import type { ExecutionArgs } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { QueueEngine } from '../queue/index.ts';
+import type { Queue, QueueEngine, RateLimit } from '../queue/index.ts';
 import type { Reaper } from '../reaper/reaper.ts';
 
 /** Latency buckets in seconds, from a millisecond wake-up to a minute-long backlog. */
@@ -62,47 +62,43 @@ export function createMetrics(engine: QueueEngine, reaper: Reaper | undefined): 
   });
 
   // Flow limits, read from the queues' settings at scrape time; only queues that have one.
-  const maxInFlight = new Gauge({
-    name: 'holdline_queue_max_in_flight',
-    help: "A queue's concurrency cap (maxInFlight): most messages leased at once.",
-    labelNames: ['queue'] as const,
-    registers: [registry],
-    async collect() {
-      const queues = await queuesOfScrape();
-      maxInFlight.reset();
-      for (const q of queues) {
-        if (q.config.maxInFlight !== null) maxInFlight.set({ queue: q.name }, q.config.maxInFlight);
-      }
-    },
-  });
-  const rateLimit = new Gauge({
-    name: 'holdline_queue_rate_limit_per_second',
-    help: "Deliveries per second a queue's rate limit allows (rateLimit count / perSeconds).",
-    labelNames: ['queue'] as const,
-    registers: [registry],
-    async collect() {
-      const queues = await queuesOfScrape();
-      rateLimit.reset();
-      for (const q of queues) {
-        const limit = q.config.rateLimit;
-        if (limit !== null) rateLimit.set({ queue: q.name }, limit.count / limit.perSeconds);
-      }
-    },
-  });
-  const groupRateLimit = new Gauge({
-    name: 'holdline_queue_group_rate_limit_per_second',
-    help: "Deliveries per second of each message group a queue's groupRateLimit allows.",
-    labelNames: ['queue'] as const,
-    registers: [registry],
-    async collect() {
-      const queues = await queuesOfScrape();
-      groupRateLimit.reset();
-      for (const q of queues) {
-        const limit = q.config.groupRateLimit;
-        if (limit !== null) groupRateLimit.set({ queue: q.name }, limit.count / limit.perSeconds);
-      }
-    },
-  });
+  const queueSettingGauge = (
+    name: string,
+    help: string,
+    value: (config: Queue['config']) => number | null,
+  ): void => {
+    const gauge = new Gauge({
+      name,
+      help,
+      labelNames: ['queue'] as const,
+      registers: [registry],
+      async collect() {
+        const queues = await queuesOfScrape();
+        gauge.reset();
+        for (const q of queues) {
+          const v = value(q.config);
+          if (v !== null) gauge.set({ queue: q.name }, v);
+        }
+      },
+    });
+  };
+  const perSecond = (limit: RateLimit | null): number | null =>
+    limit === null ? null : limit.count / limit.perSeconds;
+  queueSettingGauge(
+    'holdline_queue_max_in_flight',
+    "A queue's concurrency cap (maxInFlight): most messages leased at once.",
+    (c) => c.maxInFlight,
+  );
+  queueSettingGauge(
+    'holdline_queue_rate_limit_per_second',
+    "Deliveries per second a queue's rate limit allows (rateLimit count / perSeconds).",
+    (c) => perSecond(c.rateLimit),
+  );
+  queueSettingGauge(
+    'holdline_queue_group_rate_limit_per_second',
+    "Deliveries per second of each message group a queue's groupRateLimit allows.",
+    (c) => perSecond(c.groupRateLimit),
+  );
 
   const scheduleNext = new Gauge({
     name: 'holdline_schedule_next_tick_timestamp_seconds',
