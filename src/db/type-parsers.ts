@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { lastTwoMemo } from '../last-two-memo.ts';
 
 /** PostgreSQL's type oid of `timestamptz`. */
 const TIMESTAMPTZ_OID = 1184;
@@ -11,29 +12,13 @@ const TIMESTAMPTZ_OID = 1184;
  * own, so that no caller can change another's.
  */
 function rememberingTimestamptzParser(): (text: string) => unknown {
-  const parse = pg.types.getTypeParser(TIMESTAMPTZ_OID, 'text') as (text: string) => unknown;
-  let recentText: string | undefined;
-  let recentValue: unknown;
-  let olderText: string | undefined;
-  let olderValue: unknown;
-  const copy = (value: unknown): unknown =>
-    value instanceof Date ? new Date(value.getTime()) : value;
+  const parse = lastTwoMemo(
+    pg.types.getTypeParser(TIMESTAMPTZ_OID, 'text') as (text: string) => unknown,
+  );
+  // Each row gets its own Date: callers may change the one they were given.
   return (text) => {
-    if (text === recentText) return copy(recentValue);
-    if (text === olderText) {
-      [olderText, olderValue, recentText, recentValue] = [
-        recentText,
-        recentValue,
-        text,
-        olderValue,
-      ];
-      return copy(recentValue);
-    }
-    olderText = recentText;
-    olderValue = recentValue;
-    recentText = text;
-    recentValue = parse(text);
-    return copy(recentValue);
+    const value = parse(text);
+    return value instanceof Date ? new Date(value.getTime()) : value;
   };
 }
 
